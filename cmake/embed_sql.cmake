@@ -1,0 +1,16 @@
+# Writes OUT, a C++ file defining lethe::db::embedded_migrations() from the .sql FILES.
+# File names are NNNN_name.sql; NNNN is the schema version the file brings the database to.
+set(body "// Generated from sql/migrations by cmake/embed_sql.cmake. Do not edit.\n")
+string(APPEND body "#include \"worker/db/migrations.hpp\"\n\nnamespace lethe::db {\n\n")
+string(APPEND body "const std::vector<Migration>& embedded_migrations() {\n")
+string(APPEND body "  static const std::vector<Migration> k_migrations{\n")
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" num ${name})
+  math(EXPR version "${num}")
+  file(READ ${f} sql)
+  string(APPEND body "      {${version}, \"${name}\", R\"lethe_sql(${sql})lethe_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return k_migrations;\n}\n\n} // namespace lethe::db\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,13 @@
+#pragma once
+
+#include "worker/runtime/context.hpp"
+
+namespace lethe::jobs::audit {
+
+// `lethe audit verify`: 0 when the chain and anchor agree; Error(data) naming the first break.
+int run_verify(Context& ctx, bool json);
+
+// `lethe audit show`: prints records oldest first.
+int run_show(Context& ctx, long long limit, const std::string& job, bool json);
+
+} // namespace lethe::jobs::audit

@@ -1,0 +1,66 @@
+#include "jobs/config/config.hpp"
+
+#include "worker/db/catalog.hpp"
+#include "worker/db/pii_sql.hpp"
+#include "worker/log/log.hpp"
+#include "worker/settings/keys.hpp"
+#include "worker/util/json.hpp"
+
+#include <iostream>
+
+namespace lethe::jobs::config {
+
+int run_config_check(Context& ctx) {
+  db::CatalogReport rep = db::check_pii_map(ctx.ready_db(), ctx.settings());
+  for (const std::string& w : rep.warnings) {
+    log::event(log::Level::warning, "config.warning", {{"detail", w}});
+  }
+  std::string digest = settings::pii_map_digest(ctx.settings());
+  if (!rep.problems.empty()) {
+    ctx.record(audit::Record{audit::Kind::refusal, ctx.job(), "refused", "config_invalid",
+                             std::nullopt,
+                             util::JsonObject().add("problems", static_cast<long>(rep.problems.size())).str(),
+                             util::JsonObject().add("pii_map_digest", digest).str()});
+    std::string msg = "configuration " + ctx.settings().source.string() +
+                      " does not match the database (" + std::to_string(rep.problems.size()) +
+                      (rep.problems.size() == 1 ? " problem)" : " problems)");
+    for (const std::string& p : rep.problems) {
+      msg += "\n  " + p;
+    }
+    throw Error(Exit::config, msg,
+                "fix the PII map to name existing tables and columns, then apply `lethe grants` "
+                "as the database owner");
+  }
+  std::cout << "configuration " << ctx.settings().source.string() << " matches the database ("
+            << ctx.settings().pii_tables().size() << " PII tables, map " << digest.substr(0, 12)
+            << ", " << rep.warnings.size() << " warnings)\n";
+  return 0;
+}
+
+int run_config_keys(bool json) {
+  for (const settings::KeySpec& k : settings::key_table()) {
+    if (json) {
+      std::cout << util::JsonObject()
+                       .add("key", k.path)
+                       .add("type", settings::type_name(k.type))
+                       .add("required", k.required)
+                       .add("default", k.default_value)
+                       .add("meaning", k.meaning)
+                       .str()
+                << "\n";
+    } else {
+      std::cout << k.path << "  (" << settings::type_name(k.type)
+                << (k.required ? ", required" : "")
+                << (k.default_value.empty() ? "" : ", default " + std::string(k.default_value))
+                << ")\n    " << k.meaning << "\n";
+    }
+  }
+  return 0;
+}
+
+int run_grants(const settings::Settings& s) {
+  std::cout << db::grants_sql(s);
+  return 0;
+}
+
+} // namespace lethe::jobs::config

@@ -1,0 +1,52 @@
+// Command-line parsing and the help texts: one table of commands and their options, so
+// `lethe --help` and `lethe <command> --help` always describe what the parser accepts.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lethe::cli {
+
+struct OptionSpec {
+  std::string_view name;       // without the leading "--"
+  std::string_view value_name; // empty for a flag
+  std::string_view help;
+};
+
+struct CommandSpec {
+  std::string_view name; // "migrate", "config check", …
+  std::string_view positionals;
+  std::string_view summary;
+  std::string_view description;
+  std::vector<OptionSpec> options;
+  bool needs_config = true;
+};
+
+struct Parsed {
+  const CommandSpec* command = nullptr; // nullptr with help: top-level help
+  std::map<std::string, std::string> values;
+  std::vector<std::string> positionals;
+  bool help = false;
+
+  bool flag(const std::string& name) const { return values.contains(name); }
+  std::string value(const std::string& name, std::string dflt = {}) const {
+    auto it = values.find(name);
+    return it == values.end() ? dflt : it->second;
+  }
+};
+
+// All commands.
+const std::vector<CommandSpec>& commands();
+
+// Options every command takes.
+const std::vector<OptionSpec>& global_options();
+
+// Parses `args` (without argv[0]); throws Error(usage) with a hint on anything it does not know.
+Parsed parse(const std::vector<std::string>& args);
+
+std::string top_help();
+std::string command_help(const CommandSpec& c);
+
+} // namespace lethe::cli

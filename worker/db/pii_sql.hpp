@@ -1,0 +1,26 @@
+// SQL derived from the PII map: the state views that let a job see which rows still hold PII
+// (and when they fall due) without reading a PII value, and the least-privilege grants (C11).
+#pragma once
+
+#include "worker/settings/settings.hpp"
+
+#include <string>
+
+namespace lethe::db {
+
+// Name of the state view for PII-map table `table`: lethe.pii_state_<table with . as _>.
+std::string state_view(const std::string& table);
+
+// SQL boolean over table `t`'s own columns: true while a row still holds PII.
+std::string has_pii_expr(const settings::PiiTable& t);
+
+// SQL timestamptz over the root table: when the order's PII falls due (NULL: no clock yet).
+std::string due_at_expr(const settings::Settings& s);
+
+// SQL that creates or replaces every state view (run by the database owner).
+std::string state_views_sql(const settings::Settings& s);
+
+// The full `lethe grants` script: state views, one role per job, column-level grants.
+std::string grants_sql(const settings::Settings& s);
+
+} // namespace lethe::db

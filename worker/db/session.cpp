@@ -1,0 +1,389 @@
+#include "worker/db/session.hpp"
+
+#include "worker/util/files.hpp"
+
+#include <libpq-fe.h>
+#include <pqxx/pqxx>
+
+namespace lethe::db {
+namespace {
+
+// Connection policy that refuses any established connection without TLS. With
+// sslmode=verify-full libpq already refuses plaintext over TCP; this also catches Unix sockets
+// (where libpq ignores sslmode) and anything a future libpq might relax.
+class TlsOnly : public pqxx::connect_direct {
+public:
+  explicit TlsOnly(const std::string& opts) : pqxx::connect_direct(opts) {}
+  handle do_startconnect(handle orig) override {
+    handle h = pqxx::connect_direct::do_startconnect(orig);
+    if (h != nullptr && PQstatus(h) == CONNECTION_OK && PQsslInUse(h) == 0) {
+      std::string where = std::string(PQhost(h)) + ":" + PQport(h);
+      PQfinish(h);
+      throw TlsRefused(Exit::unavailable,
+                       "database server " + where + " accepted a connection without TLS; refused",
+                       "connect over TCP to a server with ssl=on (C9: TLS on every channel)");
+    }
+    return h;
+  }
+};
+
+using Connection = pqxx::basic_connection_base<TlsOnly>;
+
+std::string conninfo_quote(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  return out + "'";
+}
+
+struct ParsedDsn {
+  std::vector<std::pair<std::string, std::string>> options; // keyword, value (set ones only)
+  std::string get(const std::string& k) const {
+    for (const auto& [key, val] : options) {
+      if (key == k) {
+        return val;
+      }
+    }
+    return {};
+  }
+};
+
+ParsedDsn parse_dsn(const settings::Database& db) {
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(db.dsn.c_str(), &err);
+  if (opts == nullptr) {
+    std::string msg = err != nullptr ? err : "out of memory";
+    PQfreemem(err);
+    while (!msg.empty() && msg.back() == '\n') {
+      msg.pop_back();
+    }
+    throw Error(Exit::config, "database.dsn cannot be parsed: " + msg,
+                "write it as 'host=… port=… dbname=… user=…' or a postgresql:// URI", db.where);
+  }
+  ParsedDsn out;
+  for (PQconninfoOption* o = opts; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) {
+      out.options.emplace_back(o->keyword, o->val);
+    }
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+Exit classify_sqlstate(const std::string& state) {
+  if (state.starts_with("08") || state == "57P01" || state == "57P02" || state == "57P03" ||
+      state == "55P03" || state == "40001" || state == "40P01" || state == "53300") {
+    return Exit::temporary;
+  }
+  if (state.starts_with("28") || state == "42501") {
+    return Exit::permission;
+  }
+  if (state.starts_with("42") || state.starts_with("3F")) {
+    return Exit::config;
+  }
+  return Exit::internal;
+}
+
+std::string tls_hint(const std::string& msg) {
+  if (msg.find("does not support SSL") != std::string::npos) {
+    return "the server offers no TLS: set ssl=on in postgresql.conf and use hostssl lines in "
+           "pg_hba.conf (C9)";
+  }
+  if (msg.find("does not match host name") != std::string::npos) {
+    return "the server certificate is not for the host in database.dsn: connect by the name "
+           "(or IP) the certificate names, or reissue the certificate";
+  }
+  if (msg.find("certificate") != std::string::npos || msg.find("SSL") != std::string::npos) {
+    return "check database.sslrootcert: it must be the CA that signed the server certificate";
+  }
+  return {};
+}
+
+[[noreturn]] void rethrow_db_error() {
+  try {
+    throw;
+  } catch (const Error&) {
+    throw;
+  } catch (const pqxx::broken_connection& e) {
+    std::string msg = redact_server_message(e.what());
+    std::string hint = tls_hint(e.what());
+    if (!hint.empty()) {
+      throw TlsRefused(Exit::unavailable, "TLS connection to the database refused: " + msg, hint);
+    }
+    throw DbError(Exit::unavailable, "database connection failed: " + msg, "08000",
+                  "check that the server is up and database.dsn names it; lethe retries on the "
+                  "next timer run");
+  } catch (const pqxx::sql_error& e) {
+    std::string state = e.sqlstate();
+    throw DbError(classify_sqlstate(state),
+                  "database error " + state + ": " + redact_server_message(e.what()), state,
+                  state == "42501" ? "the role lacks a privilege: apply `lethe grants` as the "
+                                     "database owner"
+                                   : "");
+  } catch (const pqxx::in_doubt_error&) {
+    throw DbError(Exit::temporary, "connection lost during commit; the outcome is unknown", "08007",
+                  "run the job again: every step lethe takes can be repeated safely");
+  } catch (const pqxx::failure& e) {
+    throw DbError(Exit::temporary, "database failure: " + redact_server_message(e.what()), "");
+  }
+}
+
+Rows to_rows(const pqxx::result& r) {
+  Rows out;
+  for (pqxx::row::size_type c = 0; c < r.columns(); ++c) {
+    out.m_columns.emplace_back(r.column_name(c));
+  }
+  out.m_rows.reserve(r.size());
+  for (const pqxx::row& row : r) {
+    std::vector<Value> values;
+    values.reserve(row.size());
+    for (const pqxx::field& f : row) {
+      values.push_back(f.is_null() ? Value{} : Value{std::string(f.c_str(), f.size())});
+    }
+    out.m_rows.push_back(std::move(values));
+  }
+  out.m_affected = r.affected_rows();
+  return out;
+}
+
+} // namespace
+
+struct Session::Impl {
+  std::unique_ptr<Connection> conn;
+  std::string endpoint;
+};
+
+struct Transaction::Impl {
+  explicit Impl(Connection& c) : work(c) {}
+  pqxx::work work;
+};
+
+const std::string& Rows::text(size_t row, size_t col) const {
+  const Value& v = at(row, col);
+  if (!v) {
+    throw Error(Exit::internal, "unexpected NULL in column " + m_columns.at(col));
+  }
+  return *v;
+}
+
+long long Rows::integer(size_t row, size_t col) const { return std::stoll(text(row, col)); }
+
+Transaction::Transaction(Session& session) {
+  try {
+    m_impl = std::make_unique<Impl>(*session.m_impl->conn);
+  } catch (...) {
+    rethrow_db_error();
+  }
+}
+
+Transaction::~Transaction() = default;
+
+Rows Transaction::exec(std::string_view sql, const Params& params) {
+  try {
+    if (params.empty()) {
+      return to_rows(m_impl->work.exec(std::string(sql)));
+    }
+    return to_rows(m_impl->work.exec_params(std::string(sql),
+                                            pqxx::prepare::make_dynamic_params(params)));
+  } catch (...) {
+    rethrow_db_error();
+  }
+}
+
+void Transaction::commit() {
+  try {
+    m_impl->work.commit();
+  } catch (...) {
+    rethrow_db_error();
+  }
+}
+
+Session::Session() : m_impl(std::make_unique<Impl>()) {}
+Session::~Session() = default;
+
+Rows Session::exec(std::string_view sql, const Params& params) {
+  try {
+    pqxx::nontransaction tx(*m_impl->conn);
+    if (params.empty()) {
+      return to_rows(tx.exec(std::string(sql)));
+    }
+    return to_rows(tx.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(params)));
+  } catch (...) {
+    rethrow_db_error();
+  }
+}
+
+void Session::transact(const std::function<void(Transaction&)>& work) {
+  Transaction tx(*this);
+  work(tx);
+  tx.commit();
+}
+
+std::string Session::tls_description() const {
+  // libpqxx 6 has no accessor for the PGconn; ask the server what it negotiated instead.
+  pqxx::nontransaction tx(*m_impl->conn);
+  pqxx::result r = tx.exec("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+  if (r.empty() || r[0][0].is_null()) {
+    return "none";
+  }
+  return std::string(r[0][0].c_str()) + " " + r[0][1].c_str();
+}
+
+std::string Session::endpoint() const { return m_impl->endpoint; }
+
+void validate_dsn(const settings::Database& db) {
+  ParsedDsn dsn = parse_dsn(db);
+  auto refuse = [&db](const std::string& msg, const std::string& hint) {
+    throw Error(Exit::config, "database.dsn " + msg, hint, db.where);
+  };
+  if (!dsn.get("password").empty()) {
+    refuse("contains a password", "remove it; put the password in database.password_file (mode "
+                                  "0600) or the systemd credential " +
+                                      db.password_credential);
+  }
+  std::string mode = dsn.get("sslmode");
+  if (!mode.empty() && mode != "verify-full") {
+    refuse("asks for sslmode=" + mode + ", weaker than verify-full",
+           "remove sslmode from the dsn (lethe always uses verify-full) or set it to verify-full");
+  }
+  if (!dsn.get("sslrootcert").empty()) {
+    refuse("sets sslrootcert", "set database.sslrootcert instead");
+  }
+  std::string hosts = dsn.get("host");
+  std::string addrs = dsn.get("hostaddr");
+  if (hosts.empty() && addrs.empty()) {
+    refuse("names no host, so libpq would use a Unix socket without TLS",
+           "add host=NAME (the name in the server certificate)");
+  }
+  size_t start = 0;
+  while (start <= hosts.size() && !hosts.empty()) {
+    size_t end = hosts.find(',', start);
+    std::string h = hosts.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (h.starts_with('/') || h.starts_with('@')) {
+      refuse("names the Unix socket " + h + ", which carries no TLS",
+             "connect over TCP with host=NAME (C9: TLS on every channel)");
+    }
+    if (end == std::string::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+}
+
+std::string read_password(const settings::Database& db) {
+  if (!db.password_file.empty()) {
+    return util::read_secret_file(db.password_file, "database password");
+  }
+  std::filesystem::path cred = util::systemd_credential(db.password_credential);
+  if (!cred.empty()) {
+    return util::read_secret_file(cred, "database password credential");
+  }
+  return {};
+}
+
+std::unique_ptr<Session> connect(const settings::Settings& s) {
+  const settings::Database& db = s.database;
+  validate_dsn(db);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(db.sslrootcert, ec)) {
+    throw Error(Exit::config, "database.sslrootcert " + db.sslrootcert + " is not a readable file",
+                "point it at the PEM file of the CA that signed the server certificate",
+                db.where);
+  }
+  std::string conninfo = db.dsn;
+  if (!conninfo.empty() && conninfo.find("://") != std::string::npos) {
+    // URIs take extra settings as query parameters; convert through keyword form instead.
+    ParsedDsn parsed = parse_dsn(db);
+    conninfo.clear();
+    for (const auto& [k, v] : parsed.options) {
+      conninfo += k + "=" + conninfo_quote(v) + " ";
+    }
+  }
+  conninfo += " sslmode=verify-full sslrootcert=" + conninfo_quote(db.sslrootcert);
+  conninfo += " connect_timeout=" + std::to_string(db.connect_timeout_s);
+  conninfo += " application_name=lethe";
+  std::string password = read_password(db);
+  if (!password.empty()) {
+    conninfo += " password=" + conninfo_quote(password);
+  }
+  auto session = std::unique_ptr<Session>(new Session());
+  try {
+    session->m_impl->conn = std::make_unique<Connection>(conninfo);
+    Connection& c = *session->m_impl->conn;
+    session->m_impl->endpoint = std::string(c.hostname() ? c.hostname() : "?") + ":" +
+                                (c.port() ? c.port() : "?") + "/" + (c.dbname() ? c.dbname() : "?");
+    pqxx::nontransaction tx(c);
+    tx.exec("SET TIME ZONE 'UTC'");
+    tx.exec("SET lock_timeout = " + std::to_string(db.lock_timeout_ms));
+    tx.exec("SET statement_timeout = " + std::to_string(db.statement_timeout_ms));
+  } catch (...) {
+    password.assign(password.size(), '\0');
+    rethrow_db_error();
+  }
+  password.assign(password.size(), '\0');
+  return session;
+}
+
+std::string quote_ident(std::string_view name) {
+  std::string out;
+  size_t start = 0;
+  while (true) {
+    size_t dot = name.find('.', start);
+    std::string_view part = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    out += '"';
+    for (char c : part) {
+      if (c == '"') {
+        out += '"';
+      }
+      out += c;
+    }
+    out += '"';
+    if (dot == std::string_view::npos) {
+      break;
+    }
+    out += '.';
+    start = dot + 1;
+  }
+  return out;
+}
+
+std::string quote_literal(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'') {
+      out += '\'';
+    }
+    out += c;
+  }
+  return out + "'";
+}
+
+std::string redact_server_message(std::string_view message) {
+  std::string_view first = message.substr(0, message.find('\n'));
+  for (std::string_view prefix : {"ERROR:  ", "FATAL:  ", "ERROR: ", "FATAL: "}) {
+    if (first.starts_with(prefix)) {
+      first.remove_prefix(prefix.size());
+    }
+  }
+  std::string out;
+  size_t i = 0;
+  while (i < first.size()) {
+    if (first.substr(i).starts_with(": \"")) {
+      size_t close = first.rfind('"');
+      if (close > i + 2) {
+        out += ": \"…\"";
+        i = close + 1;
+        continue;
+      }
+    }
+    out += first[i];
+    ++i;
+  }
+  return out;
+}
+
+} // namespace lethe::db

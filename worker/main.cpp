@@ -1,0 +1,111 @@
+// lethe's entry point: parse, load the configuration, dispatch to one command, and turn any
+// fatal error into its message, a HINT line and a sysexits code.
+#include "jobs/audit/audit.hpp"
+#include "jobs/check/check.hpp"
+#include "jobs/config/config.hpp"
+#include "jobs/migrate/migrate.hpp"
+#include "worker/cli/args.hpp"
+#include "worker/db/migrations.hpp"
+#include "worker/db/session.hpp"
+#include "worker/log/log.hpp"
+#include "worker/util/error.hpp"
+
+#include <iostream>
+#include <sstream>
+
+namespace {
+
+using namespace lethe;
+
+void print_fatal(const Error& e) {
+  std::istringstream lines(e.what());
+  std::string line;
+  bool first = true;
+  while (std::getline(lines, line)) {
+    std::string text = first ? "lethe: error: " + line : line;
+    if (first && !e.where().empty()) {
+      text += " [" + e.where() + "]";
+    }
+    log::line(log::Level::error, text);
+    first = false;
+  }
+  if (!e.hint().empty()) {
+    log::line(log::Level::error, "HINT: " + e.hint());
+  }
+}
+
+long long parse_limit(const std::string& v) {
+  try {
+    size_t used = 0;
+    long long n = std::stoll(v, &used);
+    if (used == v.size() && n > 0) {
+      return n;
+    }
+  } catch (const std::exception&) {
+  }
+  throw Error(Exit::usage, "--limit must be a positive whole number", "write e.g. --limit 100");
+}
+
+int dispatch(const cli::Parsed& p) {
+  const std::string cmd(p.command->name);
+  if (cmd == "version") {
+    std::cout << "lethe " << LETHE_VERSION << " (schema version " << db::known_schema_version()
+              << ")\n";
+    return 0;
+  }
+  if (cmd == "config keys") {
+    return jobs::config::run_config_keys(p.flag("json"));
+  }
+  settings::Settings s = settings::load(settings::resolve_path(p.value("config")));
+  if (cmd == "config check" && p.flag("offline")) {
+    db::validate_dsn(s.database);
+    std::cout << "configuration " << s.source.string() << " is valid (not checked against a "
+              << "database)\n";
+    return 0;
+  }
+  if (cmd == "grants") {
+    return jobs::config::run_grants(s);
+  }
+  Context ctx(std::move(s), util::current_identity(p.value("operator")), cmd);
+  if (cmd == "migrate") {
+    return jobs::migrate::run_migrate(ctx);
+  }
+  if (cmd == "check") {
+    return jobs::check::run_check(ctx, {p.value("as-of"), p.flag("json")});
+  }
+  if (cmd == "config check") {
+    return jobs::config::run_config_check(ctx);
+  }
+  if (cmd == "audit verify") {
+    return jobs::audit::run_verify(ctx, p.flag("json"));
+  }
+  if (cmd == "audit show") {
+    return jobs::audit::run_show(ctx, parse_limit(p.value("limit", "50")), p.value("job"),
+                                 p.flag("json"));
+  }
+  throw Error(Exit::internal, "command '" + cmd + "' has no handler");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    cli::Parsed p = cli::parse(args);
+    if (p.help) {
+      std::cout << (p.command != nullptr ? cli::command_help(*p.command) : cli::top_help());
+      return 0;
+    }
+    if (p.flag("verbose")) {
+      log::set_max_level(log::Level::debug);
+    }
+    return dispatch(p);
+  } catch (const Error& e) {
+    print_fatal(e);
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    print_fatal(Error(Exit::internal, std::string("unexpected failure: ") + e.what(),
+                      "this is a bug in lethe; the run changed nothing it did not commit"));
+    return static_cast<int>(Exit::internal);
+  }
+}

@@ -1,0 +1,42 @@
+// What every command works with: settings, who runs it, the audit trail and the database
+// session, passed explicitly (no globals).
+#pragma once
+
+#include "worker/audit/trail.hpp"
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+#include "worker/util/identity.hpp"
+
+#include <memory>
+#include <string>
+
+namespace lethe {
+
+class Context {
+public:
+  Context(settings::Settings s, util::Identity who, std::string job);
+
+  // The session, connected on first use. A refused connection (TLS, server down) is spooled as
+  // an audit refusal before the error propagates.
+  db::Session& db();
+
+  // The session after checking lethe's schema is current; moves spooled audit records in.
+  db::Session& ready_db();
+
+  // Writes an audit record; spools it when the database cannot take it.
+  void record(const audit::Record& r);
+
+  const settings::Settings& settings() const noexcept { return m_settings; }
+  const util::Identity& who() const noexcept { return m_trail.identity(); }
+  audit::Trail& trail() noexcept { return m_trail; }
+  const std::string& job() const noexcept { return m_job; }
+
+private:
+  settings::Settings m_settings;
+  audit::Trail m_trail;
+  std::string m_job;
+  std::unique_ptr<db::Session> m_session;
+  bool m_ready = false;
+};
+
+} // namespace lethe

@@ -1,0 +1,126 @@
+#include "worker/settings/keys.hpp"
+
+#include <array>
+
+namespace lethe::settings {
+namespace {
+
+using K = KeyType;
+
+// clang-format off
+constexpr std::array k_keys{
+  KeySpec{"database", K::table, true, "", "how lethe reaches the order database"},
+  KeySpec{"database.dsn", K::string, true, "",
+          "libpq connection string (key=value or postgresql:// URI) without password; sslmode, if "
+          "given, must be verify-full; Unix-socket hosts are refused (TLS on every channel, C9)"},
+  KeySpec{"database.sslrootcert", K::string, true, "",
+          "PEM file of the CA that signed the server certificate; the server is verified against it "
+          "and its host name (sslmode=verify-full)"},
+  KeySpec{"database.password_file", K::string, false, "",
+          "file holding the database password, owned by the running user, mode 0600 or 0400; "
+          "empty: use the systemd credential below, else no password"},
+  KeySpec{"database.password_credential", K::string, false, "lethe-db-password",
+          "name of the systemd credential ($CREDENTIALS_DIRECTORY) holding the password; used when "
+          "password_file is empty"},
+  KeySpec{"database.connect_timeout_s", K::integer, false, "10", "seconds to wait for a connection"},
+  KeySpec{"database.lock_timeout_ms", K::integer, false, "2000",
+          "session lock_timeout: a batch waiting longer for a row lock backs off and retries"},
+  KeySpec{"database.statement_timeout_ms", K::integer, false, "300000",
+          "session statement_timeout for every statement lethe runs"},
+
+  KeySpec{"audit", K::table, false, "", "the tamper-evident audit trail (C13, C14, C17)"},
+  KeySpec{"audit.anchor_file", K::string, false, "/var/lib/lethe/audit-anchor",
+          "file outside the database to which the newest audit hash is appended and fsynced, so a "
+          "truncated or rolled-back audit table is detected"},
+  KeySpec{"audit.spool_file", K::string, false, "/var/lib/lethe/audit-spool",
+          "audit records that could not reach the database (refused TLS, server down) wait here "
+          "and are written to the database by the next run that connects"},
+
+  KeySpec{"retention", K::table, false, "", "how long buyer PII may stay in the live database"},
+  KeySpec{"retention.days", K::integer, false, "30",
+          "days after shipment after which an order's PII is due for purge (policy: at most 30)"},
+
+  KeySpec{"purge", K::table, false, "", "the nightly purge job"},
+  KeySpec{"purge.batch_size", K::integer, false, "1000",
+          "orders per committed batch (adapted at run time to keep transactions short)"},
+  KeySpec{"purge.max_rows_per_run", K::integer, false, "100000",
+          "safety limit (C15): refuse a run that would sanitize more root rows than this"},
+  KeySpec{"purge.max_fraction_of_table", K::number, false, "0.25",
+          "safety limit (C15): refuse a run that would sanitize more than this share of the root "
+          "table"},
+
+  KeySpec{"pii", K::table, true, "", "the PII map: where buyer PII lives in your schema"},
+  KeySpec{"pii.hmac_key_file", K::string, false, "",
+          "key file for the hmac strategy (owner-only mode); required when a column uses hmac"},
+  KeySpec{"pii.root", K::table, true, "", "the root table: one row per order"},
+  KeySpec{"pii.root.table", K::string, true, "", "root table name, optionally schema-qualified"},
+  KeySpec{"pii.root.key", K::string, true, "", "unique, indexed key column of the root table"},
+  KeySpec{"pii.root.shipped_at", K::string, true, "",
+          "timestamptz column: when the order shipped (NULL while not shipped)"},
+  KeySpec{"pii.root.status", K::string, false, "",
+          "order status column; required when never_shipped rules are given"},
+  KeySpec{"pii.root.never_shipped", K::table_array, false, "",
+          "retention clocks for orders that never ship (cancelled, stuck in a status)"},
+  KeySpec{"pii.root.never_shipped[].statuses", K::string_array, true, "",
+          "status values this clock applies to (orders whose shipped_at is NULL)"},
+  KeySpec{"pii.root.never_shipped[].since", K::string, true, "",
+          "timestamptz column the clock starts from, e.g. the last update time"},
+  KeySpec{"pii.root.never_shipped[].days", K::integer, true, "", "days until PII is due"},
+  KeySpec{"pii.root.columns", K::table_array, true, "", "PII columns of the root table"},
+  KeySpec{"pii.root.columns[].name", K::string, true, "", "column name"},
+  KeySpec{"pii.root.columns[].strategy", K::string, true, "",
+          "null (set NULL), constant (set `value`) or hmac (keyed HMAC-SHA256, hex, prefixed "
+          "'hmac:')"},
+  KeySpec{"pii.root.columns[].value", K::string, false, "", "replacement value for constant"},
+  KeySpec{"pii.children", K::table_array, false, "", "tables holding PII that hang off the root"},
+  KeySpec{"pii.children[].table", K::string, true, "", "child table name"},
+  KeySpec{"pii.children[].parent", K::string, true, "",
+          "the table this one links to: the root table or another child"},
+  KeySpec{"pii.children[].link", K::string, true, "", "column of this table that references the parent"},
+  KeySpec{"pii.children[].parent_column", K::string, false, "",
+          "referenced column of the parent; default: the root key when the parent is the root"},
+  KeySpec{"pii.children[].strategy", K::string, false, "columns",
+          "columns (sanitize the listed columns) or delete-row (delete the whole row)"},
+  KeySpec{"pii.children[].key", K::string, false, "",
+          "unique key column of this table, required when another child links to it"},
+  KeySpec{"pii.children[].columns", K::table_array, false, "", "PII columns of this table"},
+  KeySpec{"pii.children[].columns[].name", K::string, true, "", "column name"},
+  KeySpec{"pii.children[].columns[].strategy", K::string, true, "", "null, constant or hmac"},
+  KeySpec{"pii.children[].columns[].value", K::string, false, "", "replacement value for constant"},
+
+  KeySpec{"hold", K::table, false, "", "regulatory hold (C2): rows that must be archived first"},
+  KeySpec{"hold.predicate", K::string, false, "",
+          "SQL boolean over the root table's columns (e.g. is_business_order); matching orders are "
+          "archived before their PII is purged; empty: nothing is held"},
+  KeySpec{"hold.archive_years", K::integer, false, "10",
+          "years an archive of held orders is kept before `archive expire` destroys it"},
+};
+// clang-format on
+
+} // namespace
+
+std::span<const KeySpec> key_table() { return k_keys; }
+
+const KeySpec* find_key(std::string_view path) {
+  for (const KeySpec& k : k_keys) {
+    if (k.path == path) {
+      return &k;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view type_name(KeyType type) {
+  switch (type) {
+  case KeyType::table: return "table";
+  case KeyType::table_array: return "array of tables";
+  case KeyType::string: return "string";
+  case KeyType::integer: return "integer";
+  case KeyType::number: return "number";
+  case KeyType::boolean: return "boolean";
+  case KeyType::string_array: return "array of strings";
+  }
+  return "?";
+}
+
+} // namespace lethe::settings

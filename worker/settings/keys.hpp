@@ -1,0 +1,29 @@
+// The one table of configuration keys: every key lethe reads is declared here once, with its
+// type, default and meaning. The loader, `lethe config keys` and the example-config test all
+// read this table.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace lethe::settings {
+
+enum class KeyType { table, table_array, string, integer, number, boolean, string_array };
+
+struct KeySpec {
+  std::string_view path; // dotted; "[]" marks an element of an array of tables
+  KeyType type;
+  bool required;         // within its enclosing table (when that table is present)
+  std::string_view default_value;
+  std::string_view meaning;
+};
+
+// All keys, parents before their children.
+std::span<const KeySpec> key_table();
+
+// The spec for the normalized `path`, or nullptr.
+const KeySpec* find_key(std::string_view path);
+
+std::string_view type_name(KeyType type);
+
+} // namespace lethe::settings

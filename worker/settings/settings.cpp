@@ -1,0 +1,464 @@
+#include "worker/settings/settings.hpp"
+
+#include "worker/crypto/hash.hpp"
+#include "worker/settings/keys.hpp"
+#include "worker/util/error.hpp"
+#include "worker/util/files.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <regex>
+#include <toml++/toml.h>
+
+namespace lethe::settings {
+namespace {
+
+std::string parent_path(std::string_view path) {
+  auto pos = path.rfind('.');
+  return pos == std::string_view::npos ? std::string{} : std::string(path.substr(0, pos));
+}
+
+std::string leaf_name(std::string_view path) {
+  auto pos = path.rfind('.');
+  return std::string(pos == std::string_view::npos ? path : path.substr(pos + 1));
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1);
+  std::vector<size_t> cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    prev[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+bool valid_identifier(const std::string& name, bool qualified) {
+  static const std::regex k_plain("[A-Za-z_][A-Za-z0-9_$]{0,62}");
+  static const std::regex k_qualified("([A-Za-z_][A-Za-z0-9_$]{0,62}\\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}");
+  return std::regex_match(name, qualified ? k_qualified : k_plain);
+}
+
+// Walks a parsed document: checks it against the key table, then builds Settings.
+class Loader {
+public:
+  explicit Loader(std::string name) : m_name(std::move(name)) {}
+
+  Settings run(const toml::table& doc) {
+    check_table(doc, "");
+    if (!m_problems.empty()) {
+      fail();
+    }
+    Settings s = build(doc);
+    validate(s);
+    if (!m_problems.empty()) {
+      fail();
+    }
+    return s;
+  }
+
+  [[noreturn]] void fail() const {
+    std::string msg = "invalid configuration " + m_name + " (" + std::to_string(m_problems.size()) +
+                      (m_problems.size() == 1 ? " problem)" : " problems)");
+    for (const std::string& p : m_problems) {
+      msg += "\n  " + p;
+    }
+    throw Error(Exit::config, msg,
+                "every key is listed by `lethe config keys` and shown in config/lethe.example.toml");
+  }
+
+  Where where(const toml::source_region& r) const {
+    return m_name + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
+  }
+
+  void problem(const toml::source_region& r, const std::string& msg) {
+    m_problems.push_back(where(r) + ": " + msg);
+  }
+  void problem(const Where& w, const std::string& msg) { m_problems.push_back(w + ": " + msg); }
+
+private:
+  std::string suggestion(const std::string& parent, const std::string& key) const {
+    std::string best;
+    size_t best_d = 3;
+    for (const KeySpec& k : key_table()) {
+      if (parent_path(k.path) != parent) {
+        continue;
+      }
+      std::string leaf = leaf_name(k.path);
+      size_t d = edit_distance(leaf, key);
+      if (d < best_d) {
+        best_d = d;
+        best = leaf;
+      }
+    }
+    return best.empty() ? std::string{} : " (did you mean '" + best + "'?)";
+  }
+
+  bool has_type(const toml::node& v, KeyType t) const {
+    switch (t) {
+    case KeyType::table: return v.is_table();
+    case KeyType::table_array: return v.is_array_of_tables() || (v.is_array() && v.as_array()->empty());
+    case KeyType::string: return v.is_string();
+    case KeyType::integer: return v.is_integer();
+    case KeyType::number: return v.is_number();
+    case KeyType::boolean: return v.is_boolean();
+    case KeyType::string_array:
+      return v.is_array() && std::all_of(v.as_array()->begin(), v.as_array()->end(),
+                                         [](const toml::node& e) { return e.is_string(); });
+    }
+    return false;
+  }
+
+  void check_table(const toml::table& t, const std::string& prefix) {
+    for (auto&& [k, v] : t) {
+      std::string key(k.str());
+      std::string path = prefix.empty() ? key : prefix + "." + key;
+      const KeySpec* spec = find_key(path);
+      if (spec == nullptr) {
+        problem(k.source(), "unknown key '" + path + "'" + suggestion(prefix, key));
+        continue;
+      }
+      if (!has_type(v, spec->type)) {
+        problem(v.source(), "'" + path + "' must be a " + std::string(type_name(spec->type)));
+        continue;
+      }
+      if (spec->type == KeyType::table) {
+        check_table(*v.as_table(), path);
+      } else if (spec->type == KeyType::table_array) {
+        for (const toml::node& e : *v.as_array()) {
+          check_table(*e.as_table(), path + "[]");
+        }
+      }
+    }
+    for (const KeySpec& k : key_table()) {
+      if (k.required && parent_path(k.path) == prefix && !t.contains(leaf_name(k.path))) {
+        problem(t.source(), "missing required key '" + std::string(k.path) + "'");
+      }
+    }
+  }
+
+  static std::string str(const toml::table& t, std::string_view key, std::string dflt = {}) {
+    return t[key].value<std::string>().value_or(std::move(dflt));
+  }
+  static long integer(const toml::table& t, std::string_view key, long dflt) {
+    return static_cast<long>(t[key].value<int64_t>().value_or(dflt));
+  }
+
+  std::vector<PiiColumn> columns(const toml::table& t) {
+    std::vector<PiiColumn> out;
+    const toml::array* arr = t["columns"].as_array();
+    if (arr == nullptr) {
+      return out;
+    }
+    for (const toml::node& n : *arr) {
+      const toml::table& c = *n.as_table();
+      PiiColumn col;
+      col.name = str(c, "name");
+      col.where = where(c.source());
+      std::string strategy = str(c, "strategy");
+      if (strategy == "null") {
+        col.strategy = Strategy::set_null;
+      } else if (strategy == "constant") {
+        col.strategy = Strategy::constant;
+      } else if (strategy == "hmac") {
+        col.strategy = Strategy::hmac;
+      } else {
+        problem(c["strategy"].node()->source(),
+                "strategy '" + strategy + "' is not one of null, constant, hmac" +
+                    (strategy == "delete-row" ? " (delete-row is set on a child table)" : ""));
+      }
+      if (c.contains("value")) {
+        col.value = str(c, "value");
+        if (col.strategy != Strategy::constant) {
+          problem(c["value"].node()->source(), "'value' is only used with strategy constant");
+        }
+      } else if (col.strategy == Strategy::constant) {
+        problem(c.source(), "strategy constant needs a 'value'");
+      }
+      out.push_back(std::move(col));
+    }
+    return out;
+  }
+
+  Settings build(const toml::table& doc) {
+    Settings s;
+    const toml::table& db = *doc["database"].as_table();
+    s.database.where = where(db.source());
+    s.database.dsn = str(db, "dsn");
+    s.database.sslrootcert = str(db, "sslrootcert");
+    s.database.password_file = str(db, "password_file");
+    s.database.password_credential = str(db, "password_credential", s.database.password_credential);
+    s.database.connect_timeout_s = integer(db, "connect_timeout_s", s.database.connect_timeout_s);
+    s.database.lock_timeout_ms = integer(db, "lock_timeout_ms", s.database.lock_timeout_ms);
+    s.database.statement_timeout_ms =
+        integer(db, "statement_timeout_ms", s.database.statement_timeout_ms);
+
+    if (const toml::table* a = doc["audit"].as_table()) {
+      s.audit_anchor_file = str(*a, "anchor_file", s.audit_anchor_file.string());
+      s.audit_spool_file = str(*a, "spool_file", s.audit_spool_file.string());
+    }
+    if (const toml::table* r = doc["retention"].as_table()) {
+      s.retention_days = integer(*r, "days", s.retention_days);
+    }
+    if (const toml::table* p = doc["purge"].as_table()) {
+      s.batch_size = integer(*p, "batch_size", s.batch_size);
+      s.max_rows_per_run = integer(*p, "max_rows_per_run", s.max_rows_per_run);
+      s.max_fraction_of_table =
+          (*p)["max_fraction_of_table"].value<double>().value_or(s.max_fraction_of_table);
+    }
+    if (const toml::table* h = doc["hold"].as_table()) {
+      s.hold_predicate = str(*h, "predicate");
+      s.hold_where = where(h->source());
+      s.hold_archive_years = integer(*h, "archive_years", s.hold_archive_years);
+    }
+
+    const toml::table& pii = *doc["pii"].as_table();
+    s.hmac_key_file = str(pii, "hmac_key_file");
+    const toml::table& root = *pii["root"].as_table();
+    s.root.table.table = str(root, "table");
+    s.root.table.key = str(root, "key");
+    s.root.table.where = where(root.source());
+    s.root.table.columns = columns(root);
+    s.root.shipped_at = str(root, "shipped_at");
+    s.root.status = str(root, "status");
+    if (const toml::array* ns = root["never_shipped"].as_array()) {
+      for (const toml::node& n : *ns) {
+        const toml::table& t = *n.as_table();
+        NeverShipped rule;
+        rule.where = where(t.source());
+        rule.since = str(t, "since");
+        rule.days = integer(t, "days", 0);
+        for (const toml::node& st : *t["statuses"].as_array()) {
+          rule.statuses.push_back(st.value<std::string>().value_or(""));
+        }
+        s.root.never_shipped.push_back(std::move(rule));
+      }
+    }
+    if (const toml::array* ch = pii["children"].as_array()) {
+      for (const toml::node& n : *ch) {
+        const toml::table& t = *n.as_table();
+        PiiTable c;
+        c.where = where(t.source());
+        c.table = str(t, "table");
+        c.parent = str(t, "parent");
+        c.link = str(t, "link");
+        c.parent_column = str(t, "parent_column");
+        c.key = str(t, "key");
+        std::string strategy = str(t, "strategy", "columns");
+        if (strategy == "delete-row") {
+          c.strategy = TableStrategy::delete_row;
+        } else if (strategy != "columns") {
+          problem(t["strategy"].node()->source(),
+                  "table strategy '" + strategy + "' is not one of columns, delete-row");
+        }
+        c.columns = columns(t);
+        s.children.push_back(std::move(c));
+      }
+    }
+    return s;
+  }
+
+  void identifier(const std::string& name, const Where& w, const std::string& what, bool qualified) {
+    if (!valid_identifier(name, qualified)) {
+      problem(w, what + " '" + name + "' is not a plain SQL identifier" +
+                     (qualified ? " (schema.table or table)" : ""));
+    }
+  }
+
+  void validate_columns(const PiiTable& t, const Settings& s) {
+    std::map<std::string, int> seen;
+    for (const PiiColumn& c : t.columns) {
+      identifier(c.name, c.where, "column", false);
+      if (++seen[c.name] == 2) {
+        problem(c.where, "column '" + c.name + "' of " + t.table + " is listed twice");
+      }
+      if (c.strategy == Strategy::hmac && s.hmac_key_file.empty()) {
+        problem(c.where, "column '" + c.name + "' uses hmac but pii.hmac_key_file is not set");
+      }
+    }
+  }
+
+  void validate(Settings& s) {
+    const Where& dbw = s.database.where;
+    if (s.database.connect_timeout_s < 1 || s.database.lock_timeout_ms < 0 ||
+        s.database.statement_timeout_ms < 0) {
+      problem(dbw, "timeouts must be positive (connect_timeout_s at least 1)");
+    }
+    if (s.retention_days < 1 || s.retention_days > 30) {
+      problem(s.root.table.where, "retention.days must be between 1 and 30 (C1: PII is kept no "
+                                  "longer than 30 days after shipment)");
+    }
+    if (s.batch_size < 1 || s.batch_size > 1000000) {
+      problem(s.root.table.where, "purge.batch_size must be between 1 and 1000000");
+    }
+    if (s.max_rows_per_run < 1) {
+      problem(s.root.table.where, "purge.max_rows_per_run must be at least 1");
+    }
+    if (!(s.max_fraction_of_table > 0.0 && s.max_fraction_of_table <= 1.0)) {
+      problem(s.root.table.where, "purge.max_fraction_of_table must be in (0, 1]");
+    }
+    if (s.hold_archive_years < 1 || s.hold_archive_years > 100) {
+      problem(s.hold_where, "hold.archive_years must be between 1 and 100");
+    }
+
+    PiiTable& root = s.root.table;
+    identifier(root.table, root.where, "table", true);
+    identifier(root.key, root.where, "key column", false);
+    identifier(s.root.shipped_at, root.where, "shipped_at column", false);
+    if (!s.root.status.empty()) {
+      identifier(s.root.status, root.where, "status column", false);
+    }
+    if (root.columns.empty()) {
+      problem(root.where, "pii.root.columns lists no column");
+    }
+    validate_columns(root, s);
+    if (!s.root.never_shipped.empty() && s.root.status.empty()) {
+      problem(root.where, "never_shipped rules need pii.root.status");
+    }
+    for (const NeverShipped& r : s.root.never_shipped) {
+      identifier(r.since, r.where, "since column", false);
+      if (r.days < 1) {
+        problem(r.where, "never_shipped days must be at least 1");
+      }
+      if (r.statuses.empty()) {
+        problem(r.where, "never_shipped statuses lists no status");
+      }
+    }
+
+    std::map<std::string, const PiiTable*> known{{root.table, &root}};
+    for (PiiTable& c : s.children) {
+      identifier(c.table, c.where, "table", true);
+      identifier(c.link, c.where, "link column", false);
+      if (!c.key.empty()) {
+        identifier(c.key, c.where, "key column", false);
+      }
+      if (known.contains(c.table)) {
+        problem(c.where, "table '" + c.table + "' appears twice in the PII map");
+        continue;
+      }
+      auto parent = known.find(c.parent);
+      if (parent == known.end()) {
+        problem(c.where, "parent '" + c.parent + "' of " + c.table +
+                             " is not the root or a child declared above it");
+      } else if (c.parent_column.empty()) {
+        c.parent_column = parent->second->key;
+        if (c.parent_column.empty()) {
+          problem(c.where, "parent '" + c.parent + "' has no key: set parent_column here or key "
+                                                   "on the parent");
+        }
+      }
+      if (!c.parent_column.empty()) {
+        identifier(c.parent_column, c.where, "parent_column", false);
+      }
+      if (c.strategy == TableStrategy::columns && c.columns.empty()) {
+        problem(c.where, "child " + c.table + " lists no columns; list them or use strategy "
+                                              "delete-row");
+      }
+      validate_columns(c, s);
+      known.emplace(c.table, &c);
+    }
+  }
+
+  std::string m_name;
+  std::vector<std::string> m_problems;
+};
+
+Settings parse(const std::string& text, const std::string& name) {
+  toml::table doc;
+  try {
+    doc = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    throw Error(Exit::config,
+                "cannot parse " + name + ":" + std::to_string(b.line) + ":" +
+                    std::to_string(b.column) + ": " + std::string(e.description()),
+                "fix the TOML syntax at that position");
+  }
+  return Loader(name).run(doc);
+}
+
+} // namespace
+
+std::vector<const PiiTable*> Settings::pii_tables() const {
+  std::vector<const PiiTable*> out{&root.table};
+  for (const PiiTable& c : children) {
+    out.push_back(&c);
+  }
+  return out;
+}
+
+const PiiTable* Settings::find_table(const std::string& name) const {
+  for (const PiiTable* t : pii_tables()) {
+    if (t->table == name) {
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+Settings load(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error(Exit::config, "configuration file " + path.string() + " does not exist",
+                "pass --config FILE or set LETHE_CONFIG; start from config/lethe.example.toml");
+  }
+  Settings s = parse(util::read_file(path), path.string());
+  s.source = path;
+  return s;
+}
+
+Settings load_from_string(const std::string& text, const std::string& name) {
+  return parse(text, name);
+}
+
+std::filesystem::path resolve_path(const std::string& cli_value) {
+  if (!cli_value.empty()) {
+    return cli_value;
+  }
+  if (const char* env = std::getenv("LETHE_CONFIG"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return k_default_config_path;
+}
+
+std::string pii_map_digest(const Settings& s) {
+  std::string text = "lethe-pii-map-v1\n";
+  auto field = [&text](const std::string& v) { text += std::to_string(v.size()) + ":" + v + ";"; };
+  field(s.root.shipped_at);
+  field(s.root.status);
+  for (const NeverShipped& r : s.root.never_shipped) {
+    field(r.since);
+    field(std::to_string(r.days));
+    for (const std::string& st : r.statuses) {
+      field(st);
+    }
+  }
+  field(std::to_string(s.retention_days));
+  field(s.hold_predicate);
+  field(std::to_string(s.hold_archive_years));
+  for (const PiiTable* t : s.pii_tables()) {
+    text += "\n";
+    field(t->table);
+    field(t->parent);
+    field(t->link);
+    field(t->parent_column);
+    field(t->key);
+    field(t->strategy == TableStrategy::delete_row ? "delete-row" : "columns");
+    for (const PiiColumn& c : t->columns) {
+      field(c.name);
+      field(std::to_string(static_cast<int>(c.strategy)));
+      field(c.value);
+    }
+  }
+  return crypto::hex(crypto::sha256(text));
+}
+
+} // namespace lethe::settings

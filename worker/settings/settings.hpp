@@ -1,0 +1,98 @@
+// Lethe's configuration: loaded from one TOML file, checked against the key table
+// (worker/settings/keys.cpp), with every value's file:line:column kept for later messages.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace lethe::settings {
+
+inline constexpr const char* k_default_config_path = "/etc/lethe/lethe.toml";
+
+// "file:line:column" of a value in the configuration file.
+using Where = std::string;
+
+enum class Strategy { set_null, constant, hmac };
+enum class TableStrategy { columns, delete_row };
+
+struct PiiColumn {
+  std::string name;
+  Strategy strategy = Strategy::set_null;
+  std::string value; // replacement for Strategy::constant
+  Where where;
+};
+
+struct NeverShipped {
+  std::vector<std::string> statuses;
+  std::string since;
+  long days = 0;
+  Where where;
+};
+
+struct PiiTable {
+  std::string table;         // as written, maybe schema-qualified
+  std::string parent;        // empty for the root
+  std::string link;          // column here referencing parent_column of the parent
+  std::string parent_column; // resolved: never empty for a child
+  std::string key;           // unique key column; the root's key, or a child's own key
+  TableStrategy strategy = TableStrategy::columns;
+  std::vector<PiiColumn> columns;
+  Where where;
+};
+
+struct Root {
+  PiiTable table; // its `key` is the root key
+  std::string shipped_at;
+  std::string status;
+  std::vector<NeverShipped> never_shipped;
+};
+
+struct Database {
+  std::string dsn;
+  std::string sslrootcert;
+  std::string password_file;
+  std::string password_credential = "lethe-db-password";
+  long connect_timeout_s = 10;
+  long lock_timeout_ms = 2000;
+  long statement_timeout_ms = 300000;
+  Where where;
+};
+
+struct Settings {
+  std::filesystem::path source;
+  Database database;
+  std::filesystem::path audit_anchor_file = "/var/lib/lethe/audit-anchor";
+  std::filesystem::path audit_spool_file = "/var/lib/lethe/audit-spool";
+  long retention_days = 30;
+  long batch_size = 1000;
+  long max_rows_per_run = 100000;
+  double max_fraction_of_table = 0.25;
+  std::string hmac_key_file;
+  Root root;
+  std::vector<PiiTable> children; // parents before their children
+  std::string hold_predicate;
+  Where hold_where;
+  long hold_archive_years = 10;
+
+  // The root followed by the children, parents first.
+  std::vector<const PiiTable*> pii_tables() const;
+  // The PII-map table named `name`, or nullptr.
+  const PiiTable* find_table(const std::string& name) const;
+};
+
+// Loads and validates `path` (syntax, unknown keys, types, required keys, value ranges and the
+// PII map's shape). Throws Error(config) listing every problem with file:line:column.
+Settings load(const std::filesystem::path& path);
+
+// Same, from text; `name` is used in messages. Used by tests.
+Settings load_from_string(const std::string& text, const std::string& name);
+
+// The configuration file to read: `--config` value if given, else $LETHE_CONFIG, else the default.
+std::filesystem::path resolve_path(const std::string& cli_value);
+
+// A stable SHA-256 hex digest of the PII map (tables, links, columns, strategies, clocks, hold),
+// recorded with runs and archives so a change of map is visible.
+std::string pii_map_digest(const Settings& s);
+
+} // namespace lethe::settings

@@ -1,0 +1,149 @@
+#include "worker/util/files.hpp"
+
+#include "worker/util/error.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace lethe::util {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+void fsync_directory(const std::filesystem::path& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(Exit::io, "cannot open directory " + dir.string() + ": " + errno_text());
+  }
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) {
+    throw Error(Exit::io, "cannot fsync directory " + dir.string() + ": " + errno_text());
+  }
+}
+
+void write_all(int fd, const std::string& data, const std::filesystem::path& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      throw Error(Exit::io, "cannot write " + path.string() + ": " + errno_text(),
+                  "check free space and permissions of that file system");
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+} // namespace
+
+std::string read_secret_file(const std::filesystem::path& path, const std::string& what) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw Error(Exit::permission, what + " file " + path.string() + " cannot be read: " + errno_text(),
+                "create it with mode 0600 (or 0400), owned by the user lethe runs as");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw Error(Exit::permission, what + " file " + path.string() + " is not a regular file",
+                "point the setting at a regular file with mode 0600");
+  }
+  if (st.st_uid != ::geteuid()) {
+    throw Error(Exit::permission,
+                what + " file " + path.string() + " is owned by uid " + std::to_string(st.st_uid) +
+                    ", not by the running user (uid " + std::to_string(::geteuid()) + ")",
+                "chown it to the user lethe runs as, or pass it as a systemd credential");
+  }
+  if ((st.st_mode & 077) != 0) {
+    std::ostringstream mode;
+    mode << std::oct << (st.st_mode & 0777);
+    throw Error(Exit::permission,
+                what + " file " + path.string() + " has mode 0" + mode.str() +
+                    ", readable or writable by group or others",
+                "chmod 0600 " + path.string());
+  }
+  std::string text = read_file(path);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
+    text.pop_back();
+  }
+  return text;
+}
+
+std::filesystem::path systemd_credential(const std::string& name) {
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr || *dir == '\0' || name.empty()) {
+    return {};
+  }
+  std::filesystem::path p = std::filesystem::path(dir) / name;
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec) ? p : std::filesystem::path{};
+}
+
+void append_durably(const std::filesystem::path& path, const std::string& line) {
+  bool existed = std::filesystem::exists(path);
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    throw Error(Exit::io, "cannot open " + path.string() + " for appending: " + errno_text(),
+                "create its directory and make it writable by the user lethe runs as");
+  }
+  try {
+    write_all(fd, line + "\n", path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) {
+    throw Error(Exit::io, "cannot fsync " + path.string() + ": " + errno_text());
+  }
+  if (!existed) {
+    fsync_directory(path.parent_path());
+  }
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(Exit::io, "cannot read " + path.string() + ": " + errno_text());
+  }
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void write_file_atomically(const std::filesystem::path& path, const std::string& content,
+                           unsigned mode) {
+  std::filesystem::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    throw Error(Exit::cant_create, "cannot create " + tmp.string() + ": " + errno_text());
+  }
+  try {
+    write_all(fd, content, tmp);
+    if (::fsync(fd) != 0) {
+      throw Error(Exit::io, "cannot fsync " + tmp.string() + ": " + errno_text());
+    }
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(Exit::io, "cannot rename " + tmp.string() + " to " + path.string() + ": " +
+                              errno_text());
+  }
+  fsync_directory(path.parent_path());
+}
+
+} // namespace lethe::util

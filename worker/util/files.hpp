@@ -1,0 +1,30 @@
+// File helpers that the policy cares about: secret files checked for owner and mode, and
+// appends that reach the disk before we go on.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace lethe::util {
+
+// Reads the secret file `path` after checking it is a regular file owned by the running user and
+// not readable or writable by group or others; throws Error(permission) otherwise. `what` names
+// the secret in messages ("database password"). A trailing newline is removed.
+std::string read_secret_file(const std::filesystem::path& path, const std::string& what);
+
+// Path of credential `name` under systemd's $CREDENTIALS_DIRECTORY, or empty when not set or
+// the credential does not exist.
+std::filesystem::path systemd_credential(const std::string& name);
+
+// Appends `line` (a newline is added) to `path`, creating it with mode 0600, and fsyncs it
+// (and its directory when the file was created). Throws Error(io) on failure.
+void append_durably(const std::filesystem::path& path, const std::string& line);
+
+// Reads the whole file `path`; throws Error(io) when it cannot.
+std::string read_file(const std::filesystem::path& path);
+
+// Writes `content` to `path` via a temporary file, fsync and rename, mode `mode`.
+void write_file_atomically(const std::filesystem::path& path, const std::string& content,
+                           unsigned mode = 0600);
+
+} // namespace lethe::util
