@@ -11,6 +11,8 @@ namespace {
 // Connection policy that refuses any established connection without TLS. With
 // sslmode=verify-full libpq already refuses plaintext over TCP; this also catches Unix sockets
 // (where libpq ignores sslmode) and anything a future libpq might relax.
+thread_local PGconn* t_last_handle = nullptr;
+
 class TlsOnly : public pqxx::connect_direct {
 public:
   explicit TlsOnly(const std::string& opts) : pqxx::connect_direct(opts) {}
@@ -23,6 +25,7 @@ public:
                        "database server " + where + " accepted a connection without TLS; refused",
                        "connect over TCP to a server with ssl=on (C9: TLS on every channel)");
     }
+    t_last_handle = h;
     return h;
   }
 };
@@ -154,6 +157,7 @@ Rows to_rows(const pqxx::result& r) {
 
 struct Session::Impl {
   std::unique_ptr<Connection> conn;
+  PGconn* raw = nullptr; // for COPY, which libpqxx 6 cannot do for a query
   std::string endpoint;
 };
 
@@ -172,7 +176,7 @@ const std::string& Rows::text(size_t row, size_t col) const {
 
 long long Rows::integer(size_t row, size_t col) const { return std::stoll(text(row, col)); }
 
-Transaction::Transaction(Session& session) {
+Transaction::Transaction(Session& session) : m_session(session) {
   try {
     m_impl = std::make_unique<Impl>(*session.m_impl->conn);
   } catch (...) {
@@ -192,6 +196,122 @@ Rows Transaction::exec(std::string_view sql, const Params& params) {
   } catch (...) {
     rethrow_db_error();
   }
+}
+
+namespace {
+
+std::string raw_error(PGconn* c) {
+  return redact_server_message(PQerrorMessage(c));
+}
+
+size_t finish_copy(PGconn* c, const std::string& what) {
+  size_t rows = 0;
+  bool failed = false;
+  std::string state;
+  std::string msg;
+  while (PGresult* r = PQgetResult(c)) {
+    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+      const char* t = PQcmdTuples(r);
+      rows = t != nullptr && *t != '\0' ? std::stoul(t) : 0;
+    } else if (!failed) {
+      failed = true;
+      const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      state = s != nullptr ? s : "";
+      msg = redact_server_message(PQresultErrorMessage(r));
+    }
+    PQclear(r);
+  }
+  if (failed) {
+    throw DbError(classify_sqlstate(state), what + " failed: " + state + ": " + msg, state);
+  }
+  return rows;
+}
+
+PGconn* start_copy(PGconn* c, const std::string& sql, ExecStatusType want) {
+  PGresult* r = PQexec(c, sql.c_str());
+  ExecStatusType st = PQresultStatus(r);
+  if (st != want) {
+    const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    std::string state = s != nullptr ? s : "";
+    std::string msg = redact_server_message(PQresultErrorMessage(r));
+    PQclear(r);
+    throw DbError(classify_sqlstate(state), "COPY failed: " + state + ": " + msg, state);
+  }
+  PQclear(r);
+  return c;
+}
+
+} // namespace
+
+size_t Transaction::copy_in(const std::string& target,
+                            const std::function<bool(std::string&)>& next) {
+  PGconn* c = start_copy(m_session.m_impl->raw, "COPY " + target + " FROM STDIN", PGRES_COPY_IN);
+  std::string buf;
+  std::string line;
+  bool ok = true;
+  while (true) {
+    line.clear();
+    bool more = false;
+    try {
+      more = next(line);
+    } catch (...) {
+      PQputCopyEnd(c, "lethe: producer failed");
+      try {
+        finish_copy(c, "COPY IN");
+      } catch (const Error&) {
+      }
+      throw;
+    }
+    if (more) {
+      buf += line;
+      buf += '\n';
+    }
+    if (buf.size() >= (1U << 16) || (!more && !buf.empty())) {
+      if (PQputCopyData(c, buf.data(), static_cast<int>(buf.size())) != 1) {
+        ok = false;
+        break;
+      }
+      buf.clear();
+    }
+    if (!more) {
+      break;
+    }
+  }
+  if (!ok || PQputCopyEnd(c, nullptr) != 1) {
+    throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
+  }
+  return finish_copy(c, "COPY IN");
+}
+
+size_t Transaction::copy_out(const std::string& copy_sql,
+                             const std::function<void(std::string_view)>& sink) {
+  PGconn* c = start_copy(m_session.m_impl->raw, copy_sql, PGRES_COPY_OUT);
+  while (true) {
+    char* data = nullptr;
+    int n = PQgetCopyData(c, &data, 0);
+    if (n > 0) {
+      try {
+        sink(std::string_view(data, static_cast<size_t>(n)));
+      } catch (...) {
+        PQfreemem(data);
+        // Drain the rest so the connection stays usable for the rollback.
+        while (PQgetCopyData(c, &data, 0) > 0) {
+          PQfreemem(data);
+        }
+        while (PGresult* r = PQgetResult(c)) {
+          PQclear(r);
+        }
+        throw;
+      }
+      PQfreemem(data);
+      continue;
+    }
+    if (n == -1) {
+      break;
+    }
+    throw DbError(Exit::unavailable, "COPY OUT failed: " + raw_error(c), "08000");
+  }
+  return finish_copy(c, "COPY OUT");
 }
 
 void Transaction::commit() {
@@ -312,8 +432,16 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
   }
   auto session = std::unique_ptr<Session>(new Session());
   try {
+    t_last_handle = nullptr;
     session->m_impl->conn = std::make_unique<Connection>(conninfo);
     Connection& c = *session->m_impl->conn;
+    // COPY goes through the raw handle, so libpqxx must never swap it for a new connection.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    // Deprecated in 6.x but still active by default there; 7.x removed reactivation altogether.
+    c.inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    session->m_impl->raw = t_last_handle;
     session->m_impl->endpoint = std::string(c.hostname() ? c.hostname() : "?") + ":" +
                                 (c.port() ? c.port() : "?") + "/" + (c.dbname() ? c.dbname() : "?");
     pqxx::nontransaction tx(c);
@@ -326,6 +454,22 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
   }
   password.assign(password.size(), '\0');
   return session;
+}
+
+void copy_field(std::string& line, const Value& v) {
+  if (!v) {
+    line += "\\N";
+    return;
+  }
+  for (char c : *v) {
+    switch (c) {
+    case '\\': line += "\\\\"; break;
+    case '\t': line += "\\t"; break;
+    case '\n': line += "\\n"; break;
+    case '\r': line += "\\r"; break;
+    default: line += c;
+    }
+  }
 }
 
 std::string quote_ident(std::string_view name) {

@@ -65,9 +65,20 @@ public:
   Transaction& operator=(const Transaction&) = delete;
 
   Rows exec(std::string_view sql, const Params& params = {});
+
+  // Streams lines into `target` ("table (col, …)") with COPY FROM STDIN in text format. `next`
+  // fills one line (fields escaped with copy_field, tab-separated, no newline) and returns false
+  // at the end. Returns the rows copied.
+  size_t copy_in(const std::string& target, const std::function<bool(std::string&)>& next);
+
+  // Runs `copy_sql` ("COPY (…) TO STDOUT …") and hands each chunk of output to `sink`.
+  // Returns the rows copied.
+  size_t copy_out(const std::string& copy_sql, const std::function<void(std::string_view)>& sink);
+
   void commit();
 
 private:
+  Session& m_session;
   struct Impl;
   std::unique_ptr<Impl> m_impl;
 };
@@ -107,6 +118,9 @@ std::string read_password(const settings::Database& db);
 // Opens a session with sslmode=verify-full; refuses (TlsRefused, exit 69) a server that does
 // not offer verified TLS, before the first query. Sets timezone UTC and the configured timeouts.
 std::unique_ptr<Session> connect(const settings::Settings& s);
+
+// Appends `v` to `line` escaped for COPY text format (\\N for NULL).
+void copy_field(std::string& line, const Value& v);
 
 // Quotes a (possibly schema-qualified) identifier for SQL: public.orders -> "public"."orders".
 std::string quote_ident(std::string_view name);
