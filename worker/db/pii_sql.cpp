@@ -52,6 +52,8 @@ std::string role_setup(const std::string& role, const std::string& purpose) {
          "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = " + quote_literal(role) + ") THEN\n"
          "    CREATE ROLE " + quote_ident(role) + " LOGIN NOINHERIT;\n"
          "  END IF;\n"
+         "EXCEPTION WHEN duplicate_object OR unique_violation THEN\n"
+         "  NULL; -- created concurrently by another database's grants\n"
          "END $$;\n"
          "GRANT USAGE ON SCHEMA lethe TO " + quote_ident(role) + ";\n"
          "GRANT SELECT ON lethe.schema_version TO " + quote_ident(role) + ";\n";

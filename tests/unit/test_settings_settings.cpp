@@ -1,0 +1,160 @@
+#include "worker/settings/keys.hpp"
+#include "worker/settings/settings.hpp"
+#include "worker/util/error.hpp"
+#include "worker/util/files.hpp"
+
+#include <catch2/catch.hpp>
+#include <regex>
+#include <set>
+
+using namespace lethe;
+
+namespace {
+
+const std::string k_minimal = R"([database]
+dsn = "host=db port=5432 dbname=orders"
+sslrootcert = "/etc/ca.pem"
+[pii.root]
+table = "orders"
+key = "id"
+shipped_at = "shipped_at"
+columns = [{ name = "email", strategy = "null" }]
+)";
+
+// Loads `text` and returns the configuration error message ("" when it loads).
+std::string config_error(const std::string& text) {
+  try {
+    settings::load_from_string(text, "t.toml");
+  } catch (const Error& e) {
+    CHECK(e.code() == Exit::config);
+    CHECK_FALSE(e.hint().empty());
+    return e.what();
+  }
+  return {};
+}
+
+std::string example() { return util::read_file(LETHE_SOURCE_DIR "/config/lethe.example.toml"); }
+
+} // namespace
+
+TEST_CASE("load: the example configuration loads with its PII map") {
+  settings::Settings s = settings::load_from_string(example(), "example.toml");
+  CHECK(s.root.table.table == "public.orders");
+  CHECK(s.root.table.columns.size() == 2);
+  CHECK(s.root.table.columns[0].strategy == settings::Strategy::hmac);
+  CHECK(s.root.table.columns[1].strategy == settings::Strategy::constant);
+  CHECK(s.root.table.columns[1].value == "[redacted]");
+  REQUIRE(s.children.size() == 3);
+  CHECK(s.children[1].strategy == settings::TableStrategy::delete_row);
+  // A grandchild's parent_column defaults to its parent's key.
+  CHECK(s.children[2].parent_column == "tax_info_id");
+  CHECK(s.root.never_shipped.size() == 2);
+  CHECK(s.hold_predicate == "is_business_order");
+}
+
+TEST_CASE("load: defaults come from the key table") {
+  settings::Settings s = settings::load_from_string(k_minimal, "t.toml");
+  auto dflt = [](std::string_view path) { return std::string(settings::find_key(path)->default_value); };
+  CHECK(std::to_string(s.retention_days) == dflt("retention.days"));
+  CHECK(std::to_string(s.batch_size) == dflt("purge.batch_size"));
+  CHECK(std::to_string(s.max_rows_per_run) == dflt("purge.max_rows_per_run"));
+  CHECK(std::stod(dflt("purge.max_fraction_of_table")) == s.max_fraction_of_table);
+  CHECK(std::to_string(s.database.connect_timeout_s) == dflt("database.connect_timeout_s"));
+  CHECK(std::to_string(s.database.lock_timeout_ms) == dflt("database.lock_timeout_ms"));
+  CHECK(std::to_string(s.database.statement_timeout_ms) == dflt("database.statement_timeout_ms"));
+  CHECK(s.database.password_credential == dflt("database.password_credential"));
+  CHECK(s.audit_anchor_file.string() == dflt("audit.anchor_file"));
+  CHECK(s.audit_spool_file.string() == dflt("audit.spool_file"));
+  CHECK(std::to_string(s.hold_archive_years) == dflt("hold.archive_years"));
+}
+
+TEST_CASE("load: an unknown key is reported with file:line:column and a suggestion") {
+  std::string msg = config_error(k_minimal + "[purge]\nbatch_sise = 10\n");
+  CHECK(msg.find("t.toml:10:1: unknown key 'purge.batch_sise'") != std::string::npos);
+  CHECK(msg.find("did you mean 'batch_size'") != std::string::npos);
+}
+
+TEST_CASE("load: a wrong type is reported where the value is") {
+  std::string msg = config_error(k_minimal + "[retention]\ndays = \"30\"\n");
+  CHECK(msg.find("t.toml:10:8: 'retention.days' must be a integer") != std::string::npos);
+}
+
+TEST_CASE("load: missing required keys are each reported") {
+  std::string msg = config_error("[database]\ndsn = \"host=x\"\n");
+  CHECK(msg.find("missing required key 'database.sslrootcert'") != std::string::npos);
+  CHECK(msg.find("missing required key 'pii'") != std::string::npos);
+  CHECK(msg.find("(2 problems)") != std::string::npos);
+}
+
+TEST_CASE("load: a TOML syntax error names its position") {
+  std::string msg = config_error("[database\n");
+  CHECK(std::regex_search(msg, std::regex("t\\.toml:1:\\d+")));
+}
+
+TEST_CASE("load: the PII map's shape is checked") {
+  SECTION("constant needs a value") {
+    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"constant\""));
+    CHECK(msg.find("strategy constant needs a 'value'") != std::string::npos);
+  }
+  SECTION("hmac needs a key file") {
+    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"hmac\""));
+    CHECK(msg.find("pii.hmac_key_file is not set") != std::string::npos);
+  }
+  SECTION("an unknown strategy") {
+    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"delete-row\""));
+    CHECK(msg.find("delete-row is set on a child table") != std::string::npos);
+  }
+  SECTION("retention above the policy's 30 days") {
+    std::string msg = config_error(k_minimal + "[retention]\ndays = 31\n");
+    CHECK(msg.find("between 1 and 30") != std::string::npos);
+  }
+  SECTION("a child whose parent is not declared above it") {
+    std::string msg = config_error(k_minimal + "[[pii.children]]\ntable = \"a\"\nparent = \"b\"\n"
+                                               "link = \"x\"\nstrategy = \"delete-row\"\n");
+    CHECK(msg.find("parent 'b' of a is not the root or a child declared above it") != std::string::npos);
+  }
+  SECTION("an identifier that is not plain SQL") {
+    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"orders\""), "\"orders; drop\""));
+    CHECK(msg.find("is not a plain SQL identifier") != std::string::npos);
+  }
+  SECTION("never_shipped rules need the status column") {
+    std::string msg = config_error(k_minimal + "[[pii.root.never_shipped]]\nstatuses = [\"Canceled\"]\n"
+                                               "since = \"updated\"\ndays = 30\n");
+    CHECK(msg.find("never_shipped rules need pii.root.status") != std::string::npos);
+  }
+}
+
+TEST_CASE("pii_map_digest: changes with the map and only with it") {
+  settings::Settings a = settings::load_from_string(k_minimal, "a.toml");
+  settings::Settings b = settings::load_from_string(k_minimal + "[purge]\nbatch_size = 7\n", "b.toml");
+  settings::Settings c = settings::load_from_string(
+      std::regex_replace(k_minimal, std::regex("\"email\""), "\"mail\""), "c.toml");
+  CHECK(settings::pii_map_digest(a) == settings::pii_map_digest(b));
+  CHECK(settings::pii_map_digest(a) != settings::pii_map_digest(c));
+  CHECK(settings::pii_map_digest(a).size() == 64);
+}
+
+TEST_CASE("key_table: config/lethe.example.toml shows every key and nothing else") {
+  // Every dotted key path written in the example, normalized the way the loader does.
+  std::set<std::string> documented;
+  for (const settings::KeySpec& k : settings::key_table()) {
+    std::string leaf(k.path.substr(k.path.rfind('.') == std::string_view::npos ? 0 : k.path.rfind('.') + 1));
+    std::string text = example();
+    bool as_key = std::regex_search(text, std::regex("(^|\\n|\\{ |, )" + leaf + " = "));
+    bool as_table = text.find("[" + std::string(k.path.substr(0, k.path.find("[]"))) ) != std::string::npos;
+    INFO(k.path);
+    CHECK((as_key || as_table));
+    CHECK_FALSE(k.meaning.empty());
+  }
+  // And the example loads, so it has no key the table lacks.
+  CHECK_NOTHROW(settings::load_from_string(example(), "example.toml"));
+}
+
+TEST_CASE("resolve_path: --config beats $LETHE_CONFIG beats the default") {
+  ::unsetenv("LETHE_CONFIG");
+  CHECK(settings::resolve_path("") == settings::k_default_config_path);
+  ::setenv("LETHE_CONFIG", "/tmp/env.toml", 1);
+  CHECK(settings::resolve_path("") == "/tmp/env.toml");
+  CHECK(settings::resolve_path("/tmp/cli.toml") == "/tmp/cli.toml");
+  ::unsetenv("LETHE_CONFIG");
+}

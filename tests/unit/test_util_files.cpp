@@ -1,0 +1,73 @@
+#include "worker/util/error.hpp"
+#include "worker/util/files.hpp"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace lethe;
+
+namespace {
+
+std::filesystem::path temp_file(const std::string& name, const std::string& text, unsigned mode) {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("lethe-unit-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::path p = dir / name;
+  std::filesystem::remove(p);
+  std::ofstream(p) << text;
+  ::chmod(p.c_str(), mode);
+  return p;
+}
+
+Exit secret_error(const std::filesystem::path& p) {
+  try {
+    util::read_secret_file(p, "test secret");
+  } catch (const Error& e) {
+    CHECK_FALSE(e.hint().empty());
+    return e.code();
+  }
+  return Exit::ok;
+}
+
+} // namespace
+
+TEST_CASE("read_secret_file: owner-only files are read, trailing newline dropped") {
+  auto p = temp_file("ok.key", "s3cret\n", 0600);
+  CHECK(util::read_secret_file(p, "test secret") == "s3cret");
+  ::chmod(p.c_str(), 0400);
+  CHECK(util::read_secret_file(p, "test secret") == "s3cret");
+}
+
+TEST_CASE("read_secret_file: group/world access, other owners and missing files are refused (77)") {
+  CHECK(secret_error(temp_file("group.key", "x", 0640)) == Exit::permission);
+  CHECK(secret_error(temp_file("world.key", "x", 0604)) == Exit::permission);
+  CHECK(secret_error(temp_file("gw.key", "x", 0620)) == Exit::permission);
+  CHECK(secret_error("/nonexistent/lethe.key") == Exit::permission);
+  if (::geteuid() == 0) {
+    auto p = temp_file("other.key", "x", 0600);
+    REQUIRE(::chown(p.c_str(), 65534, 65534) == 0);
+    CHECK(secret_error(p) == Exit::permission);
+  }
+}
+
+TEST_CASE("append_durably: appends lines and creates the file 0600") {
+  auto p = temp_file("anchor", "", 0600);
+  std::filesystem::remove(p);
+  util::append_durably(p, "1 aa");
+  util::append_durably(p, "2 bb");
+  CHECK(util::read_file(p) == "1 aa\n2 bb\n");
+  struct stat st {};
+  REQUIRE(::stat(p.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("write_file_atomically: replaces content, leaves no temporary file") {
+  auto p = temp_file("atomic", "old", 0600);
+  util::write_file_atomically(p, "new");
+  CHECK(util::read_file(p) == "new");
+  for (const auto& e : std::filesystem::directory_iterator(p.parent_path())) {
+    CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
+  }
+}
