@@ -106,6 +106,38 @@ std::string tls_hint(const std::string& msg) {
   return {};
 }
 
+// libpqxx 6 leaves sqlstate() empty when it throws one of its specific subclasses; recover the
+// code from the class.
+std::string sqlstate_of(const pqxx::sql_error& e) {
+  if (!e.sqlstate().empty()) {
+    return e.sqlstate();
+  }
+  const std::exception* p = &e;
+  auto is = [p](auto* tag) { return dynamic_cast<decltype(tag)>(p) != nullptr; };
+  using namespace pqxx;
+  if (is(static_cast<const insufficient_privilege*>(nullptr))) return "42501";
+  if (is(static_cast<const undefined_table*>(nullptr))) return "42P01";
+  if (is(static_cast<const undefined_column*>(nullptr))) return "42703";
+  if (is(static_cast<const undefined_function*>(nullptr))) return "42883";
+  if (is(static_cast<const syntax_error*>(nullptr))) return "42601";
+  if (is(static_cast<const unique_violation*>(nullptr))) return "23505";
+  if (is(static_cast<const foreign_key_violation*>(nullptr))) return "23503";
+  if (is(static_cast<const not_null_violation*>(nullptr))) return "23502";
+  if (is(static_cast<const check_violation*>(nullptr))) return "23514";
+  if (is(static_cast<const restrict_violation*>(nullptr))) return "23001";
+  if (is(static_cast<const integrity_constraint_violation*>(nullptr))) return "23000";
+  if (is(static_cast<const data_exception*>(nullptr))) return "22000";
+  if (is(static_cast<const feature_not_supported*>(nullptr))) return "0A000";
+  if (is(static_cast<const disk_full*>(nullptr))) return "53100";
+  if (is(static_cast<const out_of_memory*>(nullptr))) return "53200";
+  if (is(static_cast<const insufficient_resources*>(nullptr))) return "53000";
+  if (is(static_cast<const plpgsql_raise*>(nullptr))) return "P0001";
+  if (is(static_cast<const invalid_cursor_name*>(nullptr))) return "34000";
+  if (is(static_cast<const invalid_sql_statement_name*>(nullptr))) return "26000";
+  if (is(static_cast<const invalid_cursor_state*>(nullptr))) return "24000";
+  return "XX000";
+}
+
 [[noreturn]] void rethrow_db_error() {
   try {
     throw;
@@ -121,7 +153,7 @@ std::string tls_hint(const std::string& msg) {
                   "check that the server is up and database.dsn names it; lethe retries on the "
                   "next timer run");
   } catch (const pqxx::sql_error& e) {
-    std::string state = e.sqlstate();
+    std::string state = sqlstate_of(e);
     throw DbError(classify_sqlstate(state),
                   "database error " + state + ": " + redact_server_message(e.what()), state,
                   state == "42501" ? "the role lacks a privilege: apply `lethe grants` as the "
@@ -130,6 +162,10 @@ std::string tls_hint(const std::string& msg) {
   } catch (const pqxx::in_doubt_error&) {
     throw DbError(Exit::temporary, "connection lost during commit; the outcome is unknown", "08007",
                   "run the job again: every step lethe takes can be repeated safely");
+  } catch (const pqxx::deadlock_detected& e) {
+    throw DbError(Exit::temporary, "deadlock: " + redact_server_message(e.what()), "40P01");
+  } catch (const pqxx::serialization_failure& e) {
+    throw DbError(Exit::temporary, "serialization failure: " + redact_server_message(e.what()), "40001");
   } catch (const pqxx::failure& e) {
     throw DbError(Exit::temporary, "database failure: " + redact_server_message(e.what()), "");
   }

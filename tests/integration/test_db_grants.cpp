@@ -1,0 +1,94 @@
+// C11: the roles `lethe grants` creates can do their job and nothing else.
+#include "support/cluster.hpp"
+#include "worker/audit/trail.hpp"
+#include "worker/db/pii_sql.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace lethe;
+
+namespace {
+
+std::filesystem::path role_password(const test::TestDb& t, const std::string& role) {
+  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  std::filesystem::path p = t.dir() / (role + ".password");
+  test::write_file(p, "pw-" + role + "\n", 0600);
+  return p;
+}
+
+void require_denied(db::Session& s, const std::string& sql) {
+  INFO(sql);
+  try {
+    s.transact([&](db::Transaction& tx) { tx.exec(sql); });
+    FAIL("allowed: " + sql);
+  } catch (const db::DbError& e) {
+    CHECK(e.sqlstate() == "42501");
+    CHECK(e.code() == Exit::permission);
+  }
+}
+
+} // namespace
+
+TEST_CASE("grants: the purge role reads keys and clocks, writes PII columns, nothing more") {
+  test::TestDb t("grants_purge", 50);
+  t.migrate_and_grant();
+  auto cfg = t.write_config("purge.toml", t.config_text("lethe_purge", role_password(t, "lethe_purge").string()));
+  settings::Settings ps = settings::load(cfg);
+  auto s = db::connect(ps);
+
+  // Denied: PII values, non-PII columns, other tables, deletes of the root, audit changes.
+  require_denied(*s, "SELECT buyer_name FROM orders");
+  require_denied(*s, "SELECT * FROM orders");
+  require_denied(*s, "SELECT phone FROM shipping_addresses");
+  require_denied(*s, "SELECT * FROM order_items");
+  require_denied(*s, "SELECT is_business_order FROM orders");
+  require_denied(*s, "UPDATE orders SET order_status = 'Shipped'");
+  require_denied(*s, "UPDATE order_items SET quantity = 0");
+  require_denied(*s, "DELETE FROM orders");
+  require_denied(*s, "DELETE FROM shipping_addresses");
+  require_denied(*s, "UPDATE lethe.audit_log SET actor = 'x'");
+  require_denied(*s, "DELETE FROM lethe.audit_log");
+  require_denied(*s, "TRUNCATE lethe.audit_log");
+  require_denied(*s, "CREATE TABLE lethe.x (a int)");
+
+  // Allowed: what the purge needs.
+  db::Rows due = s->exec("SELECT amazon_order_id FROM lethe.pii_state_public_orders "
+                         "WHERE has_pii AND NOT held ORDER BY amazon_order_id LIMIT 1");
+  REQUIRE(due.size() == 1);
+  std::string id = due.text(0, 0);
+  s->transact([&](db::Transaction& tx) {
+    tx.exec("UPDATE orders SET buyer_name = '[redacted]' WHERE amazon_order_id = $1", {id});
+    tx.exec("UPDATE shipping_addresses SET name = NULL, phone = NULL WHERE amazon_order_id = $1", {id});
+    tx.exec("DELETE FROM buyer_tax_classifications WHERE tax_info_id IN "
+            "(SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id = $1)", {id});
+    tx.exec("DELETE FROM buyer_tax_info WHERE amazon_order_id = $1", {id});
+  });
+  audit::Trail trail(t.dir() / "audit-anchor", t.dir() / "audit-spool", util::Identity{"lethe_purge test", "x", ""});
+  CHECK(trail.append(*s, audit::Record{audit::Kind::run, "purge", "done", "done", std::nullopt, "{}", "{}"}).seq == 2);
+  CHECK(t.admin()->exec("SELECT buyer_name FROM orders WHERE amazon_order_id = $1", {id}).text(0, 0) == "[redacted]");
+}
+
+TEST_CASE("grants: the monitor role runs `lethe check` and `audit verify`, and reads no PII") {
+  test::TestDb t("grants_monitor", 50);
+  t.migrate_and_grant();
+  auto cfg = t.write_config("monitor.toml", t.config_text("lethe_monitor", role_password(t, "lethe_monitor").string()));
+  std::vector<std::string> pii = t.pii_values();
+  REQUIRE(pii.size() > 100);
+  test::RunResult c = t.lethe("check --json", cfg);
+  INFO(c.err);
+  CHECK((c.exit == 0 || c.exit == 1));
+  CHECK(c.out.find("\"tables\":[") != std::string::npos);
+  CHECK(t.lethe("audit verify", cfg).exit == 0);
+  test::require_no_pii(c.out + c.err, pii);
+
+  auto s = db::connect(settings::load(cfg));
+  require_denied(*s, "SELECT buyer_email FROM orders");
+  require_denied(*s, "SELECT amazon_order_id FROM orders");
+  require_denied(*s, "INSERT INTO lethe.audit_log (seq) VALUES (99)");
+}
+
+TEST_CASE("grants: applying the script twice is harmless") {
+  test::TestDb t("grants_twice", 0);
+  t.migrate_and_grant();
+  CHECK_NOTHROW(t.admin()->exec(db::grants_sql(t.settings())));
+}

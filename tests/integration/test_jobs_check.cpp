@@ -1,0 +1,83 @@
+// C1 monitoring: `lethe check` counts PII past its deadline, from the data, at the boundaries.
+#include "jobs/check/check.hpp"
+#include "support/cluster.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace lethe;
+
+namespace {
+
+const std::string k_as_of = "2026-06-30 12:00:00+00";
+
+// One order `id`, shipped (or last updated) `age` before k_as_of.
+void add_order(db::Session& s, const std::string& id, const std::string& status,
+               const std::string& shipped_age, const std::string& update_age, bool business,
+               bool with_pii) {
+  s.exec("INSERT INTO orders (amazon_order_id, seller_id, marketplace_id, purchase_date, "
+         "last_update_date, order_status, shipped_at, is_business_order, buyer_email, buyer_name) "
+         "VALUES ($1, 'S', 'M', $2::timestamptz - interval '60 days', $2::timestamptz - $4::interval, $3, "
+         "$2::timestamptz - $5::interval, $6, $7, $8)",
+         {id, k_as_of, status, update_age, shipped_age.empty() ? db::Value{} : db::Value{shipped_age},
+          std::string(business ? "t" : "f"),
+          with_pii ? db::Value{"b-" + id + "@example.org"} : db::Value{"hmac:" + std::string(64, 'a')},
+          with_pii ? db::Value{"Name " + id} : db::Value{"[redacted]"}});
+  s.exec("INSERT INTO shipping_addresses (amazon_order_id, name, country_code) VALUES ($1, $2, 'US')",
+         {id, with_pii ? db::Value{"Name " + id} : db::Value{}});
+}
+
+} // namespace
+
+TEST_CASE("check: exactly the rows past their deadline, held rows apart, exit 1 then 0") {
+  test::TestDb t("check_boundary", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  add_order(*s, "A-29d23h", "Shipped", "29 days 23 hours", "29 days 23 hours", false, true);
+  add_order(*s, "B-30d1h", "Shipped", "30 days 1 hour", "30 days 1 hour", false, true);
+  add_order(*s, "C-30d", "Shipped", "30 days", "30 days", false, true);
+  add_order(*s, "D-cancel-31d", "Canceled", "", "31 days", false, true);
+  add_order(*s, "E-pending-31d", "Pending", "", "31 days", false, true);
+  add_order(*s, "F-held-40d", "Shipped", "40 days", "40 days", true, true);
+  add_order(*s, "G-clean-40d", "Shipped", "40 days", "40 days", false, false);
+
+  Context ctx(t.settings(), util::Identity{"t", "t", ""}, "check");
+  jobs::check::CheckResult res = jobs::check::overdue_pii(ctx, k_as_of);
+  REQUIRE(res.tables.size() == 4);
+  CHECK(res.tables[0].table == "public.orders");
+  CHECK(res.tables[0].overdue == 3); // B, C, D
+  CHECK(res.tables[0].held == 1);    // F
+  CHECK(res.tables[0].oldest_overdue_s == Approx(86400.0));
+  CHECK(res.tables[1].overdue == 3);
+  CHECK(res.tables[1].held == 1);
+  CHECK(res.as_of == "2026-06-30T12:00:00.000000Z");
+
+  test::RunResult r = t.lethe("check --as-of '" + k_as_of + "'");
+  CHECK(r.exit == 1);
+  CHECK(r.out.find("result: PII overdue") != std::string::npos);
+  test::require_no_pii(r.out + r.err, t.pii_values());
+
+  // An hour earlier, B is not due yet and C is an hour from due.
+  CHECK(jobs::check::overdue_pii(ctx, "2026-06-30 10:59:59+00").tables[0].overdue == 1);
+
+  // Sanitize what is due: the check passes.
+  s->exec("UPDATE orders SET buyer_email = NULL, buyer_name = '[redacted]' "
+          "WHERE amazon_order_id IN ('B-30d1h', 'C-30d', 'D-cancel-31d')");
+  s->exec("UPDATE shipping_addresses SET name = NULL "
+          "WHERE amazon_order_id IN ('B-30d1h', 'C-30d', 'D-cancel-31d')");
+  test::RunResult ok = t.lethe("check --json --as-of '" + k_as_of + "'");
+  CHECK(ok.exit == 0);
+  CHECK(ok.out.find("\"overdue\":0") != std::string::npos);
+  CHECK(ok.out.find("\"held_awaiting_archive\":2") != std::string::npos);
+
+  // Re-synced PII on a purged order is overdue again: decided from the data, not a watermark.
+  s->exec("UPDATE orders SET buyer_name = 'Name again' WHERE amazon_order_id = 'C-30d'");
+  CHECK(t.lethe("check --as-of '" + k_as_of + "'").exit == 1);
+}
+
+TEST_CASE("check: a bad --as-of is a usage error") {
+  test::TestDb t("check_asof", 0);
+  t.migrate_and_grant();
+  test::RunResult r = t.lethe("check --as-of yesterday-ish");
+  CHECK(r.exit == 64);
+  CHECK(r.err.find("HINT:") != std::string::npos);
+}
