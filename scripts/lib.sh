@@ -1,0 +1,40 @@
+# Shared by scripts/demo and scripts/test: install what is missing, then build.
+# Sourced, not run.
+
+LETHE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LETHE_BUILD=${LETHE_BUILD:-$LETHE_ROOT/build}
+
+# Debian 12 packages lethe builds, tests and demos with.
+LETHE_PACKAGES=(g++ cmake make pkg-config openssl libpqxx-dev libpq-dev libarchive-dev libssl-dev
+  libtomlplusplus-dev catch2 postgresql-15 postgresql-client-15)
+# Commands that may come from elsewhere (e.g. a newer Node.js): installed from Debian only when
+# the command is missing. Format: command:package.
+LETHE_COMMANDS=(systemd-analyze:systemd)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_missing() {
+  local missing=()
+  for p in "${LETHE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  for entry in "${LETHE_COMMANDS[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+    # The Debian package starts a system cluster we do not use; leave it as Debian set it up.
+  fi
+}
+
+build() {
+  echo "== building in $LETHE_BUILD"
+  cmake -S "$LETHE_ROOT" -B "$LETHE_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$LETHE_BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
+  test -x "$LETHE_BUILD/lethe"
+}
