@@ -1,24 +1,25 @@
 #include "sample/generator.hpp"
 
 #include <array>
-#include <functional>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 
 namespace lethe::sample {
 namespace {
 
-constexpr std::array k_first{"Ada", "Bruno", "Chidi", "Dagny", "Emeka", "Farah", "Goran", "Hana",
-                             "Ines", "Jonas", "Kiri", "Lior", "Mika", "Nadia", "Oskar", "Priya"};
-constexpr std::array k_last{"Quill", "Rask", "Sorel", "Tamm", "Ulvang", "Vidal", "Wyss", "Xu",
-                            "Yilmaz", "Zell", "Abara", "Brandt", "Coutu", "Dorn", "Eklund", "Fenn"};
-constexpr std::array k_cities{"Springfield", "Riverton", "Lakeview", "Fairmont", "Brookhaven",
-                              "Cedar Falls", "Millbrook", "Oakridge"};
+constexpr std::array k_first{"Ada",  "Bruno", "Chidi", "Dagny", "Emeka", "Farah", "Goran", "Hana",
+                             "Ines", "Jonas", "Kiri",  "Lior",  "Mika",  "Nadia", "Oskar", "Priya"};
+constexpr std::array k_last{"Quill", "Rask", "Sorel",  "Tamm", "Ulvang", "Vidal",
+                            "Wyss",  "Xu",   "Yilmaz", "Zell", "Abara",  "Brandt",
+                            "Coutu", "Dorn", "Eklund", "Fenn"};
+constexpr std::array k_cities{"Springfield", "Riverton",    "Lakeview",  "Fairmont",
+                              "Brookhaven",  "Cedar Falls", "Millbrook", "Oakridge"};
 constexpr std::array k_states{"WA", "OR", "CA", "NY", "TX", "IL", "MA", "FL"};
 constexpr std::array k_sellers{"A1SELLERNORTH", "A2SELLERSOUTH", "A3SELLEREAST"};
-constexpr std::array k_titles{"Stainless water bottle 750 ml", "USB-C cable 2 m",
-                              "Cast iron skillet 26 cm", "Merino socks (3 pairs)",
-                              "LED desk lamp", "Notebook A5 dotted"};
+constexpr std::array k_titles{
+    "Stainless water bottle 750 ml", "USB-C cable 2 m", "Cast iron skillet 26 cm",
+    "Merino socks (3 pairs)",        "LED desk lamp",   "Notebook A5 dotted"};
 
 std::string iso(long long epoch) {
   std::time_t t = static_cast<std::time_t>(epoch);
@@ -59,15 +60,20 @@ Order describe(const Options& opt, long i) {
                 static_cast<unsigned>(r.below(10000000)));
   o.id = id;
   std::uint64_t p = r.below(100);
-  o.status = p < 70 ? "Shipped" : p < 80 ? "Canceled" : p < 88 ? "Unshipped" : p < 93 ? "Pending"
-                                                                               : "PartiallyShipped";
+  o.status = p < 70   ? "Shipped"
+             : p < 80 ? "Canceled"
+             : p < 88 ? "Unshipped"
+             : p < 93 ? "Pending"
+                      : "PartiallyShipped";
   o.business = r.below(100) < 15;
   o.items = 1 + static_cast<int>(r.below(3));
   return o;
 }
 
 // The per-row values that need more draws, from a second stream so describe() stays cheap.
-Rng detail_rng(const Options& opt, long i) { return Rng(order_rng(opt, i).next() ^ 0xD1B54A32D192ED03ULL); }
+Rng detail_rng(const Options& opt, long i) {
+  return Rng(order_rng(opt, i).next() ^ 0xD1B54A32D192ED03ULL);
+}
 
 std::string person(Rng& r, long i) {
   return std::string(k_first[r.below(k_first.size())]) + " " + k_last[r.below(k_last.size())] +
@@ -135,29 +141,29 @@ Counts load(db::Session& session, const Options& opt) {
 
   Counts counts;
   session.transact([&](db::Transaction& tx) {
-    counts.orders = pass(
-        tx,
-        "orders (amazon_order_id, seller_id, marketplace_id, purchase_date, last_update_date, "
-        "order_status, shipped_at, is_business_order, buyer_email, buyer_name)",
-        [&](std::string& line, const Order& o, Rng& r) {
-          long long purchase =
-              opt.from_epoch + static_cast<long long>(r.below(static_cast<std::uint64_t>(span)));
-          bool shipped = o.status == "Shipped" || o.status == "PartiallyShipped";
-          long long ship = purchase + 3600 * (6 + static_cast<long long>(r.below(96)));
-          long long update =
-              shipped ? ship : purchase + 3600 * (1 + static_cast<long long>(r.below(72)));
-          field(line, o.id);
-          field(line, std::string(k_sellers[static_cast<size_t>(o.index) % k_sellers.size()]));
-          field(line, std::string("ATVPDKIKX0DER"));
-          field(line, iso(purchase));
-          field(line, iso(update));
-          field(line, o.status);
-          field(line, shipped ? db::Value(iso(ship)) : db::Value{});
-          field(line, std::string(o.business ? "t" : "f"));
-          field(line, "b" + std::to_string(o.index) + "x" + std::to_string(r.below(100000)) +
-                          "@marketplace.amazon.example");
-          field(line, person(r, o.index));
-        });
+    counts.orders =
+        pass(tx,
+             "orders (amazon_order_id, seller_id, marketplace_id, purchase_date, last_update_date, "
+             "order_status, shipped_at, is_business_order, buyer_email, buyer_name)",
+             [&](std::string& line, const Order& o, Rng& r) {
+               long long purchase = opt.from_epoch + static_cast<long long>(
+                                                         r.below(static_cast<std::uint64_t>(span)));
+               bool shipped = o.status == "Shipped" || o.status == "PartiallyShipped";
+               long long ship = purchase + 3600 * (6 + static_cast<long long>(r.below(96)));
+               long long update =
+                   shipped ? ship : purchase + 3600 * (1 + static_cast<long long>(r.below(72)));
+               field(line, o.id);
+               field(line, std::string(k_sellers[static_cast<size_t>(o.index) % k_sellers.size()]));
+               field(line, std::string("ATVPDKIKX0DER"));
+               field(line, iso(purchase));
+               field(line, iso(update));
+               field(line, o.status);
+               field(line, shipped ? db::Value(iso(ship)) : db::Value{});
+               field(line, std::string(o.business ? "t" : "f"));
+               field(line, "b" + std::to_string(o.index) + "x" + std::to_string(r.below(100000)) +
+                               "@marketplace.amazon.example");
+               field(line, person(r, o.index));
+             });
 
     counts.addresses = pass(
         tx,
@@ -167,7 +173,8 @@ Counts load(db::Session& session, const Options& opt) {
           r.next(); // keep the address's draws apart from the order's
           field(line, o.id);
           field(line, person(r, o.index));
-          field(line, std::to_string(100 + r.below(9900)) + " Larch Way " + std::to_string(o.index));
+          field(line,
+                std::to_string(100 + r.below(9900)) + " Larch Way " + std::to_string(o.index));
           field(line, r.below(4) == 0 ? db::Value("Apt " + std::to_string(1 + r.below(40)))
                                       : db::Value{});
           field(line, db::Value{});
@@ -180,38 +187,37 @@ Counts load(db::Session& session, const Options& opt) {
           field(line, "+1-555-" + std::to_string(1000000 + o.index % 9000000));
         });
 
-    counts.tax_infos = pass(
-        tx, "buyer_tax_info (tax_info_id, amazon_order_id, company_legal_name, taxing_region)",
-        [&](std::string& line, const Order& o, Rng& r) {
-          if (!o.business) {
-            return;
-          }
-          field(line, std::to_string(o.index + 1));
-          field(line, o.id);
-          field(line, std::string(k_last[r.below(k_last.size())]) + " Trading " +
-                          std::to_string(o.index) + " LLC");
-          field(line, std::string(k_states[r.below(k_states.size())]));
-        });
+    counts.tax_infos =
+        pass(tx, "buyer_tax_info (tax_info_id, amazon_order_id, company_legal_name, taxing_region)",
+             [&](std::string& line, const Order& o, Rng& r) {
+               if (!o.business) {
+                 return;
+               }
+               field(line, std::to_string(o.index + 1));
+               field(line, o.id);
+               field(line, std::string(k_last[r.below(k_last.size())]) + " Trading " +
+                               std::to_string(o.index) + " LLC");
+               field(line, std::string(k_states[r.below(k_states.size())]));
+             });
 
-    counts.tax_classifications = pass(
-        tx, "buyer_tax_classifications (tax_info_id, name, value)",
-        [&](std::string& chunk, const Order& o, Rng& r) {
-          if (!o.business) {
-            return;
-          }
-          std::string line = new_row(chunk);
-          field(line, std::to_string(o.index + 1));
-          field(line, std::string("VATNumber"));
-          field(line, "US" + std::to_string(100000000 + o.index));
-          chunk += line;
-          if (r.below(2) == 0) {
-            line = new_row(chunk);
-            field(line, std::to_string(o.index + 1));
-            field(line, std::string("BusinessType"));
-            field(line, std::string("LLC"));
-            chunk += line;
-          }
-        });
+    counts.tax_classifications = pass(tx, "buyer_tax_classifications (tax_info_id, name, value)",
+                                      [&](std::string& chunk, const Order& o, Rng& r) {
+                                        if (!o.business) {
+                                          return;
+                                        }
+                                        std::string line = new_row(chunk);
+                                        field(line, std::to_string(o.index + 1));
+                                        field(line, std::string("VATNumber"));
+                                        field(line, "US" + std::to_string(100000000 + o.index));
+                                        chunk += line;
+                                        if (r.below(2) == 0) {
+                                          line = new_row(chunk);
+                                          field(line, std::to_string(o.index + 1));
+                                          field(line, std::string("BusinessType"));
+                                          field(line, std::string("LLC"));
+                                          chunk += line;
+                                        }
+                                      });
 
     counts.items = pass(
         tx,

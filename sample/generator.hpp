@@ -14,7 +14,7 @@ struct Options {
   std::uint64_t seed = 42;
   long long from_epoch = 0; // purchase dates are spread uniformly over [from, to)
   long long to_epoch = 0;
-  long first_index = 0;     // order numbers start here (lets a caller add more orders later)
+  long first_index = 0; // order numbers start here (lets a caller add more orders later)
 };
 
 struct Counts {

@@ -10,7 +10,8 @@
 namespace {
 
 const char* k_usage =
-    "Usage: lethe-sample --config FILE [--reset] [--orders N] [--seed S] [--from DATE] [--to DATE]\n"
+    "Usage: lethe-sample --config FILE [--reset] [--orders N] [--seed S] [--from DATE] [--to "
+    "DATE]\n"
     "                    [--first-index N] [--schema-sql FILE]\n\n"
     "Loads N generated SP-API-like orders (with shipping addresses, buyer tax info, tax\n"
     "classifications and order items) into the database of the lethe configuration FILE.\n"
@@ -79,8 +80,11 @@ int main(int argc, char** argv) {
     }
     sample::Counts c = sample::load(*session, opt);
     log::event(log::Level::info, "sample.loaded",
-               {{"orders", c.orders}, {"addresses", c.addresses}, {"tax_infos", c.tax_infos},
-                {"tax_classifications", c.tax_classifications}, {"items", c.items},
+               {{"orders", c.orders},
+                {"addresses", c.addresses},
+                {"tax_infos", c.tax_infos},
+                {"tax_classifications", c.tax_classifications},
+                {"items", c.items},
                 {"seed", opt.seed}});
     std::cout << "loaded " << c.orders << " orders, " << c.addresses << " shipping addresses, "
               << c.tax_infos << " buyer tax infos, " << c.tax_classifications

@@ -25,8 +25,9 @@ int run_verify(Context& ctx, bool json) {
   if (!rep.ok) {
     log::event(log::Level::error, "audit.chain_broken",
                {{"first_broken_seq", rep.first_broken_seq}, {"records", rep.records}});
-    throw Error(Exit::data, "audit trail broken at record " + std::to_string(rep.first_broken_seq) +
-                                ": " + rep.problem,
+    throw Error(Exit::data,
+                "audit trail broken at record " + std::to_string(rep.first_broken_seq) + ": " +
+                    rep.problem,
                 "treat this as a security incident (C18): keep the database and anchor file as "
                 "they are and compare with backups");
   }

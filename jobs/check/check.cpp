@@ -100,12 +100,13 @@ int run_check(Context& ctx, const CheckOptions& opts) {
   if (opts.json) {
     std::string tables = "[";
     for (const TableStatus& t : res.tables) {
-      tables += (tables.size() > 1 ? "," : "") + util::JsonObject()
-                                                     .add("table", t.table)
-                                                     .add("overdue", t.overdue)
-                                                     .add("held_awaiting_archive", t.held)
-                                                     .add("oldest_overdue_seconds", t.oldest_overdue_s)
-                                                     .str();
+      tables +=
+          (tables.size() > 1 ? "," : "") + util::JsonObject()
+                                               .add("table", t.table)
+                                               .add("overdue", t.overdue)
+                                               .add("held_awaiting_archive", t.held)
+                                               .add("oldest_overdue_seconds", t.oldest_overdue_s)
+                                               .str();
     }
     tables += "]";
     std::cout << util::JsonObject()
@@ -125,8 +126,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
       std::printf("  %-36s %10lld %10lld %12s\n", t.table.c_str(), t.overdue, t.held,
                   format_age(t.oldest_overdue_s).c_str());
     }
-    std::printf("%s\n", overdue == 0 ? "result: nothing overdue"
-                                     : "result: PII overdue (C1)");
+    std::printf("%s\n", overdue == 0 ? "result: nothing overdue" : "result: PII overdue (C1)");
   }
   log::event(overdue == 0 ? log::Level::info : log::Level::warning, "check.done",
              {{"overdue", overdue}, {"held", held}, {"as_of", res.as_of}});

@@ -13,9 +13,9 @@ struct CheckOptions {
 
 struct TableStatus {
   std::string table;
-  long long overdue = 0;           // rows holding PII past their deadline, not held
-  long long held = 0;              // overdue rows under regulatory hold, awaiting archive
-  double oldest_overdue_s = -1.0;  // seconds past the deadline of the oldest overdue row
+  long long overdue = 0;          // rows holding PII past their deadline, not held
+  long long held = 0;             // overdue rows under regulatory hold, awaiting archive
+  double oldest_overdue_s = -1.0; // seconds past the deadline of the oldest overdue row
 };
 
 struct CheckResult {

@@ -17,10 +17,10 @@ int run_config_check(Context& ctx) {
   }
   std::string digest = settings::pii_map_digest(ctx.settings());
   if (!rep.problems.empty()) {
-    ctx.record(audit::Record{audit::Kind::refusal, ctx.job(), "refused", "config_invalid",
-                             std::nullopt,
-                             util::JsonObject().add("problems", static_cast<long>(rep.problems.size())).str(),
-                             util::JsonObject().add("pii_map_digest", digest).str()});
+    ctx.record(audit::Record{
+        audit::Kind::refusal, ctx.job(), "refused", "config_invalid", std::nullopt,
+        util::JsonObject().add("problems", static_cast<long>(rep.problems.size())).str(),
+        util::JsonObject().add("pii_map_digest", digest).str()});
     std::string msg = "configuration " + ctx.settings().source.string() +
                       " does not match the database (" + std::to_string(rep.problems.size()) +
                       (rep.problems.size() == 1 ? " problem)" : " problems)");

@@ -33,8 +33,7 @@ int run_migrate(Context& ctx) {
   log::event(log::Level::info, "migrate.done",
              {{"from", o.from}, {"to", o.to}, {"applied", applied.empty() ? "none" : applied}});
   std::cout << "lethe schema: version " << o.from << " -> " << o.to
-            << (o.applied.empty() ? " (already up to date)" : " (applied " + applied + ")")
-            << "\n";
+            << (o.applied.empty() ? " (already up to date)" : " (applied " + applied + ")") << "\n";
   return 0;
 }
 

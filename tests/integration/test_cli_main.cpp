@@ -6,7 +6,8 @@
 
 using namespace lethe;
 
-TEST_CASE("lethe: migrate, config check and check on sample data; no PII in any output or audit row") {
+TEST_CASE(
+    "lethe: migrate, config check and check on sample data; no PII in any output or audit row") {
   test::TestDb t("cli_flow", 300);
   std::vector<std::string> pii = t.pii_values();
   REQUIRE(pii.size() > 500);
@@ -70,8 +71,10 @@ TEST_CASE("lethe: usage and configuration errors have their exit codes and a HIN
   test::RunResult c = test::run_shell(LETHE_BIN " --config /nonexistent.toml check", t.dir());
   CHECK(c.exit == 78);
   CHECK(c.err.find("HINT:") != std::string::npos);
-  test::write_file(t.dir() / "typo.toml", "[database]\ndsn = \"host=x\"\nsslrootcert = \"/x\"\nport = 5\n");
-  test::RunResult k = test::run_shell(LETHE_BIN " --config " + (t.dir() / "typo.toml").string() + " check", t.dir());
+  test::write_file(t.dir() / "typo.toml",
+                   "[database]\ndsn = \"host=x\"\nsslrootcert = \"/x\"\nport = 5\n");
+  test::RunResult k = test::run_shell(
+      LETHE_BIN " --config " + (t.dir() / "typo.toml").string() + " check", t.dir());
   CHECK(k.exit == 78);
   CHECK(k.err.find("typo.toml:4:1: unknown key 'database.port'") != std::string::npos);
   test::RunResult h = t.lethe("check --help");

@@ -15,20 +15,25 @@ TEST_CASE("config check: the example map matches the sample schema once grants a
   CHECK(r.out.find("matches the database (4 PII tables") != std::string::npos);
 }
 
-TEST_CASE("config check: missing tables and columns are refused with file:line:column, and audited") {
+TEST_CASE(
+    "config check: missing tables and columns are refused with file:line:column, and audited") {
   test::TestDb t("cfg_bad", 20);
   t.migrate_and_grant();
   std::string text = t.config_text();
   text = std::regex_replace(text, std::regex("name = \"buyer_name\""), "name = \"buyer_nme\"");
-  text = std::regex_replace(text, std::regex("public\\.shipping_addresses"), "public.shipping_adresses");
+  text = std::regex_replace(text, std::regex("public\\.shipping_addresses"),
+                            "public.shipping_adresses");
   auto cfg = t.write_config("bad.toml", text);
   test::RunResult r = t.lethe("config check --operator carol", cfg);
   CHECK(r.exit == 78);
-  CHECK(std::regex_search(r.err, std::regex("bad\\.toml:\\d+:\\d+: PII column 'buyer_nme' does not exist")));
-  CHECK(std::regex_search(r.err, std::regex("bad\\.toml:\\d+:\\d+: table public\\.shipping_adresses does not exist")));
+  CHECK(std::regex_search(
+      r.err, std::regex("bad\\.toml:\\d+:\\d+: PII column 'buyer_nme' does not exist")));
+  CHECK(std::regex_search(
+      r.err, std::regex("bad\\.toml:\\d+:\\d+: table public\\.shipping_adresses does not exist")));
   CHECK(r.err.find("HINT:") != std::string::npos);
   auto s = t.admin();
-  db::Rows a = s->exec("SELECT kind, outcome, exit_reason, actor FROM lethe.audit_log WHERE job = 'config check'");
+  db::Rows a = s->exec(
+      "SELECT kind, outcome, exit_reason, actor FROM lethe.audit_log WHERE job = 'config check'");
   REQUIRE(a.size() == 1);
   CHECK(a.text(0, 0) == "refusal");
   CHECK(a.text(0, 2) == "config_invalid");
@@ -50,12 +55,15 @@ TEST_CASE("config check: type mismatches and a broken hold predicate") {
   test::TestDb t("cfg_types", 20);
   t.migrate_and_grant();
   std::string text = t.config_text();
-  text = std::regex_replace(text, std::regex("shipped_at = \"shipped_at\""), "shipped_at = \"buyer_email\"");
-  text = std::regex_replace(text, std::regex("predicate = \"is_business_order\""), "predicate = \"no_such_column\"");
+  text = std::regex_replace(text, std::regex("shipped_at = \"shipped_at\""),
+                            "shipped_at = \"buyer_email\"");
+  text = std::regex_replace(text, std::regex("predicate = \"is_business_order\""),
+                            "predicate = \"no_such_column\"");
   auto cfg = t.write_config("types.toml", text);
   test::RunResult r = t.lethe("config check", cfg);
   CHECK(r.exit == 78);
-  CHECK(r.err.find("shipped_at column 'buyer_email' is text, not a timestamp") != std::string::npos);
+  CHECK(r.err.find("shipped_at column 'buyer_email' is text, not a timestamp") !=
+        std::string::npos);
 }
 
 TEST_CASE("config check --offline: the file alone, no connection") {

@@ -32,7 +32,8 @@ void require_denied(db::Session& s, const std::string& sql) {
 TEST_CASE("grants: the purge role reads keys and clocks, writes PII columns, nothing more") {
   test::TestDb t("grants_purge", 50);
   t.migrate_and_grant();
-  auto cfg = t.write_config("purge.toml", t.config_text("lethe_purge", role_password(t, "lethe_purge").string()));
+  auto cfg = t.write_config("purge.toml",
+                            t.config_text("lethe_purge", role_password(t, "lethe_purge").string()));
   settings::Settings ps = settings::load(cfg);
   auto s = db::connect(ps);
 
@@ -58,20 +59,29 @@ TEST_CASE("grants: the purge role reads keys and clocks, writes PII columns, not
   std::string id = due.text(0, 0);
   s->transact([&](db::Transaction& tx) {
     tx.exec("UPDATE orders SET buyer_name = '[redacted]' WHERE amazon_order_id = $1", {id});
-    tx.exec("UPDATE shipping_addresses SET name = NULL, phone = NULL WHERE amazon_order_id = $1", {id});
+    tx.exec("UPDATE shipping_addresses SET name = NULL, phone = NULL WHERE amazon_order_id = $1",
+            {id});
     tx.exec("DELETE FROM buyer_tax_classifications WHERE tax_info_id IN "
-            "(SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id = $1)", {id});
+            "(SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id = $1)",
+            {id});
     tx.exec("DELETE FROM buyer_tax_info WHERE amazon_order_id = $1", {id});
   });
-  audit::Trail trail(t.dir() / "audit-anchor", t.dir() / "audit-spool", util::Identity{"lethe_purge test", "x", ""});
-  CHECK(trail.append(*s, audit::Record{audit::Kind::run, "purge", "done", "done", std::nullopt, "{}", "{}"}).seq == 2);
-  CHECK(t.admin()->exec("SELECT buyer_name FROM orders WHERE amazon_order_id = $1", {id}).text(0, 0) == "[redacted]");
+  audit::Trail trail(t.dir() / "audit-anchor", t.dir() / "audit-spool",
+                     util::Identity{"lethe_purge test", "x", ""});
+  CHECK(trail
+            .append(*s, audit::Record{audit::Kind::run, "purge", "done", "done", std::nullopt, "{}",
+                                      "{}"})
+            .seq == 2);
+  CHECK(t.admin()
+            ->exec("SELECT buyer_name FROM orders WHERE amazon_order_id = $1", {id})
+            .text(0, 0) == "[redacted]");
 }
 
 TEST_CASE("grants: the monitor role runs `lethe check` and `audit verify`, and reads no PII") {
   test::TestDb t("grants_monitor", 50);
   t.migrate_and_grant();
-  auto cfg = t.write_config("monitor.toml", t.config_text("lethe_monitor", role_password(t, "lethe_monitor").string()));
+  auto cfg = t.write_config(
+      "monitor.toml", t.config_text("lethe_monitor", role_password(t, "lethe_monitor").string()));
   std::vector<std::string> pii = t.pii_values();
   REQUIRE(pii.size() > 100);
   test::RunResult c = t.lethe("check --json", cfg);

@@ -25,7 +25,8 @@ TEST_CASE("migrate: a schema newer than the binary knows is refused") {
   test::TestDb t("migrate_newer", 0);
   auto s = t.admin();
   db::migrate(*s);
-  s->exec("INSERT INTO lethe.schema_version (version, name, lethe_version) VALUES (999, 'future', '9')");
+  s->exec("INSERT INTO lethe.schema_version (version, name, lethe_version) VALUES (999, 'future', "
+          "'9')");
   try {
     db::migrate(*s);
     FAIL("migrated over a newer schema");
@@ -48,10 +49,12 @@ TEST_CASE("require_current_schema: jobs refuse an unmigrated database and say wh
 
 TEST_CASE("migrate: concurrent runs serialize on the advisory lock") {
   test::TestDb t("migrate_race", 0);
-  test::RunResult r = test::run_shell(std::string("(") + LETHE_BIN " --config " + t.config().string() +
-                                          " migrate & " LETHE_BIN " --config " +
-                                          t.config().string() + " migrate & wait)",
-                                      t.dir());
+  test::RunResult r = test::run_shell(
+      std::string("(") + LETHE_BIN " --config " + t.config().string() +
+          " migrate & " LETHE_BIN " --config " + t.config().string() + " migrate & wait)",
+      t.dir());
   CHECK(db::schema_version(*t.admin()) == db::known_schema_version());
-  CHECK(t.admin()->exec("SELECT count(*) FROM lethe.audit_log WHERE job = 'migrate'").integer(0, 0) == 2);
+  CHECK(
+      t.admin()->exec("SELECT count(*) FROM lethe.audit_log WHERE job = 'migrate'").integer(0, 0) ==
+      2);
 }

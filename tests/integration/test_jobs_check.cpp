@@ -14,16 +14,19 @@ const std::string k_as_of = "2026-06-30 12:00:00+00";
 void add_order(db::Session& s, const std::string& id, const std::string& status,
                const std::string& shipped_age, const std::string& update_age, bool business,
                bool with_pii) {
-  s.exec("INSERT INTO orders (amazon_order_id, seller_id, marketplace_id, purchase_date, "
-         "last_update_date, order_status, shipped_at, is_business_order, buyer_email, buyer_name) "
-         "VALUES ($1, 'S', 'M', $2::timestamptz - interval '60 days', $2::timestamptz - $4::interval, $3, "
-         "$2::timestamptz - $5::interval, $6, $7, $8)",
-         {id, k_as_of, status, update_age, shipped_age.empty() ? db::Value{} : db::Value{shipped_age},
-          std::string(business ? "t" : "f"),
-          with_pii ? db::Value{"b-" + id + "@example.org"} : db::Value{"hmac:" + std::string(64, 'a')},
-          with_pii ? db::Value{"Name " + id} : db::Value{"[redacted]"}});
-  s.exec("INSERT INTO shipping_addresses (amazon_order_id, name, country_code) VALUES ($1, $2, 'US')",
-         {id, with_pii ? db::Value{"Name " + id} : db::Value{}});
+  s.exec(
+      "INSERT INTO orders (amazon_order_id, seller_id, marketplace_id, purchase_date, "
+      "last_update_date, order_status, shipped_at, is_business_order, buyer_email, buyer_name) "
+      "VALUES ($1, 'S', 'M', $2::timestamptz - interval '60 days', $2::timestamptz - $4::interval, "
+      "$3, "
+      "$2::timestamptz - $5::interval, $6, $7, $8)",
+      {id, k_as_of, status, update_age, shipped_age.empty() ? db::Value{} : db::Value{shipped_age},
+       std::string(business ? "t" : "f"),
+       with_pii ? db::Value{"b-" + id + "@example.org"} : db::Value{"hmac:" + std::string(64, 'a')},
+       with_pii ? db::Value{"Name " + id} : db::Value{"[redacted]"}});
+  s.exec(
+      "INSERT INTO shipping_addresses (amazon_order_id, name, country_code) VALUES ($1, $2, 'US')",
+      {id, with_pii ? db::Value{"Name " + id} : db::Value{}});
 }
 
 } // namespace

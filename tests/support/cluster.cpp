@@ -136,8 +136,8 @@ TestDb::TestDb(const std::string& tag, long orders) {
 
 TestDb::~TestDb() {
   try {
-    admin_session("postgres")->exec("DROP DATABASE IF EXISTS " + db::quote_ident(m_name) +
-                                    " WITH (FORCE)");
+    admin_session("postgres")
+        ->exec("DROP DATABASE IF EXISTS " + db::quote_ident(m_name) + " WITH (FORCE)");
   } catch (...) {
   }
 }
@@ -147,8 +147,8 @@ std::string TestDb::config_text(const std::string& user, const std::string& pass
   const ClusterInfo& c = cluster();
   std::string text = util::read_file(LETHE_SOURCE_DIR "/config/lethe.example.toml");
   text = replace_line(text, "dsn",
-                      "dsn = \"host=" + c.host + " port=" + std::to_string(c.port) + " dbname=" +
-                          m_name + " user=" + (user.empty() ? c.admin : user) +
+                      "dsn = \"host=" + c.host + " port=" + std::to_string(c.port) +
+                          " dbname=" + m_name + " user=" + (user.empty() ? c.admin : user) +
                           (dsn_extra.empty() ? "" : " " + dsn_extra) + "\"");
   text = replace_line(text, "sslrootcert", "sslrootcert = \"" + c.ca + "\"");
   text = replace_line(text, "password_file",
@@ -164,9 +164,13 @@ std::filesystem::path TestDb::write_config(const std::string& file, const std::s
   return m_dir / file;
 }
 
-settings::Settings TestDb::settings() const { return settings::load(m_config); }
+settings::Settings TestDb::settings() const {
+  return settings::load(m_config);
+}
 
-std::unique_ptr<db::Session> TestDb::admin() const { return admin_session(m_name); }
+std::unique_ptr<db::Session> TestDb::admin() const {
+  return admin_session(m_name);
+}
 
 RunResult TestDb::lethe(const std::string& args, const std::filesystem::path& config) const {
   return run_shell(std::string(LETHE_BIN) + " --config " +

@@ -36,5 +36,8 @@ TEST_CASE("chain_hash: every field and the previous hash are covered") {
   CHECK(changed([](audit::Stored& t) { t.record.details = "{\"a\":1}"; }));
   CHECK(changed([](audit::Stored& t) { t.prev_hash[0] = '1'; }));
   // Length-prefixed fields: moving a character between neighbours changes the hash.
-  CHECK(changed([](audit::Stored& t) { t.actor = "alic"; t.os_user = "elethe"; }));
+  CHECK(changed([](audit::Stored& t) {
+    t.actor = "alic";
+    t.os_user = "elethe";
+  }));
 }

@@ -34,10 +34,10 @@ TEST_CASE("parse: two-word commands, options before and after, values") {
 
 TEST_CASE("parse: mistakes are usage errors (64) with a hint") {
   CHECK(usage_error({"frobnicate"}) == Exit::usage);
-  CHECK(usage_error({"migrate", "--json"}) == Exit::usage);      // not an option of migrate
-  CHECK(usage_error({"check", "--as-of"}) == Exit::usage);       // value missing
-  CHECK(usage_error({"check", "--json=yes"}) == Exit::usage);    // flag with a value
-  CHECK(usage_error({"migrate", "extra"}) == Exit::usage);       // stray argument
+  CHECK(usage_error({"migrate", "--json"}) == Exit::usage);   // not an option of migrate
+  CHECK(usage_error({"check", "--as-of"}) == Exit::usage);    // value missing
+  CHECK(usage_error({"check", "--json=yes"}) == Exit::usage); // flag with a value
+  CHECK(usage_error({"migrate", "extra"}) == Exit::usage);    // stray argument
   CHECK(usage_error({"-x", "migrate"}) == Exit::usage);
 }
 

@@ -45,8 +45,9 @@ TEST_CASE("validate_dsn: passwords, Unix sockets and a missing host are refused"
 }
 
 TEST_CASE("redact_server_message: values quoted after a colon are hidden, DETAIL dropped") {
-  CHECK(db::redact_server_message("ERROR:  invalid input syntax for type integer: \"Ada Quill\"\n") ==
-        "invalid input syntax for type integer: \"…\"");
+  CHECK(
+      db::redact_server_message("ERROR:  invalid input syntax for type integer: \"Ada Quill\"\n") ==
+      "invalid input syntax for type integer: \"…\"");
   CHECK(db::redact_server_message("ERROR:  duplicate key value violates unique constraint \"k\"\n"
                                   "DETAIL:  Key (email)=(a@b.example) already exists.\n") ==
         "duplicate key value violates unique constraint \"k\"");

@@ -33,7 +33,9 @@ std::string config_error(const std::string& text) {
   return {};
 }
 
-std::string example() { return util::read_file(LETHE_SOURCE_DIR "/config/lethe.example.toml"); }
+std::string example() {
+  return util::read_file(LETHE_SOURCE_DIR "/config/lethe.example.toml");
+}
 
 } // namespace
 
@@ -54,7 +56,9 @@ TEST_CASE("load: the example configuration loads with its PII map") {
 
 TEST_CASE("load: defaults come from the key table") {
   settings::Settings s = settings::load_from_string(k_minimal, "t.toml");
-  auto dflt = [](std::string_view path) { return std::string(settings::find_key(path)->default_value); };
+  auto dflt = [](std::string_view path) {
+    return std::string(settings::find_key(path)->default_value);
+  };
   CHECK(std::to_string(s.retention_days) == dflt("retention.days"));
   CHECK(std::to_string(s.batch_size) == dflt("purge.batch_size"));
   CHECK(std::to_string(s.max_rows_per_run) == dflt("purge.max_rows_per_run"));
@@ -93,15 +97,18 @@ TEST_CASE("load: a TOML syntax error names its position") {
 
 TEST_CASE("load: the PII map's shape is checked") {
   SECTION("constant needs a value") {
-    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"constant\""));
+    std::string msg =
+        config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"constant\""));
     CHECK(msg.find("strategy constant needs a 'value'") != std::string::npos);
   }
   SECTION("hmac needs a key file") {
-    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"hmac\""));
+    std::string msg =
+        config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"hmac\""));
     CHECK(msg.find("pii.hmac_key_file is not set") != std::string::npos);
   }
   SECTION("an unknown strategy") {
-    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"delete-row\""));
+    std::string msg =
+        config_error(std::regex_replace(k_minimal, std::regex("\"null\""), "\"delete-row\""));
     CHECK(msg.find("delete-row is set on a child table") != std::string::npos);
   }
   SECTION("retention above the policy's 30 days") {
@@ -111,22 +118,26 @@ TEST_CASE("load: the PII map's shape is checked") {
   SECTION("a child whose parent is not declared above it") {
     std::string msg = config_error(k_minimal + "[[pii.children]]\ntable = \"a\"\nparent = \"b\"\n"
                                                "link = \"x\"\nstrategy = \"delete-row\"\n");
-    CHECK(msg.find("parent 'b' of a is not the root or a child declared above it") != std::string::npos);
+    CHECK(msg.find("parent 'b' of a is not the root or a child declared above it") !=
+          std::string::npos);
   }
   SECTION("an identifier that is not plain SQL") {
-    std::string msg = config_error(std::regex_replace(k_minimal, std::regex("\"orders\""), "\"orders; drop\""));
+    std::string msg =
+        config_error(std::regex_replace(k_minimal, std::regex("\"orders\""), "\"orders; drop\""));
     CHECK(msg.find("is not a plain SQL identifier") != std::string::npos);
   }
   SECTION("never_shipped rules need the status column") {
-    std::string msg = config_error(k_minimal + "[[pii.root.never_shipped]]\nstatuses = [\"Canceled\"]\n"
-                                               "since = \"updated\"\ndays = 30\n");
+    std::string msg =
+        config_error(k_minimal + "[[pii.root.never_shipped]]\nstatuses = [\"Canceled\"]\n"
+                                 "since = \"updated\"\ndays = 30\n");
     CHECK(msg.find("never_shipped rules need pii.root.status") != std::string::npos);
   }
 }
 
 TEST_CASE("pii_map_digest: changes with the map and only with it") {
   settings::Settings a = settings::load_from_string(k_minimal, "a.toml");
-  settings::Settings b = settings::load_from_string(k_minimal + "[purge]\nbatch_size = 7\n", "b.toml");
+  settings::Settings b =
+      settings::load_from_string(k_minimal + "[purge]\nbatch_size = 7\n", "b.toml");
   settings::Settings c = settings::load_from_string(
       std::regex_replace(k_minimal, std::regex("\"email\""), "\"mail\""), "c.toml");
   CHECK(settings::pii_map_digest(a) == settings::pii_map_digest(b));
@@ -138,10 +149,12 @@ TEST_CASE("key_table: config/lethe.example.toml shows every key and nothing else
   // Every dotted key path written in the example, normalized the way the loader does.
   std::set<std::string> documented;
   for (const settings::KeySpec& k : settings::key_table()) {
-    std::string leaf(k.path.substr(k.path.rfind('.') == std::string_view::npos ? 0 : k.path.rfind('.') + 1));
+    std::string leaf(
+        k.path.substr(k.path.rfind('.') == std::string_view::npos ? 0 : k.path.rfind('.') + 1));
     std::string text = example();
     bool as_key = std::regex_search(text, std::regex("(^|\\n|\\{ |, )" + leaf + " = "));
-    bool as_table = text.find("[" + std::string(k.path.substr(0, k.path.find("[]"))) ) != std::string::npos;
+    bool as_table =
+        text.find("[" + std::string(k.path.substr(0, k.path.find("[]")))) != std::string::npos;
     INFO(k.path);
     CHECK((as_key || as_table));
     CHECK_FALSE(k.meaning.empty());

@@ -12,7 +12,8 @@ using namespace lethe;
 namespace {
 
 std::filesystem::path temp_file(const std::string& name, const std::string& text, unsigned mode) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("lethe-unit-" + std::to_string(::getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("lethe-unit-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::filesystem::path p = dir / name;
   std::filesystem::remove(p);

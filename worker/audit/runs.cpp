@@ -16,9 +16,8 @@ long long begin_run(Context& ctx, const std::string& options_json) {
 void finish_run(Context& ctx, long long run_id, Kind kind, const std::string& outcome,
                 const std::string& exit_reason, const std::string& counts_json,
                 const std::string& details_json) {
-  std::string run_outcome = outcome == "done" || outcome == "refused" || outcome == "interrupted"
-                                ? outcome
-                                : "failed";
+  std::string run_outcome =
+      outcome == "done" || outcome == "refused" || outcome == "interrupted" ? outcome : "failed";
   try {
     ctx.ready_db().exec("UPDATE lethe.job_runs SET finished_at = now(), outcome = $2, "
                         "exit_reason = $3, counts = $4 WHERE run_id = $1",

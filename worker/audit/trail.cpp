@@ -104,10 +104,14 @@ std::string with_field(const std::string& json_object, const std::string& field_
 
 const char* kind_name(Kind kind) {
   switch (kind) {
-  case Kind::run: return "run";
-  case Kind::refusal: return "refusal";
-  case Kind::alarm: return "alarm";
-  case Kind::manual: return "manual";
+  case Kind::run:
+    return "run";
+  case Kind::refusal:
+    return "refusal";
+  case Kind::alarm:
+    return "alarm";
+  case Kind::manual:
+    return "manual";
   }
   return "run";
 }
@@ -252,9 +256,10 @@ VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_fi
   std::string prev = k_genesis_hash;
   long long expected = 1;
   while (rep.ok) {
-    db::Rows page = session.exec(std::string("SELECT ") + k_select_columns +
-                                     " FROM lethe.audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000",
-                                 {std::to_string(expected)});
+    db::Rows page =
+        session.exec(std::string("SELECT ") + k_select_columns +
+                         " FROM lethe.audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000",
+                     {std::to_string(expected)});
     for (size_t i = 0; i < page.size() && rep.ok; ++i) {
       Stored s = from_row(page, i);
       if (s.seq != expected) {
@@ -266,8 +271,9 @@ VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_fi
         fail(s.seq, "record " + std::to_string(s.seq) + " does not link to record " +
                         std::to_string(s.seq - 1));
       } else if (chain_hash(s) != s.hash) {
-        fail(s.seq, "record " + std::to_string(s.seq) + " was altered: its hash does not match "
-                                                         "its content");
+        fail(s.seq, "record " + std::to_string(s.seq) +
+                        " was altered: its hash does not match "
+                        "its content");
       } else if (auto a = anchored.find(s.seq); a != anchored.end() && a->second != s.hash) {
         fail(s.seq, "record " + std::to_string(s.seq) + " differs from the anchor file");
       }

@@ -9,8 +9,9 @@ namespace lethe::cli {
 namespace {
 
 const OptionSpec k_json{"json", "", "print JSON instead of text"};
-const OptionSpec k_as_of{"as-of", "TIMESTAMP",
-                         "evaluate retention clocks at this instant instead of the database's now()"};
+const OptionSpec k_as_of{
+    "as-of", "TIMESTAMP",
+    "evaluate retention clocks at this instant instead of the database's now()"};
 
 std::string pad(std::string_view s, size_t width) {
   std::string out(s);
@@ -44,8 +45,9 @@ const OptionSpec* find_option(const std::vector<OptionSpec>& opts, std::string_v
 const std::vector<OptionSpec>& global_options() {
   static const std::vector<OptionSpec> k_opts{
       {"config", "FILE", "configuration file (default $LETHE_CONFIG, else /etc/lethe/lethe.toml)"},
-      {"operator", "NAME", "who runs this, recorded in the audit trail (default: the OS user, or "
-                           "the systemd unit)"},
+      {"operator", "NAME",
+       "who runs this, recorded in the audit trail (default: the OS user, or "
+       "the systemd unit)"},
       {"verbose", "", "log debug events too"},
       {"help", "", "show help for the command"},
   };
@@ -54,32 +56,48 @@ const std::vector<OptionSpec>& global_options() {
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> k_commands{
-      {"migrate", "", "create or upgrade lethe's own schema in the database",
+      {"migrate",
+       "",
+       "create or upgrade lethe's own schema in the database",
        "Applies the numbered migrations this binary carries (each in one transaction, its version\n"
        "recorded in lethe.schema_version). Safe to run again. Refuses a schema newer than this\n"
        "binary knows. Run it as the database owner. Writes an audit record.",
        {}},
-      {"check", "", "report PII past its retention deadline (monitoring probe, C1)",
+      {"check",
+       "",
+       "report PII past its retention deadline (monitoring probe, C1)",
        "Counts, per PII-map table, rows that still hold PII after their deadline, and the age\n"
        "of the oldest; rows under regulatory hold are listed apart. Reads only lethe's state\n"
        "views, never a PII value. Exit 0 when nothing is overdue, 1 when something is.",
        {k_as_of, k_json}},
-      {"config check", "", "validate the configuration against the live database catalog",
+      {"config check",
+       "",
+       "validate the configuration against the live database catalog",
        "Loads the configuration (syntax, keys, types, PII-map shape), connects with verified\n"
        "TLS and checks every table and column of the PII map, key indexes, the hold predicate\n"
        "and lethe's state views. A mismatch is refused (exit 78) and recorded in the audit trail.",
        {{"offline", "", "check the file only; do not connect"}}},
-      {"config keys", "", "list every configuration key with its type, default and meaning",
-       "The one table of keys the loader accepts.", {k_json}, false},
-      {"grants", "", "print least-privilege SQL for lethe's roles, derived from the PII map",
+      {"config keys",
+       "",
+       "list every configuration key with its type, default and meaning",
+       "The one table of keys the loader accepts.",
+       {k_json},
+       false},
+      {"grants",
+       "",
+       "print least-privilege SQL for lethe's roles, derived from the PII map",
        "Prints a script for the database owner: state views (which rows hold PII, when they\n"
        "fall due, no PII values) and one role per job with column-level grants (C11).",
        {}},
-      {"audit verify", "", "check the audit trail's hash chain and anchor file",
+      {"audit verify",
+       "",
+       "check the audit trail's hash chain and anchor file",
        "Recomputes every record's SHA-256 link and compares the chain with the anchor file\n"
        "(audit.anchor_file). Reports the first broken link. Exit 65 when the chain is broken.",
        {k_json}},
-      {"audit show", "", "list audit records, oldest first",
+      {"audit show",
+       "",
+       "list audit records, oldest first",
        "Prints the newest records (text, or JSON lines with --json).",
        {{"limit", "N", "how many of the newest records (default 50)"},
         {"job", "NAME", "only records of this job"},
@@ -153,11 +171,13 @@ Parsed parse(const std::vector<std::string>& args) {
                 "unknown command '" + words[0] + (words.size() > 1 ? " " + words[1] : "") + "'",
                 "see `lethe --help` for the list of commands");
   }
-  size_t consumed = static_cast<size_t>(std::count(p.command->name.begin(), p.command->name.end(), ' ')) + 1;
+  size_t consumed =
+      static_cast<size_t>(std::count(p.command->name.begin(), p.command->name.end(), ' ')) + 1;
   p.positionals.assign(words.begin() + static_cast<long>(consumed), words.end());
   std::string cmd(p.command->name);
   if (!p.positionals.empty() && p.command->positionals.empty()) {
-    throw Error(Exit::usage, "unexpected argument '" + p.positionals[0] + "' for `lethe " + cmd + "`",
+    throw Error(Exit::usage,
+                "unexpected argument '" + p.positionals[0] + "' for `lethe " + cmd + "`",
                 "see `lethe " + cmd + " --help`");
   }
   for (const auto& [name, value] : opts) {

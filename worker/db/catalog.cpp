@@ -36,7 +36,8 @@ TableInfo describe(Session& session, const std::string& table) {
       "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
       {quote_ident(table)});
   for (size_t i = 0; i < cols.size(); ++i) {
-    info.columns[cols.text(i, 0)] = Column{cols.text(i, 1), cols.text(i, 2) == "t", cols.text(i, 3)[0]};
+    info.columns[cols.text(i, 0)] =
+        Column{cols.text(i, 1), cols.text(i, 2) == "t", cols.text(i, 3)[0]};
   }
   Rows idx = session.exec(
       "SELECT a.attname, i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL "
@@ -76,8 +77,8 @@ private:
                        const std::string& role, const settings::Where& where) {
     auto it = info.columns.find(name);
     if (it == info.columns.end()) {
-      m_report.problems.push_back(where + ": " + role + " column '" + name + "' does not exist in " +
-                                  t.table);
+      m_report.problems.push_back(where + ": " + role + " column '" + name +
+                                  "' does not exist in " + t.table);
       return nullptr;
     }
     return &it->second;
@@ -95,13 +96,15 @@ private:
   void check_table(const PiiTable& t) {
     TableInfo info = describe(m_session, t.table);
     if (!info.exists) {
-      m_report.problems.push_back(t.where + ": table " + t.table + " does not exist (or is not "
-                                                                   "visible to this role)");
+      m_report.problems.push_back(t.where + ": table " + t.table +
+                                  " does not exist (or is not "
+                                  "visible to this role)");
       return;
     }
     bool root = &t == &m_s.root.table;
     if (root) {
-      if (column(info, t, t.key, "key", t.where) != nullptr && !contains(info.unique_single, t.key)) {
+      if (column(info, t, t.key, "key", t.where) != nullptr &&
+          !contains(info.unique_single, t.key)) {
         m_report.problems.push_back(t.where + ": key column '" + t.key + "' of " + t.table +
                                     " has no unique index of its own");
       }
@@ -169,7 +172,8 @@ private:
                      m_s.hold_predicate + ")");
     } catch (const DbError& e) {
       if (e.sqlstate() == "42501") {
-        m_report.warnings.push_back(m_s.hold_where + ": this role may not read the columns of "
+        m_report.warnings.push_back(m_s.hold_where +
+                                    ": this role may not read the columns of "
                                     "hold.predicate; run `lethe config check` as the owner to "
                                     "check it");
         return;

@@ -62,8 +62,8 @@ MigrateOutcome migrate(Session& session) {
         return;
       }
       if (now != m.version - 1) {
-        throw Error(Exit::internal, "migration " + std::to_string(m.version) +
-                                        " follows version " + std::to_string(now) + ", not " +
+        throw Error(Exit::internal, "migration " + std::to_string(m.version) + " follows version " +
+                                        std::to_string(now) + ", not " +
                                         std::to_string(m.version - 1));
       }
       tx.exec(m.sql);

@@ -115,26 +115,46 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
   const std::exception* p = &e;
   auto is = [p](auto* tag) { return dynamic_cast<decltype(tag)>(p) != nullptr; };
   using namespace pqxx;
-  if (is(static_cast<const insufficient_privilege*>(nullptr))) return "42501";
-  if (is(static_cast<const undefined_table*>(nullptr))) return "42P01";
-  if (is(static_cast<const undefined_column*>(nullptr))) return "42703";
-  if (is(static_cast<const undefined_function*>(nullptr))) return "42883";
-  if (is(static_cast<const syntax_error*>(nullptr))) return "42601";
-  if (is(static_cast<const unique_violation*>(nullptr))) return "23505";
-  if (is(static_cast<const foreign_key_violation*>(nullptr))) return "23503";
-  if (is(static_cast<const not_null_violation*>(nullptr))) return "23502";
-  if (is(static_cast<const check_violation*>(nullptr))) return "23514";
-  if (is(static_cast<const restrict_violation*>(nullptr))) return "23001";
-  if (is(static_cast<const integrity_constraint_violation*>(nullptr))) return "23000";
-  if (is(static_cast<const data_exception*>(nullptr))) return "22000";
-  if (is(static_cast<const feature_not_supported*>(nullptr))) return "0A000";
-  if (is(static_cast<const disk_full*>(nullptr))) return "53100";
-  if (is(static_cast<const out_of_memory*>(nullptr))) return "53200";
-  if (is(static_cast<const insufficient_resources*>(nullptr))) return "53000";
-  if (is(static_cast<const plpgsql_raise*>(nullptr))) return "P0001";
-  if (is(static_cast<const invalid_cursor_name*>(nullptr))) return "34000";
-  if (is(static_cast<const invalid_sql_statement_name*>(nullptr))) return "26000";
-  if (is(static_cast<const invalid_cursor_state*>(nullptr))) return "24000";
+  if (is(static_cast<const insufficient_privilege*>(nullptr)))
+    return "42501";
+  if (is(static_cast<const undefined_table*>(nullptr)))
+    return "42P01";
+  if (is(static_cast<const undefined_column*>(nullptr)))
+    return "42703";
+  if (is(static_cast<const undefined_function*>(nullptr)))
+    return "42883";
+  if (is(static_cast<const syntax_error*>(nullptr)))
+    return "42601";
+  if (is(static_cast<const unique_violation*>(nullptr)))
+    return "23505";
+  if (is(static_cast<const foreign_key_violation*>(nullptr)))
+    return "23503";
+  if (is(static_cast<const not_null_violation*>(nullptr)))
+    return "23502";
+  if (is(static_cast<const check_violation*>(nullptr)))
+    return "23514";
+  if (is(static_cast<const restrict_violation*>(nullptr)))
+    return "23001";
+  if (is(static_cast<const integrity_constraint_violation*>(nullptr)))
+    return "23000";
+  if (is(static_cast<const data_exception*>(nullptr)))
+    return "22000";
+  if (is(static_cast<const feature_not_supported*>(nullptr)))
+    return "0A000";
+  if (is(static_cast<const disk_full*>(nullptr)))
+    return "53100";
+  if (is(static_cast<const out_of_memory*>(nullptr)))
+    return "53200";
+  if (is(static_cast<const insufficient_resources*>(nullptr)))
+    return "53000";
+  if (is(static_cast<const plpgsql_raise*>(nullptr)))
+    return "P0001";
+  if (is(static_cast<const invalid_cursor_name*>(nullptr)))
+    return "34000";
+  if (is(static_cast<const invalid_sql_statement_name*>(nullptr)))
+    return "26000";
+  if (is(static_cast<const invalid_cursor_state*>(nullptr)))
+    return "24000";
   return "XX000";
 }
 
@@ -165,7 +185,8 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
   } catch (const pqxx::deadlock_detected& e) {
     throw DbError(Exit::temporary, "deadlock: " + redact_server_message(e.what()), "40P01");
   } catch (const pqxx::serialization_failure& e) {
-    throw DbError(Exit::temporary, "serialization failure: " + redact_server_message(e.what()), "40001");
+    throw DbError(Exit::temporary, "serialization failure: " + redact_server_message(e.what()),
+                  "40001");
   } catch (const pqxx::failure& e) {
     throw DbError(Exit::temporary, "database failure: " + redact_server_message(e.what()), "");
   }
@@ -210,7 +231,9 @@ const std::string& Rows::text(size_t row, size_t col) const {
   return *v;
 }
 
-long long Rows::integer(size_t row, size_t col) const { return std::stoll(text(row, col)); }
+long long Rows::integer(size_t row, size_t col) const {
+  return std::stoll(text(row, col));
+}
 
 Transaction::Transaction(Session& session) : m_session(session) {
   try {
@@ -227,8 +250,8 @@ Rows Transaction::exec(std::string_view sql, const Params& params) {
     if (params.empty()) {
       return to_rows(m_impl->work.exec(std::string(sql)));
     }
-    return to_rows(m_impl->work.exec_params(std::string(sql),
-                                            pqxx::prepare::make_dynamic_params(params)));
+    return to_rows(
+        m_impl->work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(params)));
   } catch (...) {
     rethrow_db_error();
   }
@@ -389,7 +412,9 @@ std::string Session::tls_description() const {
   return std::string(r[0][0].c_str()) + " " + r[0][1].c_str();
 }
 
-std::string Session::endpoint() const { return m_impl->endpoint; }
+std::string Session::endpoint() const {
+  return m_impl->endpoint;
+}
 
 void validate_dsn(const settings::Database& db) {
   ParsedDsn dsn = parse_dsn(db);
@@ -447,8 +472,7 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(db.sslrootcert, ec)) {
     throw Error(Exit::config, "database.sslrootcert " + db.sslrootcert + " is not a readable file",
-                "point it at the PEM file of the CA that signed the server certificate",
-                db.where);
+                "point it at the PEM file of the CA that signed the server certificate", db.where);
   }
   std::string conninfo = db.dsn;
   if (!conninfo.empty() && conninfo.find("://") != std::string::npos) {
@@ -499,11 +523,20 @@ void copy_field(std::string& line, const Value& v) {
   }
   for (char c : *v) {
     switch (c) {
-    case '\\': line += "\\\\"; break;
-    case '\t': line += "\\t"; break;
-    case '\n': line += "\\n"; break;
-    case '\r': line += "\\r"; break;
-    default: line += c;
+    case '\\':
+      line += "\\\\";
+      break;
+    case '\t':
+      line += "\\t";
+      break;
+    case '\n':
+      line += "\\n";
+      break;
+    case '\r':
+      line += "\\r";
+      break;
+    default:
+      line += c;
     }
   }
 }
@@ -513,7 +546,8 @@ std::string quote_ident(std::string_view name) {
   size_t start = 0;
   while (true) {
     size_t dot = name.find('.', start);
-    std::string_view part = name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
+    std::string_view part =
+        name.substr(start, dot == std::string_view::npos ? name.npos : dot - start);
     out += '"';
     for (char c : part) {
       if (c == '"') {

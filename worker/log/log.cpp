@@ -13,11 +13,16 @@ std::function<void(const std::string&)> g_sink;
 
 const char* level_name(Level level) {
   switch (level) {
-  case Level::error: return "error";
-  case Level::warning: return "warning";
-  case Level::notice: return "notice";
-  case Level::info: return "info";
-  case Level::debug: return "debug";
+  case Level::error:
+    return "error";
+  case Level::warning:
+    return "warning";
+  case Level::notice:
+    return "notice";
+  case Level::info:
+    return "info";
+  case Level::debug:
+    return "debug";
   }
   return "info";
 }
@@ -96,11 +101,17 @@ void event(Level level, std::string_view name, std::initializer_list<Field> fiel
   emit(format(level, name, fields));
 }
 
-void line(Level level, std::string_view text) { emit(prefix(level) + std::string(text)); }
+void line(Level level, std::string_view text) {
+  emit(prefix(level) + std::string(text));
+}
 
-void set_max_level(Level level) { g_max_level = level; }
+void set_max_level(Level level) {
+  g_max_level = level;
+}
 
-void set_sink(std::function<void(const std::string&)> sink) { g_sink = std::move(sink); }
+void set_sink(std::function<void(const std::string&)> sink) {
+  g_sink = std::move(sink);
+}
 
 bool stderr_is_journal() {
   const char* js = std::getenv("JOURNAL_STREAM");

@@ -18,14 +18,19 @@ db::Session& Context::db() {
   try {
     m_session = db::connect(m_settings);
   } catch (const db::TlsRefused&) {
-    audit::Record r{audit::Kind::refusal, m_job, "refused", "tls_refused", std::nullopt, "{}",
+    audit::Record r{audit::Kind::refusal,
+                    m_job,
+                    "refused",
+                    "tls_refused",
+                    std::nullopt,
+                    "{}",
                     util::JsonObject().add("reason", "no verified TLS").str()};
     m_trail.spool(r);
     throw;
   } catch (const Error& e) {
     if (e.code() == Exit::unavailable || e.code() == Exit::temporary) {
-      audit::Record r{audit::Kind::refusal, m_job, "failed", "db_unavailable", std::nullopt, "{}",
-                      "{}"};
+      audit::Record r{audit::Kind::refusal, m_job, "failed", "db_unavailable",
+                      std::nullopt,         "{}",  "{}"};
       m_trail.spool(r);
     }
     throw;

@@ -99,7 +99,9 @@ constexpr std::array k_keys{
 
 } // namespace
 
-std::span<const KeySpec> key_table() { return k_keys; }
+std::span<const KeySpec> key_table() {
+  return k_keys;
+}
 
 const KeySpec* find_key(std::string_view path) {
   for (const KeySpec& k : k_keys) {
@@ -112,13 +114,20 @@ const KeySpec* find_key(std::string_view path) {
 
 std::string_view type_name(KeyType type) {
   switch (type) {
-  case KeyType::table: return "table";
-  case KeyType::table_array: return "array of tables";
-  case KeyType::string: return "string";
-  case KeyType::integer: return "integer";
-  case KeyType::number: return "number";
-  case KeyType::boolean: return "boolean";
-  case KeyType::string_array: return "array of strings";
+  case KeyType::table:
+    return "table";
+  case KeyType::table_array:
+    return "array of tables";
+  case KeyType::string:
+    return "string";
+  case KeyType::integer:
+    return "integer";
+  case KeyType::number:
+    return "number";
+  case KeyType::boolean:
+    return "boolean";
+  case KeyType::string_array:
+    return "array of strings";
   }
   return "?";
 }

@@ -13,7 +13,7 @@ enum class KeyType { table, table_array, string, integer, number, boolean, strin
 struct KeySpec {
   std::string_view path; // dotted; "[]" marks an element of an array of tables
   KeyType type;
-  bool required;         // within its enclosing table (when that table is present)
+  bool required; // within its enclosing table (when that table is present)
   std::string_view default_value;
   std::string_view meaning;
 };

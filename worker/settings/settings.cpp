@@ -43,7 +43,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 bool valid_identifier(const std::string& name, bool qualified) {
   static const std::regex k_plain("[A-Za-z_][A-Za-z0-9_$]{0,62}");
-  static const std::regex k_qualified("([A-Za-z_][A-Za-z0-9_$]{0,62}\\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}");
+  static const std::regex k_qualified(
+      "([A-Za-z_][A-Za-z0-9_$]{0,62}\\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}");
   return std::regex_match(name, qualified ? k_qualified : k_plain);
 }
 
@@ -71,8 +72,9 @@ public:
     for (const std::string& p : m_problems) {
       msg += "\n  " + p;
     }
-    throw Error(Exit::config, msg,
-                "every key is listed by `lethe config keys` and shown in config/lethe.example.toml");
+    throw Error(
+        Exit::config, msg,
+        "every key is listed by `lethe config keys` and shown in config/lethe.example.toml");
   }
 
   Where where(const toml::source_region& r) const {
@@ -104,12 +106,18 @@ private:
 
   bool has_type(const toml::node& v, KeyType t) const {
     switch (t) {
-    case KeyType::table: return v.is_table();
-    case KeyType::table_array: return v.is_array_of_tables() || (v.is_array() && v.as_array()->empty());
-    case KeyType::string: return v.is_string();
-    case KeyType::integer: return v.is_integer();
-    case KeyType::number: return v.is_number();
-    case KeyType::boolean: return v.is_boolean();
+    case KeyType::table:
+      return v.is_table();
+    case KeyType::table_array:
+      return v.is_array_of_tables() || (v.is_array() && v.as_array()->empty());
+    case KeyType::string:
+      return v.is_string();
+    case KeyType::integer:
+      return v.is_integer();
+    case KeyType::number:
+      return v.is_number();
+    case KeyType::boolean:
+      return v.is_boolean();
     case KeyType::string_array:
       return v.is_array() && std::all_of(v.as_array()->begin(), v.as_array()->end(),
                                          [](const toml::node& e) { return e.is_string(); });
@@ -266,7 +274,8 @@ private:
     return s;
   }
 
-  void identifier(const std::string& name, const Where& w, const std::string& what, bool qualified) {
+  void identifier(const std::string& name, const Where& w, const std::string& what,
+                  bool qualified) {
     if (!valid_identifier(name, qualified)) {
       problem(w, what + " '" + name + "' is not a plain SQL identifier" +
                      (qualified ? " (schema.table or table)" : ""));
@@ -351,16 +360,18 @@ private:
       } else if (c.parent_column.empty()) {
         c.parent_column = parent->second->key;
         if (c.parent_column.empty()) {
-          problem(c.where, "parent '" + c.parent + "' has no key: set parent_column here or key "
-                                                   "on the parent");
+          problem(c.where, "parent '" + c.parent +
+                               "' has no key: set parent_column here or key "
+                               "on the parent");
         }
       }
       if (!c.parent_column.empty()) {
         identifier(c.parent_column, c.where, "parent_column", false);
       }
       if (c.strategy == TableStrategy::columns && c.columns.empty()) {
-        problem(c.where, "child " + c.table + " lists no columns; list them or use strategy "
-                                              "delete-row");
+        problem(c.where, "child " + c.table +
+                             " lists no columns; list them or use strategy "
+                             "delete-row");
       }
       validate_columns(c, s);
       known.emplace(c.table, &c);

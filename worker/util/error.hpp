@@ -10,16 +10,16 @@ namespace lethe {
 // sysexits(3) codes; a unit's RestartPreventExitStatus= and an operator read these.
 enum class Exit : int {
   ok = 0,
-  failure = 1,       // the check ran and found a violation (e.g. overdue PII)
-  usage = 64,        // EX_USAGE
-  data = 65,         // EX_DATAERR: bad input data, safety limit
-  unavailable = 69,  // EX_UNAVAILABLE: server unreachable, TLS refused
-  internal = 70,     // EX_SOFTWARE
-  cant_create = 73,  // EX_CANTCREAT
-  io = 74,           // EX_IOERR
-  temporary = 75,    // EX_TEMPFAIL: lock held, retry later
-  permission = 77,   // EX_NOPERM
-  config = 78,       // EX_CONFIG
+  failure = 1,      // the check ran and found a violation (e.g. overdue PII)
+  usage = 64,       // EX_USAGE
+  data = 65,        // EX_DATAERR: bad input data, safety limit
+  unavailable = 69, // EX_UNAVAILABLE: server unreachable, TLS refused
+  internal = 70,    // EX_SOFTWARE
+  cant_create = 73, // EX_CANTCREAT
+  io = 74,          // EX_IOERR
+  temporary = 75,   // EX_TEMPFAIL: lock held, retry later
+  permission = 77,  // EX_NOPERM
+  config = 78,      // EX_CONFIG
 };
 
 // A failure that ends the command. `what()` never contains a PII value.

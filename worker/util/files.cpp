@@ -14,7 +14,9 @@
 namespace lethe::util {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 void fsync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -48,7 +50,8 @@ void write_all(int fd, const std::string& data, const std::filesystem::path& pat
 std::string read_secret_file(const std::filesystem::path& path, const std::string& what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
-    throw Error(Exit::permission, what + " file " + path.string() + " cannot be read: " + errno_text(),
+    throw Error(Exit::permission,
+                what + " file " + path.string() + " cannot be read: " + errno_text(),
                 "create it with mode 0600 (or 0400), owned by the user lethe runs as");
   }
   if (!S_ISREG(st.st_mode)) {
@@ -140,8 +143,8 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
-    throw Error(Exit::io, "cannot rename " + tmp.string() + " to " + path.string() + ": " +
-                              errno_text());
+    throw Error(Exit::io,
+                "cannot rename " + tmp.string() + " to " + path.string() + ": " + errno_text());
   }
   fsync_directory(path.parent_path());
 }

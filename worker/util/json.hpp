@@ -13,13 +13,19 @@ void append_json_string(std::string& out, std::string_view s);
 class JsonObject {
 public:
   JsonObject& add(std::string_view key, std::string_view value);
-  JsonObject& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
+  JsonObject& add(std::string_view key, const char* value) {
+    return add(key, std::string_view(value));
+  }
   JsonObject& add(std::string_view key, const std::string& value) {
     return add(key, std::string_view(value));
   }
   JsonObject& add(std::string_view key, long long value);
-  JsonObject& add(std::string_view key, long value) { return add(key, static_cast<long long>(value)); }
-  JsonObject& add(std::string_view key, int value) { return add(key, static_cast<long long>(value)); }
+  JsonObject& add(std::string_view key, long value) {
+    return add(key, static_cast<long long>(value));
+  }
+  JsonObject& add(std::string_view key, int value) {
+    return add(key, static_cast<long long>(value));
+  }
   JsonObject& add(std::string_view key, unsigned long value) {
     return add(key, static_cast<long long>(value));
   }
