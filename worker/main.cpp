@@ -4,6 +4,7 @@
 #include "jobs/check/check.hpp"
 #include "jobs/config/config.hpp"
 #include "jobs/migrate/migrate.hpp"
+#include "jobs/purge/purge.hpp"
 #include "worker/cli/args.hpp"
 #include "worker/db/migrations.hpp"
 #include "worker/db/session.hpp"
@@ -34,16 +35,17 @@ void print_fatal(const Error& e) {
   }
 }
 
-long long parse_limit(const std::string& v) {
+long parse_positive(const std::string& v, const std::string& option) {
   try {
     size_t used = 0;
-    long long n = std::stoll(v, &used);
+    long n = std::stol(v, &used);
     if (used == v.size() && n > 0) {
       return n;
     }
   } catch (const std::exception&) {
   }
-  throw Error(Exit::usage, "--limit must be a positive whole number", "write e.g. --limit 100");
+  throw Error(Exit::usage, option + " must be a positive whole number",
+              "write e.g. " + option + " 100");
 }
 
 int dispatch(const cli::Parsed& p) {
@@ -70,6 +72,11 @@ int dispatch(const cli::Parsed& p) {
   if (cmd == "migrate") {
     return jobs::migrate::run_migrate(ctx);
   }
+  if (cmd == "purge") {
+    return jobs::purge::run_purge(
+        ctx, {p.value("as-of"), p.flag("dry-run"), p.flag("json"), p.flag("force"),
+              p.flag("batch-size") ? parse_positive(p.value("batch-size"), "--batch-size") : 0});
+  }
   if (cmd == "check") {
     return jobs::check::run_check(ctx, {p.value("as-of"), p.flag("json")});
   }
@@ -80,8 +87,8 @@ int dispatch(const cli::Parsed& p) {
     return jobs::audit::run_verify(ctx, p.flag("json"));
   }
   if (cmd == "audit show") {
-    return jobs::audit::run_show(ctx, parse_limit(p.value("limit", "50")), p.value("job"),
-                                 p.flag("json"));
+    return jobs::audit::run_show(ctx, parse_positive(p.value("limit", "50"), "--limit"),
+                                 p.value("job"), p.flag("json"));
   }
   throw Error(Exit::internal, "command '" + cmd + "' has no handler");
 }

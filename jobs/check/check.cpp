@@ -1,5 +1,6 @@
 #include "jobs/check/check.hpp"
 
+#include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/json.hpp"
@@ -11,42 +12,6 @@ namespace lethe::jobs::check {
 namespace {
 
 using settings::PiiTable;
-
-// FROM clause joining `t`'s state view up to the root's (aliased r).
-std::string path_to_root(const settings::Settings& s, const PiiTable& t) {
-  if (&t == &s.root.table) {
-    return db::state_view(t.table) + " r";
-  }
-  std::string from = db::state_view(t.table) + " c0";
-  const PiiTable* cur = &t;
-  int depth = 0;
-  while (cur != &s.root.table) {
-    const PiiTable* parent = s.find_table(cur->parent);
-    std::string alias = parent == &s.root.table ? "r" : "c" + std::to_string(depth + 1);
-    from += " JOIN " + db::state_view(parent->table) + " " + alias + " ON c" +
-            std::to_string(depth) + "." + db::quote_ident(cur->link) + " = " + alias + "." +
-            db::quote_ident(cur->parent_column);
-    cur = parent;
-    ++depth;
-  }
-  return from;
-}
-
-std::string resolve_as_of(db::Session& session, const std::string& as_of) {
-  try {
-    return session
-        .exec("SELECT to_char(coalesce($1::timestamptz, now()) AT TIME ZONE 'UTC', "
-              "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-              {as_of.empty() ? db::Value{} : db::Value{as_of}})
-        .text(0, 0);
-  } catch (const db::DbError& e) {
-    if (e.sqlstate().starts_with("22")) {
-      throw Error(Exit::usage, "--as-of is not a timestamp PostgreSQL understands",
-                  "write it as 2026-01-31 or '2026-01-31 12:00:00+00'");
-    }
-    throw;
-  }
-}
 
 std::string format_age(double seconds) {
   if (seconds < 0) {
@@ -71,13 +36,13 @@ CheckResult overdue_pii(Context& ctx, const std::string& as_of) {
   db::Session& session = ctx.ready_db();
   const settings::Settings& s = ctx.settings();
   CheckResult out;
-  out.as_of = resolve_as_of(session, as_of);
+  out.as_of = db::resolve_instant(session, as_of).iso;
   for (const PiiTable* t : s.pii_tables()) {
     std::string owner = t == &s.root.table ? "r" : "c0";
     std::string sql = "SELECT count(*) FILTER (WHERE NOT r.held), count(*) FILTER (WHERE r.held), "
                       "extract(epoch FROM $1::timestamptz - min(r.due_at) FILTER (WHERE NOT "
                       "r.held)) FROM " +
-                      path_to_root(s, *t) + " WHERE " + owner +
+                      db::state_path_to_root(s, *t) + " WHERE " + owner +
                       ".has_pii AND r.due_at <= $1::timestamptz";
     db::Rows r = session.exec(sql, {out.as_of});
     TableStatus st;

@@ -63,6 +63,19 @@ const std::vector<CommandSpec>& commands() {
        "recorded in lethe.schema_version). Safe to run again. Refuses a schema newer than this\n"
        "binary knows. Run it as the database owner. Writes an audit record.",
        {}},
+      {"purge",
+       "",
+       "remove buyer PII whose retention clock has run out (C1)",
+       "Sanitizes every order due by the PII map's clocks (shipment + retention.days, or the\n"
+       "never_shipped clocks) across the root and child tables, by each column's strategy, in\n"
+       "small committed batches; held orders are skipped until archived. Refuses to run above\n"
+       "the safety limits (exit 65) unless --force; a second purge exits 75. SIGTERM finishes\n"
+       "the current batch and exits 75. Ends with VACUUM of the touched tables and statistics.",
+       {k_as_of,
+        {"dry-run", "", "change nothing; print per table what would be sanitized"},
+        {"force", "", "run above the safety limits (recorded in the audit trail)"},
+        {"batch-size", "N", "orders in the first batch (default purge.batch_size; adapts)"},
+        k_json}},
       {"check",
        "",
        "report PII past its retention deadline (monitoring probe, C1)",

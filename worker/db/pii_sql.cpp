@@ -121,6 +121,24 @@ std::string due_at_expr(const Settings& s) {
   return out + " END";
 }
 
+std::string state_path_to_root(const Settings& s, const PiiTable& t) {
+  if (&t == &s.root.table) {
+    return state_view(t.table) + " r";
+  }
+  std::string from = state_view(t.table) + " c0";
+  const PiiTable* cur = &t;
+  int depth = 0;
+  while (cur != &s.root.table) {
+    const PiiTable* parent = s.find_table(cur->parent);
+    std::string alias = parent == &s.root.table ? "r" : "c" + std::to_string(depth + 1);
+    from += " JOIN " + state_view(parent->table) + " " + alias + " ON c" + std::to_string(depth) +
+            "." + quote_ident(cur->link) + " = " + alias + "." + quote_ident(cur->parent_column);
+    cur = parent;
+    ++depth;
+  }
+  return from;
+}
+
 std::string state_views_sql(const Settings& s) {
   std::string digest = settings::pii_map_digest(s);
   std::string out;

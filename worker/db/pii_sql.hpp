@@ -17,6 +17,9 @@ std::string has_pii_expr(const settings::PiiTable& t);
 // SQL timestamptz over the root table: when the order's PII falls due (NULL: no clock yet).
 std::string due_at_expr(const settings::Settings& s);
 
+// FROM clause joining `t`'s state view (alias c0, or r for the root) up to the root's (alias r).
+std::string state_path_to_root(const settings::Settings& s, const settings::PiiTable& t);
+
 // SQL that creates or replaces every state view (run by the database owner).
 std::string state_views_sql(const settings::Settings& s);
 

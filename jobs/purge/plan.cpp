@@ -1,0 +1,132 @@
+#include "jobs/purge/plan.hpp"
+
+#include "worker/db/pii_sql.hpp"
+
+namespace lethe::jobs::purge {
+namespace {
+
+using db::quote_ident;
+using settings::PiiTable;
+using settings::Strategy;
+using settings::TableStrategy;
+
+class Builder {
+public:
+  Builder(db::Session& session, const settings::Settings& s) : m_session(session), m_s(s) {}
+
+  Plan build() {
+    const PiiTable& root = m_s.root.table;
+    Plan p;
+    p.key_type = db::column_type(m_session, root.table, root.key);
+    m_key_array = "$1::" + p.key_type + "[]";
+    std::string k = quote_ident(root.key);
+    std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND (r.has_pii" +
+                      children_with_pii(root, "r") + ")";
+    std::string select =
+        "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE ";
+    p.candidates_first = select + due + " ORDER BY r." + k + " LIMIT $2";
+    p.candidates_next =
+        select + due + " AND r." + k + " > $3::" + p.key_type + " ORDER BY r." + k + " LIMIT $2";
+    p.count_candidates = "SELECT count(*) FROM " + db::state_view(root.table) + " r WHERE " + due;
+    p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
+    p.guard = "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE r." + k +
+              " = ANY(" + m_key_array + ") AND r.due_at <= $2::timestamptz AND NOT r.held";
+    std::vector<const PiiTable*> tables = m_s.pii_tables();
+    for (auto it = tables.rbegin(); it != tables.rend(); ++it) {
+      p.steps.push_back(step(**it));
+    }
+    return p;
+  }
+
+private:
+  // " OR EXISTS (…)" for each child of `t` (alias `alias`) that still holds PII, recursively.
+  std::string children_with_pii(const PiiTable& t, const std::string& alias) {
+    std::string out;
+    for (const PiiTable& c : m_s.children) {
+      if (c.parent != t.table) {
+        continue;
+      }
+      std::string a = "c" + std::to_string(++m_alias);
+      out += " OR EXISTS (SELECT 1 FROM " + db::state_view(c.table) + " " + a + " WHERE " + a +
+             "." + quote_ident(c.link) + " = " + alias + "." + quote_ident(c.parent_column) +
+             " AND (" + a + ".has_pii" + children_with_pii(c, a) + "))";
+    }
+    return out;
+  }
+
+  // SQL predicate: the row `alias` of `t` belongs to the batch whose root keys are $1.
+  std::string in_batch(const PiiTable& t, const std::string& alias) {
+    if (&t == &m_s.root.table) {
+      return alias + "." + quote_ident(t.key) + " = ANY(" + m_key_array + ")";
+    }
+    const PiiTable* parent = m_s.find_table(t.parent);
+    if (parent == &m_s.root.table) {
+      return alias + "." + quote_ident(t.link) + " = ANY(" + m_key_array + ")";
+    }
+    std::string a = "p" + std::to_string(++m_alias);
+    return alias + "." + quote_ident(t.link) + " IN (SELECT " + a + "." +
+           quote_ident(t.parent_column) + " FROM " + quote_ident(parent->table) + " " + a +
+           " WHERE " + in_batch(*parent, a) + ")";
+  }
+
+  // The column that identifies a row of `t` for the state view and hmac updates.
+  static const std::string& row_id(const PiiTable& t) { return t.key.empty() ? t.link : t.key; }
+
+  TableStep step(const PiiTable& t) {
+    TableStep st;
+    st.table = &t;
+    std::string table = quote_ident(t.table);
+    if (t.strategy == TableStrategy::delete_row) {
+      st.sanitize = "DELETE FROM " + table + " x WHERE " + in_batch(t, "x");
+      return st;
+    }
+    std::string sets;
+    for (const settings::PiiColumn& c : t.columns) {
+      if (c.strategy == Strategy::hmac) {
+        st.hmac_columns.push_back(c.name);
+        continue;
+      }
+      sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = " +
+              (c.strategy == Strategy::set_null ? std::string("NULL") : db::quote_literal(c.value));
+    }
+    std::string id = quote_ident(row_id(t));
+    if (!sets.empty()) {
+      // Only rows that still hold PII are written, so clean rows make no dead tuples.
+      st.sanitize = "UPDATE " + table + " x SET " + sets + " WHERE " + in_batch(t, "x") +
+                    " AND EXISTS (SELECT 1 FROM " + db::state_view(t.table) + " v WHERE v." + id +
+                    " = x." + id + " AND v.has_pii)";
+    }
+    if (!st.hmac_columns.empty()) {
+      std::string id_type = db::column_type(m_session, t.table, row_id(t));
+      std::string cols;
+      std::string assigns;
+      std::string arrays = "$1::" + id_type + "[]";
+      std::string names = "id";
+      for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
+        std::string c = quote_ident(st.hmac_columns[i]);
+        cols += ", x." + c + "::text";
+        assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
+        arrays += ", $" + std::to_string(i + 2) + "::text[]";
+        names += ", h" + std::to_string(i);
+      }
+      st.hmac_select =
+          "SELECT x." + id + "::text" + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
+      st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
+                       ") AS v(" + names + ") WHERE x." + id + " = v.id";
+    }
+    return st;
+  }
+
+  db::Session& m_session;
+  const settings::Settings& m_s;
+  std::string m_key_array;
+  int m_alias = 0;
+};
+
+} // namespace
+
+Plan build_plan(db::Session& session, const settings::Settings& s) {
+  return Builder(session, s).build();
+}
+
+} // namespace lethe::jobs::purge

@@ -1,0 +1,37 @@
+// The purge's SQL, derived once per run from the PII map: which root orders a batch takes, and
+// how each table's rows of that batch are sanitized. Every statement reads only lethe's state
+// views and key/link columns, so the purge role needs no SELECT on PII (hmac columns aside).
+#pragma once
+
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <string>
+#include <vector>
+
+namespace lethe::jobs::purge {
+
+// How one PII-map table's rows of a batch are sanitized. $1 is always the batch's root keys.
+struct TableStep {
+  const settings::PiiTable* table = nullptr;
+  std::string sanitize; // UPDATE of null/constant columns, or DELETE; empty when none
+  // hmac columns: read the values, pseudonymize them in the worker, write them back.
+  std::vector<std::string> hmac_columns;
+  std::string hmac_select; // $1 keys -> row id, then the hmac columns
+  std::string hmac_update; // $1 row ids, $2.. one text array per hmac column
+};
+
+struct Plan {
+  std::string key_type;         // format_type of the root key
+  std::string candidates_first; // $1 as_of, $2 limit
+  std::string candidates_next;  // $1 as_of, $2 limit, $3 last key
+  std::string count_candidates; // $1 as_of
+  std::string count_root;       // all root rows
+  std::string guard;            // $1 keys, $2 as_of: those still due and not held
+  std::vector<TableStep> steps; // deepest tables first, the root last
+};
+
+// Builds the plan; reads column types from the catalog.
+Plan build_plan(db::Session& session, const settings::Settings& s);
+
+} // namespace lethe::jobs::purge
