@@ -116,11 +116,51 @@ std::unique_ptr<db::Session> admin_session(const std::string& dbname) {
   return db::connect(admin_settings(dbname));
 }
 
-TestDb::TestDb(const std::string& tag, long orders) {
+std::string set_key(const std::string& text, const std::string& key, const std::string& value) {
+  return replace_line(text, key, key + " = " + value);
+}
+
+std::string table_digest(db::Session& s, const std::string& table) {
+  return s
+      .exec("SELECT coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), 'empty') FROM " +
+            db::quote_ident(table) + " t")
+      .text(0, 0);
+}
+
+void insert_order(db::Session& s, const std::string& as_of, const OrderSpec& o) {
+  s.exec("INSERT INTO orders (amazon_order_id, seller_id, marketplace_id, purchase_date, "
+         "last_update_date, order_status, shipped_at, is_business_order, buyer_email, buyer_name) "
+         "VALUES ($1, 'S', 'M', $2::timestamptz - interval '60 days', $2::timestamptz - "
+         "$4::interval, $3, $2::timestamptz - $5::interval, $6, $7, $8)",
+         {o.id, as_of, o.status, o.update_age,
+          o.shipped_age.empty() ? db::Value{} : db::Value{o.shipped_age},
+          std::string(o.business ? "t" : "f"),
+          o.with_pii ? db::Value{"b-" + o.id + "@example.org"}
+                     : db::Value{"hmac:" + std::string(64, 'a')},
+          o.with_pii ? db::Value{"Name " + o.id} : db::Value{"[redacted]"}});
+  s.exec("INSERT INTO shipping_addresses (amazon_order_id, name, address_line1, phone, "
+         "state_or_region, country_code) VALUES ($1, $2, $3, $4, 'WA', 'US')",
+         {o.id, o.with_pii ? db::Value{"Name " + o.id} : db::Value{},
+          o.with_pii ? db::Value{"1 Street " + o.id} : db::Value{},
+          o.with_pii ? db::Value{"+1-555-" + o.id} : db::Value{}});
+  s.exec("INSERT INTO order_items VALUES ($1 || '-1', $1, 'B000000001', 'SKU-1', 'Kettle', 2, "
+         "19.99, 'USD')",
+         {o.id});
+  if (o.business) {
+    s.exec("INSERT INTO buyer_tax_info VALUES ((SELECT coalesce(max(tax_info_id), 0) + 1 FROM "
+           "buyer_tax_info), $1, $2, 'WA')",
+           {o.id, "Company " + o.id + " LLC"});
+    s.exec("INSERT INTO buyer_tax_classifications SELECT tax_info_id, 'VATNumber', 'US-' || $1 "
+           "FROM buyer_tax_info WHERE amazon_order_id = $1",
+           {o.id});
+  }
+}
+
+TestDb::TestDb(const std::string& tag, long orders, const std::string& to_date) {
   m_name = "t_" + tag + "_" + unique_suffix();
   m_dir = scratch_dir(tag);
   admin_session("postgres")->exec("CREATE DATABASE " + db::quote_ident(m_name));
-  write_file(m_dir / "hmac.key", "test-hmac-key-" + m_name + "\n");
+  write_file(m_dir / "hmac.key", "test-hmac-key\n");
   m_config = write_config("lethe.toml", config_text());
   auto s = admin();
   sample::create_schema(*s, util::read_file(LETHE_SOURCE_DIR "/sql/sample/orders.sql"));
@@ -128,7 +168,8 @@ TestDb::TestDb(const std::string& tag, long orders) {
     sample::Options opt;
     opt.orders = orders;
     opt.seed = 7;
-    opt.to_epoch = static_cast<long long>(std::time(nullptr));
+    opt.to_epoch =
+        to_date.empty() ? static_cast<long long>(std::time(nullptr)) : sample::parse_date(to_date);
     opt.from_epoch = opt.to_epoch - 120LL * 86400;
     sample::load(*s, opt);
   }

@@ -43,7 +43,8 @@ RunResult run_shell(const std::string& command, const std::filesystem::path& dir
 // A database of its own for one test, with the sample schema and `orders` sample orders.
 class TestDb {
 public:
-  explicit TestDb(const std::string& tag, long orders = 200);
+  // Sample orders are spread over the 120 days before `to_date` (YYYY-MM-DD; empty: now).
+  explicit TestDb(const std::string& tag, long orders = 200, const std::string& to_date = {});
   ~TestDb();
   TestDb(const TestDb&) = delete;
   TestDb& operator=(const TestDb&) = delete;
@@ -76,6 +77,24 @@ private:
   std::filesystem::path m_dir;
   std::filesystem::path m_config;
 };
+
+// `text` with the line that starts with `key = ` replaced by `key = value`.
+std::string set_key(const std::string& text, const std::string& key, const std::string& value);
+
+// md5 over every row of `table` in a stable order: equal digests mean equal contents.
+std::string table_digest(db::Session& s, const std::string& table);
+
+// One hand-made order for boundary tests, with a shipping address and an order item (and buyer
+// tax info when it is a business order). Ages are PostgreSQL intervals before `as_of`.
+struct OrderSpec {
+  std::string id;
+  std::string status;
+  std::string shipped_age; // empty: never shipped
+  std::string update_age;
+  bool business = false;
+  bool with_pii = true; // false: already sanitized as the example map would leave it
+};
+void insert_order(db::Session& s, const std::string& as_of, const OrderSpec& o);
 
 // An admin session to database `dbname` of the test cluster.
 std::unique_ptr<db::Session> admin_session(const std::string& dbname);

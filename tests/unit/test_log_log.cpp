@@ -27,7 +27,7 @@ TEST_CASE("format: the journald priority prefix appears only when stderr is the 
   ::unsetenv("JOURNAL_STREAM");
 }
 
-TEST_CASE("event: lines above the level are dropped; the sink sees the rest") {
+TEST_CASE("event: lines above the level are dropped, the sink sees the rest") {
   std::vector<std::string> lines;
   log::set_sink([&](const std::string& l) { lines.push_back(l); });
   log::set_max_level(log::Level::info);

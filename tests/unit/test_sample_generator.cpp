@@ -13,7 +13,7 @@ TEST_CASE("Rng: the same seed gives the same sequence, another seed another") {
   }
 }
 
-TEST_CASE("parse_date: ISO dates in UTC; anything else is a usage error") {
+TEST_CASE("parse_date: ISO dates in UTC, anything else is a usage error") {
   CHECK(sample::parse_date("1970-01-02") == 86400);
   CHECK(sample::parse_date("2026-11-22") == 1795305600);
   CHECK_THROWS_AS(sample::parse_date("22/11/2026"), Error);
