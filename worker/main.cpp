@@ -73,9 +73,15 @@ int dispatch(const cli::Parsed& p) {
     return jobs::migrate::run_migrate(ctx);
   }
   if (cmd == "purge") {
-    return jobs::purge::run_purge(
-        ctx, {p.value("as-of"), p.flag("dry-run"), p.flag("json"), p.flag("force"),
-              p.flag("batch-size") ? parse_positive(p.value("batch-size"), "--batch-size") : 0});
+    jobs::purge::PurgeOptions o;
+    o.as_of = p.value("as-of");
+    o.dry_run = p.flag("dry-run");
+    o.json = p.flag("json");
+    o.force = p.flag("force");
+    o.batch_size = p.flag("batch-size") ? parse_positive(p.value("batch-size"), "--batch-size") : 0;
+    o.workers =
+        p.flag("workers") ? static_cast<int>(parse_positive(p.value("workers"), "--workers")) : 0;
+    return jobs::purge::run_purge(ctx, o);
   }
   if (cmd == "check") {
     return jobs::check::run_check(ctx, {p.value("as-of"), p.flag("json")});

@@ -24,9 +24,12 @@ public:
                       children_with_pii(root, "r") + ")";
     std::string select =
         "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE ";
-    p.candidates_first = select + due + " ORDER BY r." + k + " LIMIT $2";
-    p.candidates_next =
-        select + due + " AND r." + k + " > $3::" + p.key_type + " ORDER BY r." + k + " LIMIT $2";
+    // Workers split the orders by a hash of the key, so each walks the same index in key
+    // order and no two ever touch the same order.
+    std::string mine = " AND (hashtext(r." + k + "::text) & 2147483647) % $3::int = $4::int";
+    p.candidates_first = select + due + mine + " ORDER BY r." + k + " LIMIT $2";
+    p.candidates_next = select + due + mine + " AND r." + k + " > $5::" + p.key_type +
+                        " ORDER BY r." + k + " LIMIT $2";
     p.count_candidates = "SELECT count(*) FROM " + db::state_view(root.table) + " r WHERE " + due;
     p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
     p.guard = "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE r." + k +

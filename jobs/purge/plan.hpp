@@ -19,12 +19,13 @@ struct TableStep {
   std::vector<std::string> hmac_columns;
   std::string hmac_select; // $1 keys -> row id, then the hmac columns
   std::string hmac_update; // $1 row ids, $2.. one text array per hmac column
+  bool skip = false;       // nothing of this table is due in this run
 };
 
 struct Plan {
   std::string key_type;         // format_type of the root key
-  std::string candidates_first; // $1 as_of, $2 limit
-  std::string candidates_next;  // $1 as_of, $2 limit, $3 last key
+  std::string candidates_first; // $1 as_of, $2 limit, $3 workers, $4 this worker
+  std::string candidates_next;  // the same and $5 the last key of the previous batch
   std::string count_candidates; // $1 as_of
   std::string count_root;       // all root rows
   std::string guard;            // $1 keys, $2 as_of: those still due and not held

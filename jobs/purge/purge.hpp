@@ -14,6 +14,7 @@ struct PurgeOptions {
   bool json = false;
   bool force = false;  // override the safety limits (recorded in the audit)
   long batch_size = 0; // 0: purge.batch_size from the configuration
+  int workers = 0;     // 0: purge.workers from the configuration
 };
 
 // Runs the purge; returns the exit code (0 done or nothing due, 75 interrupted).

@@ -30,6 +30,7 @@ struct RunStats {
   long long plan_checks = 0;
   long long plan_violations = 0;
   bool forced = false;
+  int workers = 0;
   double seconds = 0;
   std::vector<double> tx_seconds;
   std::string exit_reason;

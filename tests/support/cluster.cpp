@@ -237,9 +237,12 @@ std::vector<std::string> TestDb::pii_values() const {
                                  db::quote_ident(t->table) + " WHERE " + db::quote_ident(c.name) +
                                  " IS NOT NULL");
       for (size_t i = 0; i < r.size(); ++i) {
-        // Very short values (a state code, "US") are not identifying and would match anywhere.
-        if (r.text(i, 0).size() >= 5) {
-          out.push_back(r.text(i, 0));
+        // Very short values (a state code, "US") and short numbers (a 5-digit postal code)
+        // would match counts and timings anywhere; everything longer is scanned for.
+        const std::string& v = r.text(i, 0);
+        bool numeric = v.find_first_not_of("0123456789-") == std::string::npos;
+        if (v.size() >= (numeric ? 8U : 5U)) {
+          out.push_back(v);
         }
       }
     }

@@ -75,6 +75,7 @@ const std::vector<CommandSpec>& commands() {
         {"dry-run", "", "change nothing; print per table what would be sanitized"},
         {"force", "", "run above the safety limits (recorded in the audit trail)"},
         {"batch-size", "N", "orders in the first batch (default purge.batch_size; adapts)"},
+        {"workers", "N", "parallel connections (default purge.workers)"},
         k_json}},
       {"check",
        "",

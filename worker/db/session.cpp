@@ -506,6 +506,9 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
                                 (c.port() ? c.port() : "?") + "/" + (c.dbname() ? c.dbname() : "?");
     pqxx::nontransaction tx(c);
     tx.exec("SET TIME ZONE 'UTC'");
+    // lethe's statements are short key lookups; JIT compiling them costs more than it saves
+    // (seen: 170 ms of JIT for a 35 ms batch query).
+    tx.exec("SET jit = off");
     tx.exec("SET lock_timeout = " + std::to_string(db.lock_timeout_ms));
     tx.exec("SET statement_timeout = " + std::to_string(db.statement_timeout_ms));
   } catch (...) {

@@ -43,6 +43,9 @@ constexpr std::array k_keys{
   KeySpec{"purge", K::table, false, "", "the nightly purge job"},
   KeySpec{"purge.batch_size", K::integer, false, "1000",
           "orders per committed batch (adapted at run time to keep transactions short)"},
+  KeySpec{"purge.workers", K::integer, false, "2",
+          "connections that sanitize in parallel, each on its own share of the orders "
+          "(by key hash); 1 to 16"},
   KeySpec{"purge.max_rows_per_run", K::integer, false, "100000",
           "safety limit (C15): refuse a run that would sanitize more root rows than this"},
   KeySpec{"purge.max_fraction_of_table", K::number, false, "0.25",

@@ -218,6 +218,7 @@ private:
     }
     if (const toml::table* p = doc["purge"].as_table()) {
       s.batch_size = integer(*p, "batch_size", s.batch_size);
+      s.workers = integer(*p, "workers", s.workers);
       s.max_rows_per_run = integer(*p, "max_rows_per_run", s.max_rows_per_run);
       s.max_fraction_of_table =
           (*p)["max_fraction_of_table"].value<double>().value_or(s.max_fraction_of_table);
@@ -307,6 +308,9 @@ private:
     }
     if (s.batch_size < 1 || s.batch_size > 1000000) {
       problem(s.root.table.where, "purge.batch_size must be between 1 and 1000000");
+    }
+    if (s.workers < 1 || s.workers > 16) {
+      problem(s.root.table.where, "purge.workers must be between 1 and 16");
     }
     if (s.max_rows_per_run < 1) {
       problem(s.root.table.where, "purge.max_rows_per_run must be at least 1");

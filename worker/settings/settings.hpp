@@ -66,6 +66,7 @@ struct Settings {
   std::filesystem::path audit_spool_file = "/var/lib/lethe/audit-spool";
   long retention_days = 30;
   long batch_size = 1000;
+  long workers = 2;
   long max_rows_per_run = 100000;
   double max_fraction_of_table = 0.25;
   std::string hmac_key_file;

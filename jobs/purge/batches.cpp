@@ -1,0 +1,318 @@
+// The purge's batch loop: keyset walks over the due orders, one transaction per batch, on one
+// or more connections.
+#include "jobs/purge/run.hpp"
+#include "worker/crypto/hash.hpp"
+#include "worker/log/log.hpp"
+#include "worker/util/signals.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+namespace lethe::jobs::purge {
+namespace {
+
+constexpr long k_min_batch = 20;
+constexpr double k_target_tx_s = 0.15; // keep each transaction well under 0.5 s
+constexpr int k_lock_retries = 8;
+
+// What one worker did; merged into RunStats at the end.
+struct Tally {
+  long long orders_done = 0;
+  long long batches = 0;
+  long long lock_retries = 0;
+  long long skipped_locked = 0;
+  long long plan_checks = 0;
+  long long plan_violations = 0;
+  std::vector<long long> sanitized; // per plan step
+  std::vector<long long> batches_per_step;
+  std::vector<double> tx_seconds;
+};
+
+class Worker {
+public:
+  Worker(Run& run, db::Session& session, int index, int count, std::atomic<bool>& abort,
+         std::atomic<long long>& done)
+      : m_run(run), m_s(session), m_index(index), m_count(count), m_abort(abort), m_done(done) {
+    m_tally.sanitized.assign(run.plan.steps.size(), 0);
+    m_tally.batches_per_step.assign(run.plan.steps.size(), 0);
+  }
+
+  // Walks this worker's share of the due orders; returns false when stopped by a signal.
+  bool walk(Progress* progress, Clock::time_point started) {
+    long configured =
+        m_run.opt.batch_size > 0 ? m_run.opt.batch_size : m_run.ctx.settings().batch_size;
+    long size = configured;
+    std::optional<std::string> last;
+    bool warned = false;
+    while (true) {
+      if (util::stop_requested()) {
+        return false;
+      }
+      if (m_abort.load()) {
+        return true;
+      }
+      db::Params params{m_run.as_of.iso, std::to_string(size), std::to_string(m_count),
+                        std::to_string(m_index)};
+      const std::string* sql = &m_run.plan.candidates_first;
+      if (last) {
+        params.push_back(*last);
+        sql = &m_run.plan.candidates_next;
+      }
+      if (!index_driven(*sql, params) && !warned) {
+        warned = true;
+        log::event(
+            log::Level::warning, "purge.plan_not_indexed",
+            {{"batch_size", size}, {"hint", "index the root key and each child's link column"}});
+      }
+      auto tc = Clock::now();
+      db::Rows cand = m_s.exec(*sql, params);
+      log::event(log::Level::debug, "purge.candidates",
+                 {{"worker", m_index}, {"orders", cand.size()}, {"ms", seconds_since(tc) * 1000}});
+      if (cand.empty()) {
+        return true;
+      }
+      std::vector<db::Value> keys;
+      keys.reserve(cand.size());
+      for (size_t i = 0; i < cand.size(); ++i) {
+        keys.push_back(cand.at(i, 0));
+      }
+      auto t0 = Clock::now();
+      if (sanitize_batch(keys)) {
+        ++m_tally.batches;
+        m_tally.orders_done += static_cast<long long>(keys.size());
+        m_done += static_cast<long long>(keys.size());
+        log::event(log::Level::debug, "purge.batch",
+                   {{"worker", m_index},
+                    {"orders", keys.size()},
+                    {"batch_size", size},
+                    {"ms", static_cast<long>(seconds_since(t0) * 1000)}});
+      }
+      last = *keys.back();
+      size = adapt(size, seconds_since(t0), configured);
+      if (progress != nullptr) {
+        progress->update(m_done.load(), seconds_since(started));
+      }
+    }
+  }
+
+  const Tally& tally() const { return m_tally; }
+
+private:
+  static long adapt(long size, double took, long configured) {
+    if (took > 2 * k_target_tx_s) {
+      return std::max(k_min_batch, size / 2);
+    }
+    if (took < k_target_tx_s / 2) {
+      return std::min(configured * 8, size + size / 2);
+    }
+    return size;
+  }
+
+  // True when the keyset query for this batch is driven by indexes (no sequential scan, no
+  // hash or merge join); the naive keyset plan flips to a hash join as batches grow.
+  bool index_driven(const std::string& sql, const db::Params& params) {
+    db::Rows r = m_s.exec("EXPLAIN (FORMAT JSON) " + sql, params);
+    const std::string& plan = r.text(0, 0);
+    ++m_tally.plan_checks;
+    bool ok = plan.find("\"Seq Scan\"") == std::string::npos &&
+              plan.find("\"Hash Join\"") == std::string::npos &&
+              plan.find("\"Merge Join\"") == std::string::npos &&
+              plan.find("Hash Semi Join") == std::string::npos;
+    m_tally.plan_violations += ok ? 0 : 1;
+    return ok;
+  }
+
+  // Reads the batch's hmac columns, pseudonymizes them here and writes them back.
+  long long apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+    static const std::regex k_done("^hmac:[0-9a-f]{64}$");
+    db::Rows rows = tx.exec(st.hmac_select, {keys});
+    std::vector<db::Value> ids;
+    std::vector<std::vector<db::Value>> cols(st.hmac_columns.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      bool needed = false;
+      for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
+        const db::Value& v = rows.at(i, c + 1);
+        needed = needed || (v && !std::regex_match(*v, k_done));
+      }
+      if (!needed) {
+        continue;
+      }
+      ids.push_back(rows.at(i, 0));
+      for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
+        const db::Value& v = rows.at(i, c + 1);
+        cols[c].push_back(
+            !v || std::regex_match(*v, k_done)
+                ? v
+                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key, *v))));
+      }
+    }
+    if (ids.empty()) {
+      return 0;
+    }
+    db::Params params{db::array_literal(ids)};
+    for (const auto& c : cols) {
+      params.push_back(db::array_literal(c));
+    }
+    return static_cast<long long>(tx.exec(st.hmac_update, params).affected());
+  }
+
+  // One batch in one transaction: children first, the root last. Returns false when its
+  // locks could not be had after retries (the orders are left for the next run).
+  bool sanitize_batch(const std::vector<db::Value>& candidates) {
+    std::string keys = db::array_literal(candidates);
+    for (int attempt = 0;; ++attempt) {
+      std::vector<long long> affected(m_run.plan.steps.size(), 0);
+      auto started = Clock::now();
+      try {
+        m_s.transact([&](db::Transaction& tx) {
+          db::Rows guarded = tx.exec(m_run.plan.guard, {keys, m_run.as_of.iso});
+          std::vector<db::Value> ids;
+          for (size_t i = 0; i < guarded.size(); ++i) {
+            ids.push_back(guarded.at(i, 0));
+          }
+          std::string g = db::array_literal(ids);
+          for (size_t i = 0; i < m_run.plan.steps.size(); ++i) {
+            const TableStep& st = m_run.plan.steps[i];
+            if (st.skip) {
+              continue;
+            }
+            auto t0 = Clock::now();
+            if (!st.sanitize.empty()) {
+              affected[i] += static_cast<long long>(tx.exec(st.sanitize, {g}).affected());
+            }
+            if (!st.hmac_columns.empty()) {
+              affected[i] = std::max(affected[i], apply_hmac(tx, st, g));
+            }
+            log::event(log::Level::debug, "purge.step",
+                       {{"worker", m_index},
+                        {"table", st.table->table},
+                        {"rows", affected[i]},
+                        {"ms", seconds_since(t0) * 1000}});
+          }
+        });
+      } catch (const db::DbError& e) {
+        if (!e.lock_timeout()) {
+          throw;
+        }
+        if (attempt + 1 >= k_lock_retries) {
+          m_tally.skipped_locked += static_cast<long long>(candidates.size());
+          log::event(log::Level::warning, "purge.batch_skipped",
+                     {{"orders", candidates.size()}, {"reason", "lock_timeout"}});
+          return false;
+        }
+        ++m_tally.lock_retries;
+        auto backoff = std::chrono::milliseconds(100L << std::min(attempt, 5));
+        log::event(log::Level::notice, "purge.lock_backoff",
+                   {{"attempt", attempt + 1}, {"ms", static_cast<long>(backoff.count())}});
+        std::this_thread::sleep_for(backoff);
+        continue;
+      }
+      m_tally.tx_seconds.push_back(seconds_since(started));
+      for (size_t i = 0; i < affected.size(); ++i) {
+        m_tally.sanitized[i] += affected[i];
+        m_tally.batches_per_step[i] += affected[i] > 0 ? 1 : 0;
+      }
+      return true;
+    }
+  }
+
+  Run& m_run;
+  db::Session& m_s;
+  int m_index;
+  int m_count;
+  std::atomic<bool>& m_abort;
+  std::atomic<long long>& m_done;
+  Tally m_tally;
+};
+
+void merge(Run& run, const Tally& t) {
+  RunStats& st = run.stats;
+  st.orders_done += t.orders_done;
+  st.batches += t.batches;
+  st.lock_retries += t.lock_retries;
+  st.skipped_locked += t.skipped_locked;
+  st.plan_checks += t.plan_checks;
+  st.plan_violations += t.plan_violations;
+  st.tx_seconds.insert(st.tx_seconds.end(), t.tx_seconds.begin(), t.tx_seconds.end());
+  for (size_t i = 0; i < run.plan.steps.size(); ++i) {
+    TableStats* ts = st.find(run.plan.steps[i].table->table);
+    ts->sanitized += t.sanitized[i];
+    ts->batches += t.batches_per_step[i];
+  }
+}
+
+} // namespace
+
+void prepare_session(db::Session& s) {
+  // Index-driven plans only: every batch statement is a key lookup, and a hash join over a
+  // whole child table would hold the batch's locks for as long as the scan takes.
+  s.exec("SET enable_hashjoin = off");
+  s.exec("SET enable_mergejoin = off");
+  s.exec("SET enable_seqscan = off");
+}
+
+void sanitize_batches(Run& run) {
+  int workers =
+      run.opt.workers > 0 ? run.opt.workers : static_cast<int>(run.ctx.settings().workers);
+  workers = static_cast<int>(
+      std::max<long long>(1, std::min<long long>(workers, run.stats.candidates / 1000 + 1)));
+  std::vector<std::unique_ptr<db::Session>> extra;
+  for (int i = 1; i < workers; ++i) {
+    extra.push_back(db::connect(run.ctx.settings()));
+    prepare_session(*extra.back());
+  }
+  std::atomic<bool> abort{false};
+  std::atomic<long long> done{0};
+  std::vector<std::unique_ptr<Worker>> pool;
+  pool.push_back(std::make_unique<Worker>(run, run.ctx.ready_db(), 0, workers, abort, done));
+  for (int i = 1; i < workers; ++i) {
+    pool.push_back(
+        std::make_unique<Worker>(run, *extra[static_cast<size_t>(i - 1)], i, workers, abort, done));
+  }
+  Progress progress(run.stats.candidates);
+  auto started = Clock::now();
+  std::mutex failed_mutex;
+  std::exception_ptr failed;
+  std::atomic<bool> interrupted{false};
+  auto body = [&](size_t i) {
+    try {
+      if (!pool[i]->walk(i == 0 ? &progress : nullptr, started)) {
+        interrupted = true;
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failed_mutex);
+      if (!failed) {
+        failed = std::current_exception();
+      }
+      abort = true;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t i = 1; i < pool.size(); ++i) {
+    threads.emplace_back(body, i);
+  }
+  body(0);
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  progress.finish();
+  for (const auto& w : pool) {
+    merge(run, w->tally());
+  }
+  run.stats.seconds = seconds_since(started);
+  run.stats.workers = workers;
+  if (failed) {
+    std::rethrow_exception(failed);
+  }
+  if (interrupted) {
+    run.stats.exit_reason = "interrupted";
+  } else {
+    run.stats.exit_reason = run.stats.skipped_locked > 0 ? "done_with_skips" : "done";
+  }
+}
+
+} // namespace lethe::jobs::purge
