@@ -1,5 +1,6 @@
 #include "sample/generator.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <ctime>
@@ -146,8 +147,12 @@ Counts load(db::Session& session, const Options& opt) {
              "orders (amazon_order_id, seller_id, marketplace_id, purchase_date, last_update_date, "
              "order_status, shipped_at, is_business_order, buyer_email, buyer_name)",
              [&](std::string& line, const Order& o, Rng& r) {
-               long long purchase = opt.from_epoch + static_cast<long long>(
-                                                         r.below(static_cast<std::uint64_t>(span)));
+               // Orders arrive in time order, as a seller app pulls them: the table's
+               // physical order follows the purchase date, as it does in production.
+               long long step = std::max(1LL, span / std::max(1L, opt.orders));
+               long long purchase =
+                   opt.from_epoch + (o.index - opt.first_index) * span / std::max(1L, opt.orders) +
+                   static_cast<long long>(r.below(static_cast<std::uint64_t>(step)));
                bool shipped = o.status == "Shipped" || o.status == "PartiallyShipped";
                long long ship = purchase + 3600 * (6 + static_cast<long long>(r.below(96)));
                long long update =

@@ -38,3 +38,22 @@ build() {
   cmake --build "$LETHE_BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
   test -x "$LETHE_BUILD/lethe"
 }
+
+# Prints the example configuration pointed at the throwaway cluster described by the sourced
+# cluster.env, database $1, with audit files and the hmac key under directory $2.
+config_for_cluster() {
+  local dbname=$1 dir=$2
+  sed -e "s|^dsn = .*|dsn = \"host=$LETHE_PG_HOST port=$LETHE_PG_PORT dbname=$dbname user=$LETHE_PG_ADMIN\"|" \
+      -e "s|^sslrootcert = .*|sslrootcert = \"$LETHE_PG_CA\"|" \
+      -e "s|^password_file = .*|password_file = \"$LETHE_PG_ADMIN_PASSWORD_FILE\"|" \
+      -e "s|/var/lib/lethe|$dir|g" -e "s|/etc/lethe/hmac.key|$dir/hmac.key|" \
+      "$LETHE_ROOT/config/lethe.example.toml"
+}
+
+# psql as the cluster's admin: psql_admin DBNAME [psql arguments…]
+psql_admin() {
+  local dbname=$1
+  shift
+  PGPASSWORD=$(cat "$LETHE_PG_ADMIN_PASSWORD_FILE") psql -X -q -v ON_ERROR_STOP=1 \
+    "host=$LETHE_PG_HOST port=$LETHE_PG_PORT user=$LETHE_PG_ADMIN dbname=$dbname sslmode=verify-full sslrootcert=$LETHE_PG_CA" "$@"
+}

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
-#include <regex>
 #include <thread>
 
 namespace lethe::jobs::purge {
@@ -32,6 +31,12 @@ struct Tally {
   std::vector<double> tx_seconds;
 };
 
+// True for a value the hmac strategy already wrote: "hmac:" and 64 lowercase hex digits.
+bool pseudonymized(const std::string& v) {
+  return v.size() == 69 && v.compare(0, 5, "hmac:") == 0 &&
+         v.find_first_not_of("0123456789abcdef", 5) == std::string::npos;
+}
+
 class Worker {
 public:
   Worker(Run& run, db::Session& session, int index, int count, std::atomic<bool>& abort,
@@ -41,12 +46,22 @@ public:
     m_tally.batches_per_step.assign(run.plan.steps.size(), 0);
   }
 
-  // Walks this worker's share of the due orders; returns false when stopped by a signal.
+  // Walks this worker's share of the due orders, lane by lane; returns false when stopped by
+  // a signal.
   bool walk(Progress* progress, Clock::time_point started) {
+    for (const Lane& lane : m_run.plan.lanes) {
+      if (!walk_lane(lane, progress, started)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool walk_lane(const Lane& lane, Progress* progress, Clock::time_point started) {
     long configured =
         m_run.opt.batch_size > 0 ? m_run.opt.batch_size : m_run.ctx.settings().batch_size;
     long size = configured;
-    std::optional<std::string> last;
+    std::optional<std::pair<std::string, std::string>> last; // clock, key
     bool warned = false;
     while (true) {
       if (util::stop_requested()) {
@@ -57,28 +72,34 @@ public:
       }
       db::Params params{m_run.as_of.iso, std::to_string(size), std::to_string(m_count),
                         std::to_string(m_index)};
-      const std::string* sql = &m_run.plan.candidates_first;
+      const std::string* sql = &lane.first;
       if (last) {
-        params.push_back(*last);
-        sql = &m_run.plan.candidates_next;
+        params.push_back(last->first);
+        params.push_back(last->second);
+        sql = &lane.next;
       }
       if (!index_driven(*sql, params) && !warned) {
         warned = true;
-        log::event(
-            log::Level::warning, "purge.plan_not_indexed",
-            {{"batch_size", size}, {"hint", "index the root key and each child's link column"}});
+        log::event(log::Level::warning, "purge.plan_not_indexed",
+                   {{"lane", lane.name},
+                    {"batch_size", size},
+                    {"hint", "index the retention clock columns (with the key) and each "
+                             "child's link column"}});
       }
       auto tc = Clock::now();
       db::Rows cand = m_s.exec(*sql, params);
       log::event(log::Level::debug, "purge.candidates",
-                 {{"worker", m_index}, {"orders", cand.size()}, {"ms", seconds_since(tc) * 1000}});
+                 {{"worker", m_index},
+                  {"lane", lane.name},
+                  {"orders", cand.size()},
+                  {"ms", seconds_since(tc) * 1000}});
       if (cand.empty()) {
         return true;
       }
       std::vector<db::Value> keys;
       keys.reserve(cand.size());
       for (size_t i = 0; i < cand.size(); ++i) {
-        keys.push_back(cand.at(i, 0));
+        keys.push_back(cand.at(i, 1));
       }
       auto t0 = Clock::now();
       if (sanitize_batch(keys)) {
@@ -91,7 +112,7 @@ public:
                     {"batch_size", size},
                     {"ms", static_cast<long>(seconds_since(t0) * 1000)}});
       }
-      last = *keys.back();
+      last.emplace(cand.text(cand.size() - 1, 0), cand.text(cand.size() - 1, 1));
       size = adapt(size, seconds_since(t0), configured);
       if (progress != nullptr) {
         progress->update(m_done.load(), seconds_since(started));
@@ -128,7 +149,6 @@ private:
 
   // Reads the batch's hmac columns, pseudonymizes them here and writes them back.
   long long apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys) {
-    static const std::regex k_done("^hmac:[0-9a-f]{64}$");
     db::Rows rows = tx.exec(st.hmac_select, {keys});
     std::vector<db::Value> ids;
     std::vector<std::vector<db::Value>> cols(st.hmac_columns.size());
@@ -136,7 +156,7 @@ private:
       bool needed = false;
       for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
         const db::Value& v = rows.at(i, c + 1);
-        needed = needed || (v && !std::regex_match(*v, k_done));
+        needed = needed || (v && !pseudonymized(*v));
       }
       if (!needed) {
         continue;
@@ -145,7 +165,7 @@ private:
       for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
         const db::Value& v = rows.at(i, c + 1);
         cols[c].push_back(
-            !v || std::regex_match(*v, k_done)
+            !v || pseudonymized(*v)
                 ? v
                 : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key, *v))));
       }

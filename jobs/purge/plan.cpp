@@ -22,14 +22,30 @@ public:
     std::string k = quote_ident(root.key);
     std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND (r.has_pii" +
                       children_with_pii(root, "r") + ")";
-    std::string select =
-        "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE ";
-    // Workers split the orders by a hash of the key, so each walks the same index in key
-    // order and no two ever touch the same order.
-    std::string mine = " AND (hashtext(r." + k + "::text) & 2147483647) % $3::int = $4::int";
-    p.candidates_first = select + due + mine + " ORDER BY r." + k + " LIMIT $2";
-    p.candidates_next = select + due + mine + " AND r." + k + " > $5::" + p.key_type +
-                        " ORDER BY r." + k + " LIMIT $2";
+    const std::string view = db::state_view(root.table) + " r";
+    // Workers split the orders by a hash of the key, so no two ever touch the same order.
+    const std::string mine = " AND (hashtext(r." + k + "::text) & 2147483647) % $3::int = $4::int";
+    auto lane = [&](std::string name, const std::string& clock, const std::string& where) {
+      std::string c = "r." + quote_ident(clock);
+      std::string head = "SELECT " + c + "::text, r." + k + "::text FROM " + view + " WHERE " +
+                         where + " AND " + due + mine;
+      std::string order = " ORDER BY " + c + ", r." + k + " LIMIT $2";
+      p.lanes.push_back(Lane{std::move(name), head + order,
+                             head + " AND (" + c + ", r." + k +
+                                 ") > ($5::timestamptz, $6::" + p.key_type + ")" + order});
+    };
+    const std::string shipped = quote_ident(m_s.root.shipped_at);
+    lane("shipped", m_s.root.shipped_at,
+         "r." + shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention_days) +
+             " days'");
+    for (const settings::NeverShipped& rule : m_s.root.never_shipped) {
+      for (const std::string& status : rule.statuses) {
+        lane("never shipped: " + status, rule.since,
+             "r." + shipped + " IS NULL AND r." + quote_ident(m_s.root.status) + " = " +
+                 db::quote_literal(status) + " AND r." + quote_ident(rule.since) +
+                 " <= $1::timestamptz - interval '" + std::to_string(rule.days) + " days'");
+      }
+    }
     p.count_candidates = "SELECT count(*) FROM " + db::state_view(root.table) + " r WHERE " + due;
     p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
     p.guard = "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE r." + k +

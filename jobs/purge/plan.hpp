@@ -22,10 +22,20 @@ struct TableStep {
   bool skip = false;       // nothing of this table is due in this run
 };
 
+// One keyset walk over due orders along an index of a retention clock: shipped orders by
+// shipment time, each never-shipped status by its own clock. Walking the clock rather than the
+// key keeps the heap access in the table's physical (arrival) order.
+// Parameters: $1 as_of, $2 limit, $3 workers, $4 this worker; `next` adds $5 last clock and
+// $6 last key. Both return (clock as text, key as text) in walk order.
+struct Lane {
+  std::string name; // "shipped", "never shipped: Canceled", …
+  std::string first;
+  std::string next;
+};
+
 struct Plan {
-  std::string key_type;         // format_type of the root key
-  std::string candidates_first; // $1 as_of, $2 limit, $3 workers, $4 this worker
-  std::string candidates_next;  // the same and $5 the last key of the previous batch
+  std::string key_type; // format_type of the root key
+  std::vector<Lane> lanes;
   std::string count_candidates; // $1 as_of
   std::string count_root;       // all root rows
   std::string guard;            // $1 keys, $2 as_of: those still due and not held

@@ -16,8 +16,11 @@ CREATE TABLE orders (
   buyer_email        text,
   buyer_name         text
 );
-CREATE INDEX orders_shipped_at ON orders (shipped_at);
-CREATE INDEX orders_unshipped ON orders (order_status, last_update_date) WHERE shipped_at IS NULL;
+-- The purge walks due orders along their retention clocks: shipped ones by shipment time,
+-- never-shipped ones by status and last update.
+CREATE INDEX orders_shipped_at ON orders (shipped_at, amazon_order_id);
+CREATE INDEX orders_unshipped ON orders (order_status, last_update_date, amazon_order_id)
+  WHERE shipped_at IS NULL;
 
 CREATE TABLE shipping_addresses (
   amazon_order_id  text PRIMARY KEY REFERENCES orders ON DELETE CASCADE,

@@ -118,6 +118,12 @@ private:
       }
       for (const auto& r : m_s.root.never_shipped) {
         clock(info, t, r.since, "since");
+        if (!contains(info.indexed_first, m_s.root.status) &&
+            !contains(info.indexed_first, r.since)) {
+          m_report.warnings.push_back(r.where + ": no index leads with '" + m_s.root.status +
+                                      "' or '" + r.since + "'; the purge will scan " + t.table +
+                                      " for never-shipped orders");
+        }
       }
     } else {
       column(info, t, t.link, "link", t.where);

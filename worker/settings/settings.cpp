@@ -336,8 +336,14 @@ private:
     if (!s.root.never_shipped.empty() && s.root.status.empty()) {
       problem(root.where, "never_shipped rules need pii.root.status");
     }
+    std::map<std::string, int> status_rules;
     for (const NeverShipped& r : s.root.never_shipped) {
       identifier(r.since, r.where, "since column", false);
+      for (const std::string& st : r.statuses) {
+        if (++status_rules[st] == 2) {
+          problem(r.where, "status '" + st + "' appears in two never_shipped rules");
+        }
+      }
       if (r.days < 1) {
         problem(r.where, "never_shipped days must be at least 1");
       }
