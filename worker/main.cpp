@@ -3,6 +3,7 @@
 #include "jobs/audit/audit.hpp"
 #include "jobs/check/check.hpp"
 #include "jobs/config/config.hpp"
+#include "jobs/crypt/crypt.hpp"
 #include "jobs/migrate/migrate.hpp"
 #include "jobs/purge/purge.hpp"
 #include "worker/cli/args.hpp"
@@ -54,6 +55,28 @@ int dispatch(const cli::Parsed& p) {
     std::cout << "lethe " << LETHE_VERSION << " (schema version " << db::known_schema_version()
               << ")\n";
     return 0;
+  }
+  if (cmd == "encrypt") {
+    jobs::crypt::EncryptOptions o;
+    o.recipients = p.all("recipient");
+    o.key_namespace = p.value("key-namespace");
+    o.key_name = p.value("key-name");
+    o.context = p.all("context");
+    if (p.flag("frame-length")) {
+      o.frame_length =
+          static_cast<std::uint32_t>(parse_positive(p.value("frame-length"), "--frame-length"));
+    }
+    o.in = p.value("in");
+    o.out = p.value("out");
+    return jobs::crypt::run_encrypt(o);
+  }
+  if (cmd == "decrypt") {
+    return jobs::crypt::run_decrypt({p.value("private-key"), p.value("key-namespace"),
+                                     p.value("key-name"), p.all("context"), p.value("in"),
+                                     p.value("out")});
+  }
+  if (cmd == "keygen") {
+    return jobs::crypt::run_keygen(p.value("out-private"), p.value("out-public"));
   }
   if (cmd == "config keys") {
     return jobs::config::run_config_keys(p.flag("json"));

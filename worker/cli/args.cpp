@@ -116,6 +116,43 @@ const std::vector<CommandSpec>& commands() {
        {{"limit", "N", "how many of the newest records (default 50)"},
         {"job", "NAME", "only records of this job"},
         k_json}},
+      {"encrypt",
+       "",
+       "encrypt a stream into an AWS Encryption SDK message (suite 0x0478)",
+       "Wraps a fresh data key with RSA-OAEP-SHA256 to each recipient's public key and writes a\n"
+       "framed, key-committing message that the official AWS Encryption SDK decrypts (raw RSA\n"
+       "keyring, the same namespace and name). Reads stdin and writes stdout unless told\n"
+       "otherwise; --out appears only when the message is complete.",
+       {{"recipient", "PUB.pem", "RSA public key (3072 or 4096 bits); repeat for more"},
+        {"key-namespace", "NS", "raw RSA keyring namespace (provider id)"},
+        {"key-name", "NAME", "raw RSA keyring key name (provider info)"},
+        {"context", "K=V", "encryption context pair; repeat for more (never PII)"},
+        {"frame-length", "N", "bytes of plaintext per frame (default 65536)"},
+        {"in", "FILE", "read FILE instead of stdin"},
+        {"out", "FILE", "write FILE (mode 0600) instead of stdout"}},
+       false},
+      {"decrypt",
+       "",
+       "decrypt an AWS Encryption SDK message (suite 0x0478) with a private key",
+       "Refuses legacy suites, reserved context keys, more than 16 wrapped keys, a commitment\n"
+       "mismatch, bad frames and trailing bytes, each with its own error (exit 65). Plaintext\n"
+       "is released frame by frame after each tag verified; --out is renamed into place only\n"
+       "after the whole message verified, and removed otherwise.",
+       {{"private-key", "KEY", "PEM private key (owner-only file), or a systemd credential name"},
+        {"key-namespace", "NS", "raw RSA keyring namespace the message was encrypted to"},
+        {"key-name", "NAME", "raw RSA keyring key name"},
+        {"context", "K=V", "require this encryption context pair; repeat for more"},
+        {"in", "FILE", "read FILE instead of stdin"},
+        {"out", "FILE", "write FILE (mode 0600) instead of stdout"}},
+       false},
+      {"keygen",
+       "",
+       "make an RSA-4096 key pair for archives and backups",
+       "Writes the private key (PKCS#8 PEM, mode 0600, never overwriting) and the public key\n"
+       "(PEM, 0644). Keep the private key offline: the worker needs only the public key.",
+       {{"out-private", "FILE", "where to write the private key"},
+        {"out-public", "FILE", "where to write the public key"}},
+       false},
       {"version", "", "print lethe's version and schema version", "", {}, false},
   };
   return k_commands;
@@ -210,7 +247,7 @@ Parsed parse(const std::vector<std::string>& args) {
       throw Error(Exit::usage, "option --" + name + " needs a value",
                   "write --" + name + " " + std::string(o->value_name));
     }
-    p.values[name] = value.value_or("");
+    p.values[name].push_back(value.value_or(""));
   }
   return p;
 }

@@ -26,14 +26,20 @@ struct CommandSpec {
 
 struct Parsed {
   const CommandSpec* command = nullptr; // nullptr with help: top-level help
-  std::map<std::string, std::string> values;
+  std::map<std::string, std::vector<std::string>> values; // an option may repeat
   std::vector<std::string> positionals;
   bool help = false;
 
   bool flag(const std::string& name) const { return values.contains(name); }
+  // The option's last value, or `dflt`.
   std::string value(const std::string& name, std::string dflt = {}) const {
     auto it = values.find(name);
-    return it == values.end() ? dflt : it->second;
+    return it == values.end() || it->second.empty() ? dflt : it->second.back();
+  }
+  // Every value the option was given, in order.
+  std::vector<std::string> all(const std::string& name) const {
+    auto it = values.find(name);
+    return it == values.end() ? std::vector<std::string>{} : it->second;
   }
 };
 

@@ -30,10 +30,10 @@ void fsync_directory(const std::filesystem::path& dir) {
   }
 }
 
-void write_all(int fd, const std::string& data, const std::filesystem::path& path) {
+void write_all(int fd, const char* data, size_t size, const std::filesystem::path& path) {
   size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+  while (done < size) {
+    ssize_t n = ::write(fd, data + done, size - done);
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -97,7 +97,8 @@ void append_durably(const std::filesystem::path& path, const std::string& line) 
                 "create its directory and make it writable by the user lethe runs as");
   }
   try {
-    write_all(fd, line + "\n", path);
+    std::string text = line + "\n";
+    write_all(fd, text.data(), text.size(), path);
   } catch (...) {
     ::close(fd);
     throw;
@@ -131,7 +132,7 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     throw Error(Exit::cant_create, "cannot create " + tmp.string() + ": " + errno_text());
   }
   try {
-    write_all(fd, content, tmp);
+    write_all(fd, content.data(), content.size(), tmp);
     if (::fsync(fd) != 0) {
       throw Error(Exit::io, "cannot fsync " + tmp.string() + ": " + errno_text());
     }
@@ -147,6 +148,44 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
                 "cannot rename " + tmp.string() + " to " + path.string() + ": " + errno_text());
   }
   fsync_directory(path.parent_path());
+}
+
+PendingFile::PendingFile(const std::filesystem::path& final_path, unsigned mode)
+    : m_final(final_path) {
+  m_temp = final_path;
+  m_temp += ".tmp-" + std::to_string(::getpid());
+  m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (m_fd < 0) {
+    throw Error(Exit::cant_create, "cannot create " + m_temp.string() + ": " + errno_text(),
+                "check that the directory exists and is writable");
+  }
+}
+
+PendingFile::~PendingFile() {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+  }
+  if (!m_committed) {
+    ::unlink(m_temp.c_str());
+  }
+}
+
+void PendingFile::write(const void* data, size_t n) {
+  write_all(m_fd, static_cast<const char*>(data), n, m_temp);
+}
+
+void PendingFile::commit() {
+  if (::fsync(m_fd) != 0) {
+    throw Error(Exit::io, "cannot fsync " + m_temp.string() + ": " + errno_text());
+  }
+  ::close(m_fd);
+  m_fd = -1;
+  if (::rename(m_temp.c_str(), m_final.c_str()) != 0) {
+    throw Error(Exit::io, "cannot rename " + m_temp.string() + " to " + m_final.string() + ": " +
+                              errno_text());
+  }
+  m_committed = true;
+  fsync_directory(m_final.parent_path());
 }
 
 } // namespace lethe::util

@@ -27,4 +27,25 @@ std::string read_file(const std::filesystem::path& path);
 void write_file_atomically(const std::filesystem::path& path, const std::string& content,
                            unsigned mode = 0600);
 
+// A file written under a temporary name in its final directory and renamed into place only by
+// commit() (after fsync of the file, then of the directory). Destroyed without commit(), it
+// removes the temporary file: a failed write never leaves a complete-looking file behind.
+class PendingFile {
+public:
+  PendingFile(const std::filesystem::path& final_path, unsigned mode);
+  ~PendingFile();
+  PendingFile(const PendingFile&) = delete;
+  PendingFile& operator=(const PendingFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void commit();
+  const std::filesystem::path& temp_path() const noexcept { return m_temp; }
+
+private:
+  std::filesystem::path m_final;
+  std::filesystem::path m_temp;
+  int m_fd = -1;
+  bool m_committed = false;
+};
+
 } // namespace lethe::util
