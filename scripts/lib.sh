@@ -9,7 +9,7 @@ LETHE_PACKAGES=(g++ cmake make pkg-config openssl libpqxx-dev libpq-dev libarchi
   libtomlplusplus-dev catch2 postgresql-15 postgresql-client-15)
 # Commands that may come from elsewhere (e.g. a newer Node.js): installed from Debian only when
 # the command is missing. Format: command:package.
-LETHE_COMMANDS=(systemd-analyze:systemd)
+LETHE_COMMANDS=(systemd-analyze:systemd node:nodejs npm:npm)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
