@@ -185,13 +185,30 @@ RsaKey load_private_key(const std::string& path_or_credential) {
   return key;
 }
 
+RsaKey generate_rsa_key(int bits) {
+  EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(bits));
+  if (k == nullptr) {
+    throw Error(Exit::internal, "RSA key generation failed: " + openssl_error());
+  }
+  return RsaKey(k, true);
+}
+
+RsaKey public_half(const RsaKey& key) {
+  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
+  if (PEM_write_bio_PUBKEY(bio.get(), pkey(key)) != 1) {
+    throw Error(Exit::internal, "cannot encode a public key: " + openssl_error());
+  }
+  EVP_PKEY* pub = PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr);
+  if (pub == nullptr) {
+    throw Error(Exit::internal, "cannot decode a public key: " + openssl_error());
+  }
+  return RsaKey(pub, false);
+}
+
 void generate_key_pair(const std::filesystem::path& private_out,
                        const std::filesystem::path& public_out) {
-  EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(4096));
-  if (k == nullptr) {
-    throw Error(Exit::internal, "RSA-4096 key generation failed: " + openssl_error());
-  }
-  RsaKey key(k, true);
+  RsaKey key = generate_rsa_key(4096);
+  EVP_PKEY* k = pkey(key);
   auto pem_of = [&](bool priv) {
     std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_secmem()));
     int ok =

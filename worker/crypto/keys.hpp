@@ -56,6 +56,12 @@ RsaKey load_public_key(const std::filesystem::path& path);
 // A bare name (no '/') is looked up in systemd's $CREDENTIALS_DIRECTORY first.
 RsaKey load_private_key(const std::string& path_or_credential);
 
+// A new RSA private key of `bits` bits (3072 or 4096).
+RsaKey generate_rsa_key(int bits);
+
+// The public half of `key`.
+RsaKey public_half(const RsaKey& key);
+
 // Makes an RSA-4096 pair: the private key (PKCS#8 PEM) created 0600 and never overwritten,
 // the public key (SubjectPublicKeyInfo PEM) 0644.
 void generate_key_pair(const std::filesystem::path& private_out,
