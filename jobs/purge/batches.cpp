@@ -19,16 +19,9 @@ constexpr double k_target_tx_s = 0.15; // keep each transaction well under 0.5 s
 constexpr int k_lock_retries = 8;
 
 // What one worker did; merged into RunStats at the end.
-struct Tally {
-  long long orders_done = 0;
-  long long batches = 0;
-  long long lock_retries = 0;
-  long long skipped_locked = 0;
-  long long plan_checks = 0;
-  long long plan_violations = 0;
+struct Tally : BatchCounters {
   std::vector<long long> sanitized; // per plan step
   std::vector<long long> batches_per_step;
-  std::vector<double> tx_seconds;
 };
 
 // True for a value the hmac strategy already wrote: "hmac:" and 64 lowercase hex digits.
@@ -251,13 +244,7 @@ private:
 
 void merge(Run& run, const Tally& t) {
   RunStats& st = run.stats;
-  st.orders_done += t.orders_done;
-  st.batches += t.batches;
-  st.lock_retries += t.lock_retries;
-  st.skipped_locked += t.skipped_locked;
-  st.plan_checks += t.plan_checks;
-  st.plan_violations += t.plan_violations;
-  st.tx_seconds.insert(st.tx_seconds.end(), t.tx_seconds.begin(), t.tx_seconds.end());
+  st.add(t);
   for (size_t i = 0; i < run.plan.steps.size(); ++i) {
     TableStats* ts = st.find(run.plan.steps[i].table->table);
     ts->sanitized += t.sanitized[i];

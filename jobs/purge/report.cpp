@@ -26,6 +26,16 @@ std::string columns_of(const settings::PiiTable& t) {
 
 } // namespace
 
+void BatchCounters::add(const BatchCounters& other) {
+  orders_done += other.orders_done;
+  batches += other.batches;
+  lock_retries += other.lock_retries;
+  skipped_locked += other.skipped_locked;
+  plan_checks += other.plan_checks;
+  plan_violations += other.plan_violations;
+  tx_seconds.insert(tx_seconds.end(), other.tx_seconds.begin(), other.tx_seconds.end());
+}
+
 TableStats* RunStats::find(const std::string& table) {
   for (TableStats& t : tables) {
     if (t.table == table) {

@@ -19,20 +19,26 @@ struct TableStats {
   long long dead_tuples = -1;
 };
 
-struct RunStats {
-  std::string as_of;
-  long long candidates = 0; // root orders with PII somewhere, due and not held
-  long long root_rows = 0;
+// What the batch loop counts; each worker keeps its own, added up at the end.
+struct BatchCounters {
   long long orders_done = 0;
   long long batches = 0;
   long long lock_retries = 0;
   long long skipped_locked = 0;
   long long plan_checks = 0;
   long long plan_violations = 0;
+  std::vector<double> tx_seconds;
+
+  void add(const BatchCounters& other);
+};
+
+struct RunStats : BatchCounters {
+  std::string as_of;
+  long long candidates = 0; // root orders with PII somewhere, due and not held
+  long long root_rows = 0;
   bool forced = false;
   int workers = 0;
   double seconds = 0;
-  std::vector<double> tx_seconds;
   std::string exit_reason;
   std::vector<TableStats> tables;
 
