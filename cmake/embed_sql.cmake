@@ -1,5 +1,8 @@
-# Writes OUT, a C++ file defining lethe::db::embedded_migrations() from the .sql FILES.
+# Writes OUT, a C++ file defining lethe::db::embedded_migrations() from the .sql files in DIR.
 # File names are NNNN_name.sql; NNNN is the schema version the file brings the database to.
+# (The list is globbed here: a ';'-separated list would be split by the build's shell.)
+file(GLOB FILES ${DIR}/*.sql)
+list(SORT FILES)
 set(body "// Generated from sql/migrations by cmake/embed_sql.cmake. Do not edit.\n")
 string(APPEND body "#include \"worker/db/migrations.hpp\"\n\nnamespace lethe::db {\n\n")
 string(APPEND body "const std::vector<Migration>& embedded_migrations() {\n")

@@ -147,9 +147,15 @@ std::string state_views_sql(const Settings& s) {
     out += "CREATE OR REPLACE VIEW " + state_view(t->table) + " AS\n  SELECT " + cols;
     if (t == &s.root.table) {
       out += ",\n         " + due_at_expr(s) + " AS due_at";
-      out += ",\n         coalesce((" +
-             (s.hold_predicate.empty() ? std::string("false") : s.hold_predicate) +
-             "), false) AS held";
+      // held: under regulatory hold and in no archive yet. An archived order is no longer
+      // held back, so the purge sanitizes it like any other.
+      if (s.hold_predicate.empty()) {
+        out += ",\n         false AS held";
+      } else {
+        out += ",\n         (coalesce((" + s.hold_predicate +
+               "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
+               quote_ident(t->table) + "." + quote_ident(t->key) + "::text)) AS held";
+      }
     }
     out +=
         ",\n         " + has_pii_expr(*t) + " AS has_pii\n  FROM " + quote_ident(t->table) + ";\n";

@@ -91,6 +91,20 @@ constexpr std::array k_keys{
   KeySpec{"pii.children[].columns[].strategy", K::string, true, "", "null, constant or hmac"},
   KeySpec{"pii.children[].columns[].value", K::string, false, "", "replacement value for constant"},
 
+  KeySpec{"archive", K::table, false, "", "cold archives of held orders (C2, C7, C10)"},
+  KeySpec{"archive.spool_dir", K::string, false, "/var/lib/lethe/archive-spool",
+          "directory (mode 0700) where archives are written; the operator's cold-storage process "
+          "takes them from here"},
+  KeySpec{"archive.recipients", K::string_array, false, "",
+          "public key files (RSA 3072/4096) archives are encrypted to; the private keys stay "
+          "offline; empty: no archives are written and held orders wait"},
+  KeySpec{"archive.key_namespace", K::string, false, "lethe-archive",
+          "raw RSA keyring namespace written into each archive"},
+  KeySpec{"archive.key_name", K::string, false, "archive",
+          "raw RSA keyring key name written into each archive"},
+  KeySpec{"archive.member_mib", K::integer, false, "8",
+          "an archive member (part of one table's CSV) holds at most this many MiB, which bounds "
+          "the memory the archive job uses"},
   KeySpec{"hold", K::table, false, "", "regulatory hold (C2): rows that must be archived first"},
   KeySpec{"hold.predicate", K::string, false, "",
           "SQL boolean over the root table's columns (e.g. is_business_order); matching orders are "

@@ -223,6 +223,17 @@ private:
       s.max_fraction_of_table =
           (*p)["max_fraction_of_table"].value<double>().value_or(s.max_fraction_of_table);
     }
+    if (const toml::table* a = doc["archive"].as_table()) {
+      s.archive_spool_dir = str(*a, "spool_dir", s.archive_spool_dir.string());
+      if (const toml::array* r = (*a)["recipients"].as_array()) {
+        for (const toml::node& n : *r) {
+          s.archive_recipients.push_back(n.value<std::string>().value_or(""));
+        }
+      }
+      s.archive_key_namespace = str(*a, "key_namespace", s.archive_key_namespace);
+      s.archive_key_name = str(*a, "key_name", s.archive_key_name);
+      s.archive_member_mib = integer(*a, "member_mib", s.archive_member_mib);
+    }
     if (const toml::table* h = doc["hold"].as_table()) {
       s.hold_predicate = str(*h, "predicate");
       s.hold_where = where(h->source());
@@ -317,6 +328,9 @@ private:
     }
     if (!(s.max_fraction_of_table > 0.0 && s.max_fraction_of_table <= 1.0)) {
       problem(s.root.table.where, "purge.max_fraction_of_table must be in (0, 1]");
+    }
+    if (s.archive_member_mib < 1 || s.archive_member_mib > 1024) {
+      problem(s.hold_where, "archive.member_mib must be between 1 and 1024");
     }
     if (s.hold_archive_years < 1 || s.hold_archive_years > 100) {
       problem(s.hold_where, "hold.archive_years must be between 1 and 100");

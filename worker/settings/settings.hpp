@@ -72,6 +72,11 @@ struct Settings {
   std::string hmac_key_file;
   Root root;
   std::vector<PiiTable> children; // parents before their children
+  std::filesystem::path archive_spool_dir = "/var/lib/lethe/archive-spool";
+  std::vector<std::string> archive_recipients;
+  std::string archive_key_namespace = "lethe-archive";
+  std::string archive_key_name = "archive";
+  long archive_member_mib = 8;
   std::string hold_predicate;
   Where hold_where;
   long hold_archive_years = 10;
