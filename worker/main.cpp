@@ -1,5 +1,6 @@
 // lethe's entry point: parse, load the configuration, dispatch to one command, and turn any
 // fatal error into its message, a HINT line and a sysexits code.
+#include "jobs/archive/archive.hpp"
 #include "jobs/audit/audit.hpp"
 #include "jobs/check/check.hpp"
 #include "jobs/config/config.hpp"
@@ -12,6 +13,7 @@
 #include "worker/log/log.hpp"
 #include "worker/util/error.hpp"
 
+#include <cstdio>
 #include <iostream>
 #include <sstream>
 
@@ -111,6 +113,50 @@ int dispatch(const cli::Parsed& p) {
   }
   if (cmd == "config check") {
     return jobs::config::run_config_check(ctx);
+  }
+  if (cmd == "archive run") {
+    return jobs::archive::run_archive(ctx, {p.value("as-of"), p.flag("json")});
+  }
+  if (cmd == "archive verify") {
+    jobs::archive::VerifyOptions o;
+    o.read_data = p.flag("read-data");
+    o.private_key = p.value("private-key");
+    o.max_duration_s =
+        p.flag("max-duration") ? parse_positive(p.value("max-duration"), "--max-duration") : 0;
+    if (p.flag("subset")) {
+      std::string v = p.value("subset");
+      int k = 0;
+      int n = 0;
+      char extra = 0;
+      if (std::sscanf(v.c_str(), "%d/%d%c", &k, &n, &extra) != 2 || n < 1 || k < 1 || k > n) {
+        throw Error(Exit::usage, "--subset takes K/N with 1 <= K <= N", "e.g. --subset 3/7");
+      }
+      o.subset_index = k;
+      o.subset_count = n;
+    }
+    o.json = p.flag("json");
+    return jobs::archive::run_verify(ctx, o);
+  }
+  if (cmd == "archive restore" || cmd == "archive mark-cold" || cmd == "archive mark-destroyed") {
+    if (p.positionals.size() != 1) {
+      throw Error(Exit::usage, "`lethe " + cmd + "` takes one archive id",
+                  "see `lethe archive list`");
+    }
+    if (cmd == "archive mark-cold") {
+      return jobs::archive::run_mark(ctx, p.positionals[0], "cold");
+    }
+    if (cmd == "archive mark-destroyed") {
+      return jobs::archive::run_mark(ctx, p.positionals[0], "destroyed");
+    }
+    return jobs::archive::run_restore(ctx,
+                                      {p.positionals[0], p.value("private-key"), p.value("reason"),
+                                       p.value("into"), p.value("into-db")});
+  }
+  if (cmd == "archive list") {
+    return jobs::archive::run_list(ctx, p.flag("json"));
+  }
+  if (cmd == "archive expire") {
+    return jobs::archive::run_expire(ctx, p.value("as-of"));
   }
   if (cmd == "audit verify") {
     return jobs::audit::run_verify(ctx, p.flag("json"));

@@ -12,7 +12,8 @@ using settings::TableStrategy;
 
 class Builder {
 public:
-  Builder(db::Session& session, const settings::Settings& s) : m_session(session), m_s(s) {}
+  Builder(db::Session& session, const settings::Settings& s, std::string only_archive)
+      : m_session(session), m_s(s), m_only_archive(std::move(only_archive)) {}
 
   Plan build() {
     const PiiTable& root = m_s.root.table;
@@ -22,6 +23,10 @@ public:
     std::string k = quote_ident(root.key);
     std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND (r.has_pii" +
                       children_with_pii(root, "r") + ")";
+    if (!m_only_archive.empty()) {
+      due += " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.archive_id = " +
+             db::quote_literal(m_only_archive) + " AND ao.order_key = r." + k + "::text)";
+    }
     const std::string view = db::state_view(root.table) + " r";
     // Workers split the orders by a hash of the key, so no two ever touch the same order.
     const std::string mine = " AND (hashtext(r." + k + "::text) & 2147483647) % $3::int = $4::int";
@@ -75,17 +80,9 @@ private:
 
   // SQL predicate: the row `alias` of `t` belongs to the batch whose root keys are $1.
   std::string in_batch(const PiiTable& t, const std::string& alias) {
-    if (&t == &m_s.root.table) {
-      return alias + "." + quote_ident(t.key) + " = ANY(" + m_key_array + ")";
-    }
-    const PiiTable* parent = m_s.find_table(t.parent);
-    if (parent == &m_s.root.table) {
-      return alias + "." + quote_ident(t.link) + " = ANY(" + m_key_array + ")";
-    }
-    std::string a = "p" + std::to_string(++m_alias);
-    return alias + "." + quote_ident(t.link) + " IN (SELECT " + a + "." +
-           quote_ident(t.parent_column) + " FROM " + quote_ident(parent->table) + " " + a +
-           " WHERE " + in_batch(*parent, a) + ")";
+    return db::rows_of_orders(m_s, t, alias, [this](const std::string& column) {
+      return column + " = ANY(" + m_key_array + ")";
+    });
   }
 
   // The column that identifies a row of `t` for the state view and hmac updates.
@@ -138,14 +135,16 @@ private:
 
   db::Session& m_session;
   const settings::Settings& m_s;
+  std::string m_only_archive;
   std::string m_key_array;
   int m_alias = 0;
 };
 
 } // namespace
 
-Plan build_plan(db::Session& session, const settings::Settings& s) {
-  return Builder(session, s).build();
+Plan build_plan(db::Session& session, const settings::Settings& s,
+                const std::string& only_archive) {
+  return Builder(session, s, only_archive).build();
 }
 
 } // namespace lethe::jobs::purge

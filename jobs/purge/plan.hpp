@@ -42,7 +42,9 @@ struct Plan {
   std::vector<TableStep> steps; // deepest tables first, the root last
 };
 
-// Builds the plan; reads column types from the catalog.
-Plan build_plan(db::Session& session, const settings::Settings& s);
+// Builds the plan; reads column types from the catalog. With `only_archive`, the lanes take
+// only the orders that archive holds (the archive job's last step).
+Plan build_plan(db::Session& session, const settings::Settings& s,
+                const std::string& only_archive = {});
 
 } // namespace lethe::jobs::purge

@@ -18,15 +18,7 @@
 namespace lethe::jobs::purge {
 namespace {
 
-void lock_job(Run& run) {
-  db::Rows r = run.ctx.ready_db().exec("SELECT pg_try_advisory_lock(hashtext('lethe.purge'))");
-  if (r.text(0, 0) != "t") {
-    run.ctx.record(audit::Record{audit::Kind::refusal, "purge", "refused", "lock_held",
-                                 std::nullopt, "{}", "{}"});
-    throw Error(Exit::temporary, "another lethe purge is running against this database",
-                "wait for it to finish; the timer runs the purge again");
-  }
-}
+void lock_job(Run& run) { lock_pii_writers(run.ctx, "purge"); }
 
 void resolve_clock(Run& run) {
   run.as_of = db::resolve_instant(run.ctx.ready_db(), run.opt.as_of);
@@ -137,6 +129,38 @@ void record_run(Run& run) {
 }
 
 } // namespace
+
+void lock_pii_writers(Context& ctx, const std::string& job) {
+  db::Rows r = ctx.ready_db().exec("SELECT pg_try_advisory_lock(hashtext('lethe.purge'))");
+  if (r.text(0, 0) != "t") {
+    ctx.record(audit::Record{audit::Kind::refusal, job, "refused", "lock_held", std::nullopt, "{}",
+                             "{}"});
+    throw Error(Exit::temporary, "another lethe purge or archive run is working on this database",
+                "wait for it to finish; the timer runs the " + job + " again");
+  }
+}
+
+RunStats sanitize_archived_orders(Context& ctx, const std::string& archive_id,
+                                  const std::string& as_of) {
+  PurgeOptions opt;
+  opt.as_of = as_of;
+  Run run{ctx, opt, {}, {}, {}, 0, {}};
+  resolve_clock(run);
+  db::Session& s = ctx.ready_db();
+  prepare_session(s);
+  run.plan = build_plan(s, ctx.settings(), archive_id);
+  run.stats.candidates = s.exec(run.plan.count_candidates, {run.as_of.iso}).integer(0, 0);
+  for (const settings::PiiTable* t : ctx.settings().pii_tables()) {
+    run.stats.find(t->table);
+  }
+  if (!ctx.settings().hmac_key_file.empty()) {
+    run.hmac_key = util::read_secret_file(ctx.settings().hmac_key_file, "hmac key");
+  }
+  sanitize_batches(run);
+  run.hmac_key.assign(run.hmac_key.size(), '\0');
+  vacuum_touched_tables(run);
+  return run.stats;
+}
 
 int run_purge(Context& ctx, const PurgeOptions& opt) {
   util::install_stop_handlers();

@@ -2,6 +2,7 @@
 // the root and child tables of the PII map, in small committed batches.
 #pragma once
 
+#include "jobs/purge/report.hpp"
 #include "worker/runtime/context.hpp"
 
 #include <string>
@@ -19,5 +20,14 @@ struct PurgeOptions {
 
 // Runs the purge; returns the exit code (0 done or nothing due, 75 interrupted).
 int run_purge(Context& ctx, const PurgeOptions& opt);
+
+// Takes the lock every job that sanitizes PII shares (purge, archive); a second one exits 75
+// with an audited refusal naming `job`.
+void lock_pii_writers(Context& ctx, const std::string& job);
+
+// The archive job's last step: sanitizes, in batches, the orders archive `archive_id` holds,
+// as of `as_of`, then vacuums. The caller holds the purge lock. Returns the run's figures.
+RunStats sanitize_archived_orders(Context& ctx, const std::string& archive_id,
+                                  const std::string& as_of);
 
 } // namespace lethe::jobs::purge

@@ -116,6 +116,58 @@ const std::vector<CommandSpec>& commands() {
        {{"limit", "N", "how many of the newest records (default 50)"},
         {"job", "NAME", "only records of this job"},
         k_json}},
+      {"archive run",
+       "",
+       "archive held orders whose PII is due, then sanitize them (C2)",
+       "Selects held orders (hold.predicate) whose PII is due, writes one encrypted archive\n"
+       "(tar + zstd inside an AWS Encryption SDK message to archive.recipients' public keys)\n"
+       "to archive.spool_dir: temporary name, fsync, rename, fsync directory, re-read and\n"
+       "check; records it in the catalog, and only then sanitizes the archived orders.\n"
+       "Files an earlier crashed run left unrecorded are discarded first, and said so.",
+       {k_as_of, k_json}},
+      {"archive verify",
+       "",
+       "check cataloged archives: present, length and SHA-256; with the key, their members",
+       "Without a key: every cataloged archive in the spool (or marked cold) has the recorded\n"
+       "length and SHA-256. With --read-data --private-key: decrypts each and checks every\n"
+       "member's SHA-256 and row count against the manifest. Exit 65 when any fails.",
+       {{"read-data", "", "decrypt and check every member (needs --private-key)"},
+        {"private-key", "KEY", "the archive private key (owner-only file or credential name)"},
+        {"max-duration", "SECONDS", "stop starting new archives after this long"},
+        {"subset", "K/N", "only every N-th archive, starting with the K-th (a week: 1/7 … 7/7)"},
+        k_json}},
+      {"archive restore",
+       "ARCHIVE",
+       "write an archive's members out, or load them into a scratch schema (audited)",
+       "For a legal or tax request: decrypts ARCHIVE with the offline private key and writes\n"
+       "its members (mode 0600) under --into DIR, or creates --into-db SCHEMA with one table\n"
+       "per archived table (recorded column types) and loads them. The audit record names the\n"
+       "operator and the reason.",
+       {{"private-key", "KEY", "the archive private key"},
+        {"reason", "TEXT", "why (required; recorded in the audit trail; never PII)"},
+        {"into", "DIR", "write the members under DIR"},
+        {"into-db", "SCHEMA", "load into a new schema of this name"}}},
+      {"archive list",
+       "",
+       "list cataloged archives",
+       "One line (or JSON object) per archive.",
+       {k_json}},
+      {"archive expire",
+       "",
+       "destroy archives past their retention-until date (C6, C17)",
+       "Overwrites and removes spooled archives past retention-until and marks them destroyed;\n"
+       "an archive in cold storage is reported (and audited) for the operator to destroy there.",
+       {k_as_of}},
+      {"archive mark-cold",
+       "ARCHIVE",
+       "record that ARCHIVE was moved to cold storage",
+       "Run by the cold-storage process after it took the file from the spool.",
+       {}},
+      {"archive mark-destroyed",
+       "ARCHIVE",
+       "record that ARCHIVE was destroyed in cold storage",
+       "Run after destroying an expired archive held in cold storage.",
+       {}},
       {"encrypt",
        "",
        "encrypt a stream into an AWS Encryption SDK message (suite 0x0478)",

@@ -121,6 +121,21 @@ std::string due_at_expr(const Settings& s) {
   return out + " END";
 }
 
+std::string rows_of_orders(const Settings& s, const PiiTable& t, const std::string& alias,
+                           const std::function<std::string(const std::string&)>& match) {
+  if (&t == &s.root.table) {
+    return match(alias + "." + quote_ident(t.key));
+  }
+  const PiiTable* parent = s.find_table(t.parent);
+  if (parent == &s.root.table) {
+    return match(alias + "." + quote_ident(t.link));
+  }
+  std::string a = alias + "p";
+  return alias + "." + quote_ident(t.link) + " IN (SELECT " + a + "." +
+         quote_ident(t.parent_column) + " FROM " + quote_ident(parent->table) + " " + a +
+         " WHERE " + rows_of_orders(s, *parent, a, match) + ")";
+}
+
 std::string state_path_to_root(const Settings& s, const PiiTable& t) {
   if (&t == &s.root.table) {
     return state_view(t.table) + " r";
@@ -152,9 +167,10 @@ std::string state_views_sql(const Settings& s) {
       if (s.hold_predicate.empty()) {
         out += ",\n         false AS held";
       } else {
-        out += ",\n         (coalesce((" + s.hold_predicate +
-               "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
-               quote_ident(t->table) + "." + quote_ident(t->key) + "::text)) AS held";
+        out +=
+            ",\n         (coalesce((" + s.hold_predicate +
+            "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
+            quote_ident(t->table) + "." + quote_ident(t->key) + "::text)) AS held";
       }
     }
     out +=
@@ -212,6 +228,35 @@ std::string grants_sql(const Settings& s) {
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(purge) + ";\n";
   out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs TO " + quote_ident(purge) + ";\n";
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n\n";
+
+  // The archive job: reads the held orders whole (they go into the encrypted archive), records
+  // archives, then sanitizes the archived orders like the purge.
+  const std::string archive = "lethe_archive";
+  out += role_setup(archive, "daily cold archive of held orders (C2); reads PII to archive it");
+  for (const std::string& sc : schemas) {
+    out += "GRANT USAGE ON SCHEMA " + quote_ident(sc) + " TO " + quote_ident(archive) + ";\n";
+  }
+  for (const PiiTable* t : s.pii_tables()) {
+    std::set<std::string> writable;
+    for (const settings::PiiColumn& c : t->columns) {
+      writable.insert(c.name);
+    }
+    out += "GRANT SELECT ON " + quote_ident(t->table) + " TO " + quote_ident(archive) + ";\n";
+    if (t->strategy == TableStrategy::delete_row) {
+      out += "GRANT DELETE ON " + quote_ident(t->table) + " TO " + quote_ident(archive) + ";\n";
+    } else if (!writable.empty()) {
+      out += "GRANT UPDATE (" + join(writable) + ") ON " + quote_ident(t->table) + " TO " +
+             quote_ident(archive) + ";\n";
+    }
+    out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
+  }
+  out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(archive) + ";\n";
+  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.archives TO " +
+         quote_ident(archive) + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.archived_orders TO " + quote_ident(archive) + ";\n";
+  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(archive) + ";\n";
+  out += "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO lethe_archive', "
+         "current_database()); END $$;\n\n";
 
   // The monitor: `lethe check` and `lethe audit verify`; reads state views and the audit trail.
   const std::string monitor = "lethe_monitor";

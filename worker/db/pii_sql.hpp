@@ -4,6 +4,7 @@
 
 #include "worker/settings/settings.hpp"
 
+#include <functional>
 #include <string>
 
 namespace lethe::db {
@@ -16,6 +17,13 @@ std::string has_pii_expr(const settings::PiiTable& t);
 
 // SQL timestamptz over the root table: when the order's PII falls due (NULL: no clock yet).
 std::string due_at_expr(const settings::Settings& s);
+
+// SQL predicate: row `alias` of PII-map table `t` belongs to one of a set of orders.
+// `match(column)` turns a column expression of the root key's values into the test for
+// membership, e.g. "x.id = ANY($1::text[])" or "x.id IN (SELECT k FROM keys)".
+std::string rows_of_orders(const settings::Settings& s, const settings::PiiTable& t,
+                           const std::string& alias,
+                           const std::function<std::string(const std::string&)>& match);
 
 // FROM clause joining `t`'s state view (alias c0, or r for the root) up to the root's (alias r).
 std::string state_path_to_root(const settings::Settings& s, const settings::PiiTable& t);

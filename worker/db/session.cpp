@@ -304,15 +304,30 @@ PGconn* start_copy(PGconn* c, const std::string& sql, ExecStatusType want) {
 
 size_t Transaction::copy_in(const std::string& target,
                             const std::function<bool(std::string&)>& next) {
-  PGconn* c = start_copy(m_session.m_impl->raw, "COPY " + target + " FROM STDIN", PGRES_COPY_IN);
-  std::string buf;
   std::string line;
-  bool ok = true;
+  return copy_in_data("COPY " + target + " FROM STDIN", [&](std::string& chunk) {
+    // Gather lines into chunks of about 64 KiB.
+    while (chunk.size() < (1U << 16)) {
+      line.clear();
+      if (!next(line)) {
+        return !chunk.empty();
+      }
+      chunk += line;
+      chunk += '\n';
+    }
+    return true;
+  });
+}
+
+size_t Transaction::copy_in_data(const std::string& copy_sql,
+                                 const std::function<bool(std::string&)>& next) {
+  PGconn* c = start_copy(m_session.m_impl->raw, copy_sql, PGRES_COPY_IN);
+  std::string chunk;
   while (true) {
-    line.clear();
+    chunk.clear();
     bool more = false;
     try {
-      more = next(line);
+      more = next(chunk);
     } catch (...) {
       PQputCopyEnd(c, "lethe: producer failed");
       try {
@@ -321,22 +336,15 @@ size_t Transaction::copy_in(const std::string& target,
       }
       throw;
     }
-    if (more) {
-      buf += line;
-      buf += '\n';
-    }
-    if (buf.size() >= (1U << 16) || (!more && !buf.empty())) {
-      if (PQputCopyData(c, buf.data(), static_cast<int>(buf.size())) != 1) {
-        ok = false;
-        break;
-      }
-      buf.clear();
+    if (!chunk.empty() &&
+        PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
+      throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
     }
     if (!more) {
       break;
     }
   }
-  if (!ok || PQputCopyEnd(c, nullptr) != 1) {
+  if (PQputCopyEnd(c, nullptr) != 1) {
     throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
   }
   return finish_copy(c, "COPY IN");

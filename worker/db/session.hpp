@@ -71,6 +71,10 @@ public:
   // at the end. Returns the rows copied.
   size_t copy_in(const std::string& target, const std::function<bool(std::string&)>& next);
 
+  // Runs `copy_sql` ("COPY … FROM STDIN …") and sends each chunk `next` fills, verbatim, until
+  // it returns false. Returns the rows copied.
+  size_t copy_in_data(const std::string& copy_sql, const std::function<bool(std::string&)>& next);
+
   // Runs `copy_sql` ("COPY (…) TO STDOUT …") and hands each chunk of output to `sink`.
   // Returns the rows copied.
   size_t copy_out(const std::string& copy_sql, const std::function<void(std::string_view)>& sink);

@@ -1,0 +1,53 @@
+// Pieces the archive commands share (internal to jobs/archive).
+#pragma once
+
+#include "worker/crypto/esdk.hpp"
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lethe::jobs::archive {
+
+inline constexpr const char* k_archive_suffix = ".lethe-archive";
+
+// Creates the spool directory (0700) if missing; refuses one others can read.
+void ensure_spool(const settings::Settings& s);
+
+// Paths of the archives the catalog names.
+std::set<std::string> cataloged_files(db::Session& session);
+
+struct TableColumns {
+  std::string table;
+  std::vector<std::pair<std::string, std::string>> columns; // name, format_type
+};
+
+// The columns of every PII-map table, in table order.
+std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Settings& s);
+
+// [{"table", "columns": [{"name", "type"}]}]
+std::string tables_json(const std::vector<TableColumns>& tables);
+
+struct Recipients {
+  std::vector<crypto::RsaKey> owned;
+  std::vector<crypto::esdk::WrappingKey> keys;
+  std::string json; // [{"namespace","name","file","sha256"}] — key ids, no key material
+};
+
+// The public keys of archive.recipients.
+Recipients load_recipients(const settings::Settings& s);
+
+struct FileCheck {
+  bool exists = false;
+  unsigned long long size = 0;
+  std::string sha256;
+};
+
+// Length and SHA-256 of `path` as it is on disk.
+FileCheck check_file(const std::filesystem::path& path);
+
+} // namespace lethe::jobs::archive

@@ -1,0 +1,324 @@
+// `lethe archive run`, step by step (decision 3 in DESIGN.md): write under a temporary name,
+// fsync, rename, fsync the directory, re-read and check, record in the catalog, and only then
+// sanitize the archived orders.
+#include "jobs/archive/archive.hpp"
+#include "jobs/archive/common.hpp"
+#include "jobs/purge/purge.hpp"
+#include "worker/archive/tar.hpp"
+#include "worker/audit/runs.hpp"
+#include "worker/crypto/esdk.hpp"
+#include "worker/crypto/hash.hpp"
+#include "worker/db/clock.hpp"
+#include "worker/db/pii_sql.hpp"
+#include "worker/log/log.hpp"
+#include "worker/util/faults.hpp"
+#include "worker/util/files.hpp"
+#include "worker/util/json.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <random>
+
+namespace lethe::jobs::archive {
+namespace {
+
+constexpr const char* k_keys_table = "pg_temp.lethe_archive_keys";
+
+struct Member {
+  std::string name;
+  std::string table;
+  long long rows = 0;
+  std::string sha256;
+};
+
+struct Written {
+  std::string id;
+  std::filesystem::path path;
+  std::string retention_until;
+  long long orders = 0;
+  unsigned long long size = 0;
+  std::string sha256;
+  std::vector<Member> members;
+  std::string recipients_json;
+  std::string row_counts_json;
+};
+
+struct ArchiveRun {
+  Context& ctx;
+  const RunOptions& opt;
+  db::Instant as_of;
+  Written w;
+  long long orphans = 0;
+  long long run_id = 0;
+};
+
+std::string new_archive_id() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffff);
+  return std::string("a") + stamp + "-" + suffix;
+}
+
+// Removes spool files no catalog entry names: a run that died before recording its archive.
+void discard_orphans(ArchiveRun& run) {
+  ensure_spool(run.ctx.settings());
+  std::set<std::string> known = cataloged_files(run.ctx.ready_db());
+  for (const auto& e : std::filesystem::directory_iterator(run.ctx.settings().archive_spool_dir)) {
+    std::string name = e.path().filename().string();
+    bool temp = name.find(".tmp-") != std::string::npos;
+    bool archive = name.ends_with(k_archive_suffix);
+    if ((temp || archive) && !known.contains(e.path().string())) {
+      std::filesystem::remove(e.path());
+      ++run.orphans;
+      log::event(log::Level::warning, "archive.orphan_discarded",
+                 {{"file", name}, {"reason", temp ? "unfinished write" : "never recorded"}});
+    }
+  }
+}
+
+// The held orders whose PII is due, into a session temp table (no keys held in memory).
+long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
+  const settings::Settings& s = run.ctx.settings();
+  const settings::PiiTable& root = s.root.table;
+  tx.exec(std::string("DROP TABLE IF EXISTS ") + k_keys_table);
+  tx.exec(std::string("CREATE TEMP TABLE lethe_archive_keys AS SELECT r.") +
+          db::quote_ident(root.key) + " AS order_key FROM " + db::state_view(root.table) +
+          " r WHERE r.held AND r.due_at <= " + db::quote_literal(run.as_of.iso) + "::timestamptz");
+  return tx.exec(std::string("SELECT count(*) FROM ") + k_keys_table).integer(0, 0);
+}
+
+std::string manifest_json(const ArchiveRun& run, const std::vector<TableColumns>& tables) {
+  const settings::Settings& s = run.ctx.settings();
+  std::string members = "[";
+  for (const Member& m : run.w.members) {
+    members += (members.size() > 1 ? "," : "") + util::JsonObject()
+                                                     .add("name", m.name)
+                                                     .add("table", m.table)
+                                                     .add("rows", m.rows)
+                                                     .add("sha256", m.sha256)
+                                                     .str();
+  }
+  return util::JsonObject()
+      .add("format", "lethe-archive-1")
+      .add("lethe_version", LETHE_VERSION)
+      .add("archive_id", run.w.id)
+      .add("pii_map_digest", settings::pii_map_digest(s))
+      .add("source", run.ctx.ready_db().endpoint())
+      .add("as_of", run.as_of.iso)
+      .add("retention_until", run.w.retention_until)
+      .add("orders", run.w.orders)
+      .add_raw("tables", tables_json(tables))
+      .add_raw("members", members + "]")
+      .add_raw("recipients", run.w.recipients_json)
+      .str();
+}
+
+// Streams each PII-map table's rows of the selected orders into members of at most
+// archive.member_mib, through tar+zstd and the encryption core, into a pending spool file.
+void write_archive(ArchiveRun& run, db::Transaction& tx) {
+  const settings::Settings& s = run.ctx.settings();
+  Written& w = run.w;
+  w.id = new_archive_id();
+  w.path = s.archive_spool_dir / (w.id + k_archive_suffix);
+  w.retention_until =
+      tx.exec("SELECT ((($1::timestamptz AT TIME ZONE 'UTC')::date) + make_interval(years => "
+              "$2::int))::date::text",
+              {run.as_of.iso, std::to_string(s.hold_archive_years)})
+          .text(0, 0);
+  Recipients rcpt = load_recipients(s);
+  w.recipients_json = rcpt.json;
+  crypto::esdk::EncryptParams params;
+  params.recipients = rcpt.keys;
+  params.context = {{"lethe-object", "archive"},
+                    {"lethe-archive-id", w.id},
+                    {"lethe-retention-until", w.retention_until},
+                    {"lethe-schema-version", "2"}};
+  util::PendingFile file(w.path, 0600);
+  crypto::Sha256 file_hash;
+  crypto::esdk::Encryptor enc(params, [&](const unsigned char* p, size_t n) {
+    file.write(p, n);
+    file_hash.update(std::string_view(reinterpret_cast<const char*>(p), n));
+    w.size += n;
+  });
+  lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { enc.update(p, n); });
+
+  std::vector<TableColumns> tables = table_columns(tx, s);
+  tar.add("tables.json", tables_json(tables)); // first, so a restore can create the tables
+  const size_t limit = static_cast<size_t>(s.archive_member_mib) << 20;
+  util::JsonObject counts;
+  for (const settings::PiiTable* t : s.pii_tables()) {
+    std::string buffer;
+    long long rows = 0;
+    long long table_rows = 0;
+    int part = 0;
+    bool header = true;
+    auto flush = [&]() {
+      Member m;
+      char name[32];
+      std::snprintf(name, sizeof name, "/part-%05d.csv", ++part);
+      m.name = t->table + name;
+      m.table = t->table;
+      m.rows = rows;
+      m.sha256 = crypto::hex(crypto::sha256(buffer));
+      tar.add(m.name, buffer);
+      w.members.push_back(m);
+      buffer.clear();
+      rows = 0;
+    };
+    std::string where = db::rows_of_orders(s, *t, "x", [](const std::string& column) {
+      return column + " IN (SELECT order_key FROM " + std::string(k_keys_table) + ")";
+    });
+    tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t->table) + " x WHERE " + where +
+                    ") TO STDOUT WITH (FORMAT csv, HEADER true)",
+                [&](std::string_view row) {
+                  buffer.append(row);
+                  if (header) {
+                    header = false; // the first line names the columns
+                  } else {
+                    ++rows;
+                    ++table_rows;
+                  }
+                  if (buffer.size() >= limit) {
+                    flush();
+                  }
+                });
+    if (!buffer.empty() || part == 0) {
+      flush();
+    }
+    counts.add(t->table, table_rows);
+  }
+  w.row_counts_json = counts.str();
+  tar.add("manifest.json", manifest_json(run, tables));
+  tar.finish();
+  enc.finish();
+  w.sha256 = crypto::hex(file_hash.finish());
+  util::crash_point("archive:written");
+  file.commit(); // fsync, rename, fsync the directory
+  util::crash_point("archive:renamed");
+}
+
+// Reads the file back from disk: its length and SHA-256 must be what was written.
+void verify_written(ArchiveRun& run) {
+  FileCheck c = check_file(run.w.path);
+  if (c.size != run.w.size || c.sha256 != run.w.sha256) {
+    throw Error(Exit::io, "archive " + run.w.id + " reads back differently from what was written",
+                "check the spool file system (" + run.ctx.settings().archive_spool_dir.string() +
+                    "); nothing was purged");
+  }
+  util::crash_point("archive:verified");
+}
+
+void record_archive(ArchiveRun& run) {
+  const Written& w = run.w;
+  run.ctx.ready_db().transact([&](db::Transaction& tx) {
+    tx.exec("INSERT INTO lethe.archives (archive_id, run_id, path, size_bytes, sha256, as_of, "
+            "retention_until, pii_map_digest, recipients, row_counts, orders, last_seen_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
+            {w.id, std::to_string(run.run_id), w.path.string(), std::to_string(w.size), w.sha256,
+             run.as_of.iso, w.retention_until, settings::pii_map_digest(run.ctx.settings()),
+             w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
+    tx.exec(std::string("INSERT INTO lethe.archived_orders (order_key, archive_id) SELECT "
+                        "order_key::text, $1 FROM ") +
+                k_keys_table,
+            {w.id});
+  });
+  run.ctx.record(audit::Record{audit::Kind::run, run.ctx.job(), "recorded", "archive_written",
+                               run.run_id,
+                               util::JsonObject()
+                                   .add("orders", w.orders)
+                                   .add("bytes", static_cast<long long>(w.size))
+                                   .add("members", static_cast<long>(w.members.size()))
+                                   .str(),
+                               util::JsonObject()
+                                   .add("archive_id", w.id)
+                                   .add("sha256", w.sha256)
+                                   .add("retention_until", w.retention_until)
+                                   .str()});
+  util::crash_point("archive:recorded");
+}
+
+} // namespace
+
+int run_archive(Context& ctx, const RunOptions& opt) {
+  ArchiveRun run{ctx, opt, {}, {}, 0, 0};
+  purge::lock_pii_writers(ctx, "archive");
+  run.as_of = db::resolve_instant(ctx.ready_db(), opt.as_of);
+  if (run.as_of.future) {
+    throw Error(Exit::usage, "--as-of " + run.as_of.iso + " is in the future",
+                "archive as of now or an instant in the past");
+  }
+  if (ctx.settings().archive_recipients.empty()) {
+    throw Error(Exit::config, "archive.recipients names no public key",
+                "make a pair with `lethe keygen`, keep the private key offline and list the "
+                "public key in archive.recipients");
+  }
+  run.run_id = audit::begin_run(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
+  purge::RunStats sanitized;
+  try {
+    discard_orphans(run);
+    ctx.ready_db().transact([&](db::Transaction& tx) {
+      // One snapshot for every table, so the members agree with each other.
+      tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      run.w.orders = select_held_orders(run, tx);
+      if (run.w.orders > 0) {
+        write_archive(run, tx);
+      }
+    });
+    if (run.w.orders > 0) {
+      verify_written(run);
+      record_archive(run);
+      sanitized = purge::sanitize_archived_orders(ctx, run.w.id, run.as_of.iso);
+    }
+  } catch (const Error& e) {
+    audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
+                      util::JsonObject().add("orphans_discarded", run.orphans).str());
+    throw;
+  }
+  std::string counts = util::JsonObject()
+                           .add("orders_archived", run.w.orders)
+                           .add("bytes", static_cast<long long>(run.w.size))
+                           .add("members", static_cast<long>(run.w.members.size()))
+                           .add("rows_sanitized", sanitized.total_sanitized())
+                           .add("orphans_discarded", run.orphans)
+                           .str();
+  std::string reason = run.w.orders == 0 ? "nothing_held" : "done";
+  audit::finish_run(
+      ctx, run.run_id, audit::Kind::run, "done", reason, counts,
+      util::JsonObject().add("archive_id", run.w.id).add("as_of", run.as_of.iso).str());
+  if (opt.json) {
+    std::cout << util::JsonObject()
+                     .add("exit_reason", reason)
+                     .add("archive_id", run.w.id)
+                     .add("path", run.w.path.string())
+                     .add("orders_archived", run.w.orders)
+                     .add("bytes", static_cast<long long>(run.w.size))
+                     .add("sha256", run.w.sha256)
+                     .add("retention_until", run.w.retention_until)
+                     .add_raw("rows", run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)
+                     .add("rows_sanitized", sanitized.total_sanitized())
+                     .add("orphans_discarded", run.orphans)
+                     .str()
+              << "\n";
+  } else if (run.w.orders == 0) {
+    std::cout << "archive as of " << run.as_of.iso << ": no held order is due\n";
+  } else {
+    std::cout << "archive " << run.w.id << ": " << run.w.orders << " held orders, "
+              << run.w.members.size() << " members, " << run.w.size << " bytes, sha256 "
+              << run.w.sha256.substr(0, 16) << "…, kept until " << run.w.retention_until << "\n  "
+              << run.w.path.string() << "\n  then sanitized " << sanitized.total_sanitized()
+              << " rows\n";
+  }
+  log::event(log::Level::info, "archive.done",
+             {{"orders", run.w.orders},
+              {"bytes", static_cast<long long>(run.w.size)},
+              {"orphans_discarded", run.orphans}});
+  return 0;
+}
+
+} // namespace lethe::jobs::archive

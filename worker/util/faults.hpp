@@ -1,0 +1,9 @@
+// Crash points for tests: when $LETHE_CRASH_AT names `point`, the process ends at once with
+// _exit(99), as a kill -9 would end it (no destructors, no cleanup). Unset, it does nothing.
+#pragma once
+
+namespace lethe::util {
+
+void crash_point(const char* point);
+
+} // namespace lethe::util
