@@ -273,8 +273,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
     if (run.w.orders > 0) {
       verify_written(run);
       record_archive(run);
-      sanitized = purge::sanitize_archived_orders(ctx, run.w.id, run.as_of.iso);
     }
+    sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso);
   } catch (const Error& e) {
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
                       util::JsonObject().add("orphans_discarded", run.orphans).str());

@@ -12,8 +12,8 @@ using settings::TableStrategy;
 
 class Builder {
 public:
-  Builder(db::Session& session, const settings::Settings& s, std::string only_archive)
-      : m_session(session), m_s(s), m_only_archive(std::move(only_archive)) {}
+  Builder(db::Session& session, const settings::Settings& s, Scope scope)
+      : m_session(session), m_s(s), m_scope(scope) {}
 
   Plan build() {
     const PiiTable& root = m_s.root.table;
@@ -23,9 +23,9 @@ public:
     std::string k = quote_ident(root.key);
     std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND (r.has_pii" +
                       children_with_pii(root, "r") + ")";
-    if (!m_only_archive.empty()) {
-      due += " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.archive_id = " +
-             db::quote_literal(m_only_archive) + " AND ao.order_key = r." + k + "::text)";
+    if (m_scope == Scope::archived_only) {
+      due += " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.order_key = r." + k +
+             "::text)";
     }
     const std::string view = db::state_view(root.table) + " r";
     // Workers split the orders by a hash of the key, so no two ever touch the same order.
@@ -135,16 +135,15 @@ private:
 
   db::Session& m_session;
   const settings::Settings& m_s;
-  std::string m_only_archive;
+  Scope m_scope;
   std::string m_key_array;
   int m_alias = 0;
 };
 
 } // namespace
 
-Plan build_plan(db::Session& session, const settings::Settings& s,
-                const std::string& only_archive) {
-  return Builder(session, s, only_archive).build();
+Plan build_plan(db::Session& session, const settings::Settings& s, Scope scope) {
+  return Builder(session, s, scope).build();
 }
 
 } // namespace lethe::jobs::purge

@@ -42,9 +42,10 @@ struct Plan {
   std::vector<TableStep> steps; // deepest tables first, the root last
 };
 
-// Builds the plan; reads column types from the catalog. With `only_archive`, the lanes take
-// only the orders that archive holds (the archive job's last step).
-Plan build_plan(db::Session& session, const settings::Settings& s,
-                const std::string& only_archive = {});
+enum class Scope { all_due, archived_only };
+
+// Builds the plan; reads column types from the catalog. With Scope::archived_only the lanes
+// take only orders some archive holds (the archive job's last step).
+Plan build_plan(db::Session& session, const settings::Settings& s, Scope scope = Scope::all_due);
 
 } // namespace lethe::jobs::purge

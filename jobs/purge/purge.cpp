@@ -140,15 +140,14 @@ void lock_pii_writers(Context& ctx, const std::string& job) {
   }
 }
 
-RunStats sanitize_archived_orders(Context& ctx, const std::string& archive_id,
-                                  const std::string& as_of) {
+RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of) {
   PurgeOptions opt;
   opt.as_of = as_of;
   Run run{ctx, opt, {}, {}, {}, 0, {}};
   resolve_clock(run);
   db::Session& s = ctx.ready_db();
   prepare_session(s);
-  run.plan = build_plan(s, ctx.settings(), archive_id);
+  run.plan = build_plan(s, ctx.settings(), Scope::archived_only);
   run.stats.candidates = s.exec(run.plan.count_candidates, {run.as_of.iso}).integer(0, 0);
   for (const settings::PiiTable* t : ctx.settings().pii_tables()) {
     run.stats.find(t->table);

@@ -25,9 +25,9 @@ int run_purge(Context& ctx, const PurgeOptions& opt);
 // with an audited refusal naming `job`.
 void lock_pii_writers(Context& ctx, const std::string& job);
 
-// The archive job's last step: sanitizes, in batches, the orders archive `archive_id` holds,
-// as of `as_of`, then vacuums. The caller holds the purge lock. Returns the run's figures.
-RunStats sanitize_archived_orders(Context& ctx, const std::string& archive_id,
-                                  const std::string& as_of);
+// The archive job's last step: sanitizes, in batches, every due order an archive holds (this
+// run's, and any an earlier run archived but did not get to sanitize), as of `as_of`, then
+// vacuums. The caller holds the purge lock. Returns the run's figures.
+RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of);
 
 } // namespace lethe::jobs::purge

@@ -197,6 +197,7 @@ std::string TestDb::config_text(const std::string& user, const std::string& pass
                           (password_file.empty() ? c.admin_password_file : password_file) + "\"");
   text = replace_all(text, "/var/lib/lethe", m_dir.string());
   text = replace_all(text, "/etc/lethe/hmac.key", (m_dir / "hmac.key").string());
+  text = replace_all(text, "/etc/lethe/archive-2026.pub", (m_dir / "archive.pub").string());
   return text;
 }
 
@@ -225,6 +226,14 @@ void TestDb::migrate_and_grant() const {
   REQUIRE(m.exit == 0);
   auto s = admin();
   s->exec(db::grants_sql(settings()));
+}
+
+void TestDb::make_archive_keys() const {
+  RunResult r = run_shell(std::string(LETHE_BIN) + " keygen --out-private " +
+                              (m_dir / "archive.pem").string() + " --out-public " +
+                              (m_dir / "archive.pub").string(),
+                          m_dir);
+  REQUIRE(r.exit == 0);
 }
 
 std::vector<std::string> TestDb::pii_values() const {

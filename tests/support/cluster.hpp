@@ -69,6 +69,9 @@ public:
   // Runs `lethe migrate` and applies `lethe grants` as the admin.
   void migrate_and_grant() const;
 
+  // Makes the archive key pair the configuration names (dir()/archive.pem, archive.pub).
+  void make_archive_keys() const;
+
   // Every PII value (per the PII map) currently in the database, for leak scans.
   std::vector<std::string> pii_values() const;
 

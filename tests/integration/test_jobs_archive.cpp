@@ -1,0 +1,284 @@
+// C2/C6/C7/C10: archive before purge, crash safety at each step, verify, restore, expire.
+#include "support/cluster.hpp"
+#include "worker/util/files.hpp"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <regex>
+
+using namespace lethe;
+
+namespace {
+
+const std::string k_as_of = "2026-06-30 12:00:00+00";
+
+std::string field(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (std::regex_search(json, m, std::regex("\"" + key + "\":\"?([^\",}]*)"))) {
+    return m[1];
+  }
+  return {};
+}
+
+// md5 per PII-map table over the rows of held orders whose PII is due.
+std::string held_rows_digest(db::Session& s) {
+  std::string out;
+  for (const char* table : {"orders", "shipping_addresses", "buyer_tax_info"}) {
+    out +=
+        s.exec(
+             std::string(
+                 "SELECT coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '-') FROM ") +
+                 table +
+                 " x WHERE x.amazon_order_id IN (SELECT amazon_order_id FROM "
+                 "lethe.pii_state_public_orders WHERE held AND due_at <= $1::timestamptz)",
+             {k_as_of})
+            .text(0, 0) +
+        " ";
+  }
+  return out;
+}
+
+long long held_due(db::Session& s) {
+  return s
+      .exec("SELECT count(*) FROM lethe.pii_state_public_orders WHERE held AND due_at <= "
+            "$1::timestamptz",
+            {k_as_of})
+      .integer(0, 0);
+}
+
+// Business orders whose PII is due (by any clock) and still present.
+long long business_due_with_pii(db::Session& s) {
+  return s.exec("SELECT count(*) FROM orders WHERE is_business_order AND buyer_name <> '[redacted]' "
+                "AND amazon_order_id IN (SELECT amazon_order_id FROM lethe.pii_state_public_orders "
+                "WHERE due_at <= $1::timestamptz)",
+                {k_as_of})
+      .integer(0, 0);
+}
+
+std::vector<std::string> spool_files(const test::TestDb& t) {
+  std::vector<std::string> out;
+  std::filesystem::path dir = t.dir() / "archive-spool";
+  if (std::filesystem::exists(dir)) {
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      out.push_back(e.path().filename().string());
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE(
+    "archive run: held orders are archived, recorded, then sanitized, and the purge waits for it") {
+  test::TestDb t("archive_flow", 400, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  long long held = held_due(*s);
+  REQUIRE(held > 20);
+  std::vector<std::string> pii = t.pii_values();
+
+  // The purge leaves held orders alone until an archive holds them.
+  auto cfg =
+      t.write_config("roomy.toml", test::set_key(t.config_text(), "max_fraction_of_table", "1.0"));
+  REQUIRE(t.lethe("purge --as-of '" + k_as_of + "'", cfg).exit == 0);
+  CHECK(business_due_with_pii(*s) == held);
+
+  test::RunResult r = t.lethe("archive run --json --as-of '" + k_as_of + "'", cfg);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  CHECK(field(r.out, "orders_archived") == std::to_string(held));
+  std::string id = field(r.out, "archive_id");
+  db::Rows cat = s->exec(
+      "SELECT path, size_bytes, sha256, orders, retention_until::text, state FROM lethe.archives");
+  REQUIRE(cat.size() == 1);
+  CHECK(cat.integer(0, 3) == held);
+  CHECK(cat.text(0, 4) == "2036-06-30");
+  CHECK(cat.text(0, 5) == "spooled");
+  CHECK(s->exec("SELECT count(*) FROM lethe.archived_orders WHERE archive_id = $1", {id})
+            .integer(0, 0) == held);
+  // Archived orders' PII is gone, nothing is held any more, and the spool holds just this file.
+  CHECK(business_due_with_pii(*s) == 0);
+  CHECK(held_due(*s) == 0);
+  CHECK(spool_files(t) == std::vector<std::string>{id + ".lethe-archive"});
+  CHECK(t.lethe("check --as-of '" + k_as_of + "'").exit == 0);
+  // The file is owner-only and the spool directory too.
+  const auto owner_rw = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+  CHECK((std::filesystem::status(cat.text(0, 0)).permissions() & std::filesystem::perms::all) == owner_rw);
+  // No PII reached the output, the logs or the audit trail.
+  test::require_no_pii(r.out + r.err, pii);
+  test::require_no_pii(
+      s->exec("SELECT string_agg(l::text, E'\\n') FROM lethe.audit_log l").at(0, 0).value_or(""),
+      pii);
+  // A second run has nothing to archive.
+  test::RunResult again = t.lethe("archive run --json --as-of '" + k_as_of + "'", cfg);
+  CHECK(again.exit == 0);
+  CHECK(field(again.out, "exit_reason") == "nothing_held");
+}
+
+TEST_CASE("archive run: a crash at each step never leaves purged orders without an archive") {
+  for (std::string point :
+       {"archive:written", "archive:renamed", "archive:verified", "archive:recorded"}) {
+    INFO(point);
+    test::TestDb t("archive_crash", 150, "2026-06-30");
+    t.make_archive_keys();
+    t.migrate_and_grant();
+    auto s = t.admin();
+    long long held = held_due(*s);
+    REQUIRE(held > 5);
+    std::string before = held_rows_digest(*s);
+    test::RunResult crashed =
+        test::run_shell("LETHE_CRASH_AT=" + point + " " LETHE_BIN " --config " +
+                            t.config().string() + " archive run --as-of '" + k_as_of + "'",
+                        t.dir());
+    REQUIRE(crashed.exit == 99);
+    long long cataloged = s->exec("SELECT count(*) FROM lethe.archives").integer(0, 0);
+    if (point == "archive:recorded") {
+      // The archive is durable and recorded; its orders are no longer held.
+      CHECK(cataloged == 1);
+      CHECK(t.lethe("archive verify").exit == 0);
+    } else {
+      // Nothing recorded, nothing purged: the held rows are exactly as before.
+      CHECK(cataloged == 0);
+      CHECK(held_rows_digest(*s) == before);
+      CHECK(spool_files(t).size() == 1); // the orphan (temporary or renamed)
+    }
+    CHECK(business_due_with_pii(*s) == held);
+
+    test::RunResult next = t.lethe("archive run --json --as-of '" + k_as_of + "'");
+    INFO(next.err);
+    REQUIRE(next.exit == 0);
+    CHECK(s->exec("SELECT count(*) FROM lethe.archives").integer(0, 0) == 1);
+    if (point != "archive:recorded") {
+      CHECK(field(next.out, "orphans_discarded") == "1");
+      CHECK(next.err.find("event=archive.orphan_discarded") != std::string::npos);
+    }
+    CHECK(business_due_with_pii(*s) == 0);
+    CHECK(spool_files(t).size() == 1);
+    CHECK(t.lethe("archive verify --read-data --private-key " + (t.dir() / "archive.pem").string())
+              .exit == 0);
+    CHECK(s->exec("SELECT count(*) FROM lethe.archived_orders").integer(0, 0) == held);
+  }
+}
+
+TEST_CASE("archive verify: a corrupted byte is caught without the key, members checked with it") {
+  test::TestDb t("archive_verify", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  auto s = t.admin();
+  std::string id = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
+  std::string path = s->exec("SELECT path FROM lethe.archives").text(0, 0);
+  CHECK(t.lethe("archive verify").exit == 0);
+  std::string key = " --private-key " + (t.dir() / "archive.pem").string();
+  test::RunResult full = t.lethe("archive verify --json --read-data" + key);
+  CHECK(full.exit == 0);
+  CHECK(full.out.find("\"checked\":1") != std::string::npos);
+
+  std::string bytes = util::read_file(path);
+  std::string damaged = bytes;
+  damaged[damaged.size() / 2] ^= 0x01;
+  test::write_file(path, damaged);
+  test::RunResult bad = t.lethe("archive verify --json");
+  CHECK(bad.exit == 65);
+  CHECK(bad.out.find(id + ": length or SHA-256 differs") != std::string::npos);
+  CHECK(bad.err.find("HINT:") != std::string::npos);
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE kind = 'alarm' AND exit_reason = "
+                "'archive_damaged'")
+            .integer(0, 0) == 1);
+
+  test::write_file(path, bytes);
+  CHECK(t.lethe("archive verify").exit == 0);
+  std::filesystem::remove(path);
+  CHECK(t.lethe("archive verify").exit == 65);
+  CHECK(t.lethe("archive mark-cold " + id + " --operator vault").exit == 0);
+  test::RunResult cold = t.lethe("archive verify --json");
+  CHECK(cold.exit == 0);
+  CHECK(cold.out.find("\"cold\":1") != std::string::npos);
+}
+
+TEST_CASE("archive restore: into a scratch schema equal to the source, into files 0600, audited") {
+  test::TestDb t("archive_restore", 200, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string source =
+      s->exec("SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) FROM orders x "
+              "WHERE x.amazon_order_id IN (SELECT amazon_order_id FROM "
+              "lethe.pii_state_public_orders WHERE held AND due_at <= $1::timestamptz)",
+              {k_as_of})
+          .text(0, 0);
+  std::string source_class =
+      s->exec("SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) FROM buyer_tax_classifications x "
+              "WHERE x.tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id IN "
+              "(SELECT amazon_order_id FROM lethe.pii_state_public_orders WHERE held AND due_at <= $1::timestamptz))",
+              {k_as_of})
+          .text(0, 0);
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  std::string id = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
+  std::string key = " --private-key " + (t.dir() / "archive.pem").string();
+
+  CHECK(t.lethe("archive restore " + id + key + " --into-db scratch").exit == 64); // no --reason
+  test::RunResult r = t.lethe("archive restore " + id + key +
+                              " --into-db scratch --reason 'tax audit 2027' --operator dana");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  CHECK(test::table_digest(*s, "scratch.public_orders") == source);
+  // Business orders carry one or two classifications; all of them were archived.
+  CHECK(test::table_digest(*s, "scratch.public_buyer_tax_classifications") == source_class);
+  db::Rows audit =
+      s->exec("SELECT actor, details FROM lethe.audit_log WHERE job = 'archive restore'");
+  REQUIRE(audit.size() == 1);
+  CHECK(audit.text(0, 0) == "dana");
+  CHECK(audit.text(0, 1).find("\"reason\":\"tax audit 2027\"") != std::string::npos);
+
+  std::filesystem::path out = t.dir() / "restored";
+  REQUIRE(
+      t.lethe("archive restore " + id + key + " --into " + out.string() + " --reason 'legal hold'")
+          .exit == 0);
+  std::filesystem::path part = out / "public.orders" / "part-00001.csv";
+  REQUIRE(std::filesystem::exists(part));
+  CHECK((std::filesystem::status(part).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+  CHECK(std::filesystem::exists(out / "manifest.json"));
+}
+
+TEST_CASE("archive expire: past retention destroyed and recorded, cold ones reported") {
+  test::TestDb t("archive_expire", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  std::string path = s->exec("SELECT path FROM lethe.archives").text(0, 0);
+  test::RunResult early = t.lethe("archive expire");
+  CHECK(early.exit == 0);
+  CHECK(std::filesystem::exists(path));
+  test::RunResult late = t.lethe("archive expire --as-of 2040-01-01 --operator erin");
+  INFO(late.err);
+  CHECK(late.exit == 0);
+  CHECK_FALSE(std::filesystem::exists(path));
+  db::Rows row = s->exec("SELECT state, destroyed_by FROM lethe.archives");
+  CHECK(row.text(0, 0) == "destroyed");
+  CHECK(row.text(0, 1) == "erin");
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE job = 'archive expire' AND exit_reason "
+                "= 'destroyed'")
+            .integer(0, 0) == 1);
+
+  // A second archive, moved to cold storage, is reported for the operator instead.
+  s->exec("UPDATE orders SET is_business_order = true WHERE amazon_order_id IN (SELECT "
+          "amazon_order_id FROM orders "
+          "WHERE NOT is_business_order AND buyer_name <> '[redacted]' AND shipped_at < "
+          "$1::timestamptz - interval '31 days' LIMIT 3)",
+          {k_as_of});
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  std::string id2 =
+      s->exec("SELECT archive_id FROM lethe.archives WHERE state = 'spooled'").text(0, 0);
+  REQUIRE(t.lethe("archive mark-cold " + id2).exit == 0);
+  test::RunResult cold = t.lethe("archive expire --as-of 2040-01-01");
+  CHECK(cold.out.find("destroy it there") != std::string::npos);
+  CHECK(s->exec("SELECT state FROM lethe.archives WHERE archive_id = $1", {id2}).text(0, 0) ==
+        "cold");
+  CHECK(t.lethe("archive mark-destroyed " + id2 + " --operator erin").exit == 0);
+  CHECK(s->exec("SELECT state FROM lethe.archives WHERE archive_id = $1", {id2}).text(0, 0) ==
+        "destroyed");
+}
