@@ -1,12 +1,16 @@
 // Interop, both directions, with the official AWS Encryption SDK (JavaScript) as the oracle:
 // what lethe writes the SDK decrypts to the same bytes and context; what the SDK writes with
 // suite 0x0478 lethe decrypts.
+#include "support/cluster.hpp"
 #include "worker/util/files.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
+#include <sstream>
 #include <sys/wait.h>
 
 namespace fs = std::filesystem;
@@ -82,14 +86,16 @@ void lethe_to_sdk(const std::string& name, size_t size, size_t frame, int recipi
   for (int i = 0; i < recipients; ++i) {
     fs::path out = keys().dir / (name + ".sdk" + std::to_string(i));
     fs::path ctx_out = keys().dir / (name + ".ctx" + std::to_string(i));
-    REQUIRE(sh("node " + k_oracle + " decrypt --private " + keys().priv[static_cast<size_t>(i)].string() +
-               " --ns lethe-archive --name k --in " + enc.string() + " --out " + out.string() +
-               " --context-out " + ctx_out.string()) == 0);
+    REQUIRE(sh("node " + k_oracle + " decrypt --private " +
+               keys().priv[static_cast<size_t>(i)].string() + " --ns lethe-archive --name k --in " +
+               enc.string() + " --out " + out.string() + " --context-out " + ctx_out.string()) ==
+            0);
     CHECK(read_file(out) == read_file(in));
     std::string meta = read_file(ctx_out);
     CHECK(meta.find("\"suiteId\":1144") != std::string::npos);
     CHECK(meta.find("\"encryptionContext\":" + expected_ctx_json) != std::string::npos);
-    CHECK(meta.find("\"frameLength\":" + std::to_string(frame > 0 ? frame : 65536)) != std::string::npos);
+    CHECK(meta.find("\"frameLength\":" + std::to_string(frame > 0 ? frame : 65536)) !=
+          std::string::npos);
   }
 }
 
@@ -120,9 +126,10 @@ TEST_CASE("lethe's messages decrypt with the official SDK") {
   lethe_to_sdk("empty", 0, 0, 1, {}, "{}");
   lethe_to_sdk("one-byte", 1, 0, 1, {"purpose=test"}, "{\"purpose\":\"test\"}");
   lethe_to_sdk("one-frame", 4096, 4096, 1, {}, "{}");
-  lethe_to_sdk("frames-and-partial", 10 * 4096 + 123, 4096, 1,
-               {"lethe-object=archive-7", "schema=1", "retention-until=2036-12-31"},
-               "{\"lethe-object\":\"archive-7\",\"retention-until\":\"2036-12-31\",\"schema\":\"1\"}");
+  lethe_to_sdk(
+      "frames-and-partial", 10 * 4096 + 123, 4096, 1,
+      {"lethe-object=archive-7", "schema=1", "retention-until=2036-12-31"},
+      "{\"lethe-object\":\"archive-7\",\"retention-until\":\"2036-12-31\",\"schema\":\"1\"}");
   lethe_to_sdk("three-recipients", 200000, 0, 3, {"a=1"}, "{\"a\":\"1\"}");
 }
 
@@ -136,4 +143,73 @@ TEST_CASE("the official SDK's 0x0478 messages decrypt with lethe") {
       sdk_to_lethe(size, frame);
     }
   }
+}
+
+// An archive lethe writes opens with the official SDK, zstd and tar, and its members hold the
+// source rows byte for byte.
+TEST_CASE("an archive opens with the official SDK, zstd and tar, and holds the source rows") {
+  const std::string as_of = "2026-06-30 12:00:00+00";
+  lethe::test::TestDb t("interop_archive", 300, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  // The source rows of the held orders that are due, as CSV lines, per table.
+  std::map<std::string, std::vector<std::string>> expected;
+  const std::map<std::string, std::string> where{
+      {"public.orders", "x.amazon_order_id IN (SELECT amazon_order_id FROM k)"},
+      {"public.shipping_addresses", "x.amazon_order_id IN (SELECT amazon_order_id FROM k)"},
+      {"public.buyer_tax_info", "x.amazon_order_id IN (SELECT amazon_order_id FROM k)"},
+      {"public.buyer_tax_classifications",
+       "x.tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id IN (SELECT "
+       "amazon_order_id FROM k))"}};
+  s->transact([&](lethe::db::Transaction& tx) {
+    tx.exec(
+        "CREATE TEMP TABLE k AS SELECT amazon_order_id FROM lethe.pii_state_public_orders WHERE "
+        "held AND due_at <= '" +
+        as_of + "'::timestamptz");
+    for (const auto& [table, cond] : where) {
+      tx.copy_out("COPY (SELECT x.* FROM " + table + " x WHERE " + cond +
+                      ") TO STDOUT WITH (FORMAT csv, HEADER true)",
+                  [&](std::string_view row) { expected[table].emplace_back(row); });
+    }
+  });
+  REQUIRE(expected["public.orders"].size() > 10);
+
+  REQUIRE(t.lethe("archive run --as-of '" + as_of + "'").exit == 0);
+  std::string path = s->exec("SELECT path FROM lethe.archives").text(0, 0);
+  std::string id = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
+  fs::path work = t.dir() / "opened";
+  fs::create_directories(work);
+  REQUIRE(sh("node " + k_oracle + " decrypt --private " + (t.dir() / "archive.pem").string() +
+             " --ns lethe-archive --name archive-2026 --in " + path + " --out " +
+             (work / "archive.tar.zst").string() + " --context-out " +
+             (work / "meta.json").string()) == 0);
+  std::string meta = read_file(work / "meta.json");
+  CHECK(meta.find("\"lethe-archive-id\":\"" + id + "\"") != std::string::npos);
+  CHECK(meta.find("\"lethe-retention-until\":\"2036-06-30\"") != std::string::npos);
+  REQUIRE(sh("zstd -q -dc " + (work / "archive.tar.zst").string() + " | tar -xf - -C " +
+             work.string()) == 0);
+  for (const auto& [table, rows] : expected) {
+    INFO(table);
+    std::string all;
+    for (int part = 1; fs::exists(work / table / ("part-0000" + std::to_string(part) + ".csv"));
+         ++part) {
+      all += read_file(work / table / ("part-0000" + std::to_string(part) + ".csv"));
+    }
+    std::vector<std::string> got;
+    std::istringstream lines(all);
+    for (std::string line; std::getline(lines, line);) {
+      got.push_back(line + "\n");
+    }
+    REQUIRE_FALSE(got.empty());
+    CHECK(got.front() == rows.front()); // the header
+    std::vector<std::string> a(got.begin() + 1, got.end());
+    std::vector<std::string> b(rows.begin() + 1, rows.end());
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    CHECK(a == b);
+  }
+  std::string manifest = read_file(work / "manifest.json");
+  CHECK(manifest.find("\"archive_id\":\"" + id + "\"") != std::string::npos);
+  CHECK(manifest.find("\"format\":\"lethe-archive-1\"") != std::string::npos);
 }
