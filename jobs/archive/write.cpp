@@ -15,6 +15,7 @@
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -260,6 +261,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   }
   run.run_id = audit::begin_run(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
   purge::RunStats sanitized;
+  auto started = std::chrono::steady_clock::now();
+  double write_s = 0;
   try {
     discard_orphans(run);
     ctx.ready_db().transact([&](db::Transaction& tx) {
@@ -274,6 +277,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
       verify_written(run);
       record_archive(run);
     }
+    write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso);
   } catch (const Error& e) {
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
@@ -303,6 +307,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                      .add_raw("rows", run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)
                      .add("rows_sanitized", sanitized.total_sanitized())
                      .add("orphans_discarded", run.orphans)
+                     .add("seconds_archive", write_s)
+                     .add("seconds_sanitize", sanitized.seconds)
                      .str()
               << "\n";
   } else if (run.w.orders == 0) {
