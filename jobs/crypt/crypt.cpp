@@ -7,7 +7,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <array>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <unistd.h>
 
 namespace lethe::jobs::crypt {
@@ -16,6 +20,9 @@ namespace {
 constexpr size_t k_chunk = 1 << 20;
 
 // Reads all of `path` (or stdin) in chunks into `consume`.
+// Reads all of `path` (or stdin) into `consume`. A second thread reads the next chunk while
+// `consume` works on the current one, so reading and encrypting overlap (two chunks in flight,
+// memory stays constant).
 void read_stream(const std::string& path,
                  const std::function<void(const unsigned char*, size_t)>& consume) {
   int fd = STDIN_FILENO;
@@ -25,28 +32,83 @@ void read_stream(const std::string& path,
       throw Error(Exit::io, "cannot open " + path + ": " + std::strerror(errno),
                   "check the --in path");
     }
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   }
-  std::vector<unsigned char> buf(k_chunk);
-  while (true) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      int e = errno;
-      if (fd != STDIN_FILENO) {
-        ::close(fd);
+  struct Slot {
+    std::vector<unsigned char> data = std::vector<unsigned char>(k_chunk);
+    size_t size = 0;
+    bool full = false;
+  };
+  // Shared with the reader thread, which owns a reference: if `consume` fails while the reader
+  // is blocked on a pipe, the thread is left to finish on its own instead of being waited for.
+  struct State {
+    std::array<Slot, 2> slots;
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool eof = false;
+    bool stop = false;
+    int read_errno = 0;
+    int fd = -1;
+  };
+  auto st = std::make_shared<State>();
+  st->fd = fd;
+  std::thread reader([st] {
+    for (size_t i = 0;; i ^= 1) {
+      Slot& slot = st->slots[i];
+      {
+        std::unique_lock<std::mutex> lock(st->mutex);
+        st->changed.wait(lock, [&] { return !slot.full || st->stop; });
+        if (st->stop) {
+          break;
+        }
       }
-      throw Error(Exit::io, "cannot read " + (path.empty() ? std::string("stdin") : path) + ": " +
-                                std::strerror(e));
+      ssize_t n = 0;
+      do {
+        n = ::read(st->fd, slot.data.data(), slot.data.size());
+      } while (n < 0 && errno == EINTR);
+      std::lock_guard<std::mutex> lock(st->mutex);
+      if (n <= 0 || st->stop) {
+        st->read_errno = n < 0 ? errno : 0;
+        st->eof = true;
+        st->changed.notify_all();
+        break;
+      }
+      slot.size = static_cast<size_t>(n);
+      slot.full = true;
+      st->changed.notify_all();
     }
-    if (n == 0) {
-      break;
+    if (st->fd != STDIN_FILENO) {
+      ::close(st->fd);
     }
-    consume(buf.data(), static_cast<size_t>(n));
+  });
+  try {
+    for (size_t i = 0;; i ^= 1) {
+      Slot& slot = st->slots[i];
+      {
+        std::unique_lock<std::mutex> lock(st->mutex);
+        st->changed.wait(lock, [&] { return slot.full || st->eof; });
+        if (!slot.full) {
+          break;
+        }
+      }
+      consume(slot.data.data(), slot.size);
+      std::lock_guard<std::mutex> lock(st->mutex);
+      slot.full = false;
+      st->changed.notify_all();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(st->mutex);
+      st->stop = true;
+      st->changed.notify_all();
+    }
+    reader.detach();
+    throw;
   }
-  if (fd != STDIN_FILENO) {
-    ::close(fd);
+  reader.join();
+  if (st->read_errno != 0) {
+    throw Error(Exit::io, "cannot read " + (path.empty() ? std::string("stdin") : path) + ": " +
+                              std::strerror(st->read_errno));
   }
 }
 

@@ -332,7 +332,7 @@ private:
 Bytes frame_aad(const std::array<unsigned char, k_id_len>& id, bool final, std::uint32_t seq,
                 std::uint64_t length) {
   Bytes aad;
-  aad.reserve(k_id_len + 40);
+  aad.reserve(k_id_len + 48);
   put_bytes(aad, id.data(), id.size());
   const char* s = final ? k_final_string : k_frame_string;
   put_bytes(aad, s, std::strlen(s));
@@ -597,11 +597,13 @@ struct Decryptor::Impl {
   }
 
   // Decrypts the next whole frame in buf; false when more bytes are needed.
-  bool next_frame() {
-    Reader r{buf.data() + pos, buf.size() - pos};
+  // Decrypts the next whole frame in window[0..n); returns the bytes it took, 0 when the
+  // window does not hold a whole frame yet.
+  size_t next_frame(const unsigned char* window, size_t n) {
+    Reader r{window, n};
     std::uint32_t first = static_cast<std::uint32_t>(r.uint(4));
     if (!r.ok) {
-      return false;
+      return 0;
     }
     bool final = first == k_final_marker;
     std::uint32_t frame_seq = final ? static_cast<std::uint32_t>(r.uint(4)) : first;
@@ -609,7 +611,7 @@ struct Decryptor::Impl {
     r.copy(iv);
     std::uint64_t length = final ? r.uint(4) : header.frame_length;
     if (!r.ok) {
-      return false;
+      return 0;
     }
     if (frame_seq != seq) {
       throw FormatError(Fault::bad_sequence, "frame " + std::to_string(frame_seq) +
@@ -626,7 +628,7 @@ struct Decryptor::Impl {
                                                          std::to_string(header.frame_length));
     }
     if (!r.have(length + k_tag_len)) {
-      return false;
+      return 0;
     }
     const unsigned char* ct = r.p + r.pos;
     plain.resize(length);
@@ -636,14 +638,13 @@ struct Decryptor::Impl {
       throw FormatError(Fault::frame_auth_failed,
                         "frame " + std::to_string(seq) + " does not authenticate");
     }
-    pos += r.pos + length + k_tag_len;
     out(plain.data(), plain.size());
     OPENSSL_cleanse(plain.data(), plain.size());
     ++seq;
     if (final) {
       state = State::done;
     }
-    return true;
+    return r.pos + length + k_tag_len;
   }
 };
 
@@ -662,19 +663,59 @@ void Decryptor::update(const unsigned char* data, size_t n) {
   if (m.state == Impl::State::done) {
     throw FormatError(Fault::trailing_bytes, "bytes follow the final frame");
   }
-  m.buf.insert(m.buf.end(), data, data + n);
   if (m.state == Impl::State::header) {
+    m.buf.insert(m.buf.end(), data, data + n);
     m.open_header();
-  }
-  while (m.state == Impl::State::body && m.next_frame()) {
-  }
-  if (m.state == Impl::State::done && m.pos < m.buf.size()) {
-    throw FormatError(Fault::trailing_bytes, "bytes follow the final frame");
-  }
-  // Keep only what is not yet consumed, so memory stays at about one frame.
-  if (m.state != Impl::State::header && m.pos > 0) {
+    if (m.state == Impl::State::header) {
+      return;
+    }
+    // Continue from what follows the header in the buffer.
     m.buf.erase(m.buf.begin(), m.buf.begin() + static_cast<long>(m.pos));
     m.pos = 0;
+    data = nullptr;
+    n = 0;
+  }
+  // Whole frames are decrypted straight from the caller's bytes; only a frame split across
+  // calls is gathered in `buf` (at most one frame), so memory stays at about one frame and
+  // most input is never copied.
+  auto drain = [&m](const unsigned char* p, size_t len) {
+    size_t used = 0;
+    while (m.state == Impl::State::body) {
+      size_t took = m.next_frame(p + used, len - used);
+      if (took == 0) {
+        break;
+      }
+      used += took;
+    }
+    return used;
+  };
+  const size_t max_frame = 4 + 4 + k_iv_len + 4 + m.header.frame_length + k_tag_len;
+  while (m.state == Impl::State::body) {
+    if (m.buf.empty()) {
+      size_t used = drain(data, n);
+      data += used;
+      n -= used;
+      if (m.state == Impl::State::body) {
+        m.buf.assign(data, data + n);
+        n = 0;
+      }
+      break;
+    }
+    size_t take = std::min(n, max_frame > m.buf.size() ? max_frame - m.buf.size() : size_t{0});
+    m.buf.insert(m.buf.end(), data, data + take);
+    data += take;
+    n -= take;
+    size_t used = drain(m.buf.data(), m.buf.size());
+    m.buf.erase(m.buf.begin(), m.buf.begin() + static_cast<long>(used));
+    if (used == 0 && n == 0) {
+      break; // the frame needs bytes that have not arrived yet
+    }
+  }
+  if (m.state == Impl::State::done && n > 0) {
+    throw FormatError(Fault::trailing_bytes, "bytes follow the final frame");
+  }
+  if (m.state == Impl::State::done && !m.buf.empty()) {
+    throw FormatError(Fault::trailing_bytes, "bytes follow the final frame");
   }
 }
 
