@@ -48,9 +48,9 @@ std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Set
     TableColumns tc;
     tc.table = t->table;
     db::Rows r = tx.exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                              "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
-                              "attisdropped ORDER BY attnum",
-                              {db::quote_ident(t->table)});
+                         "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
+                         "attisdropped ORDER BY attnum",
+                         {db::quote_ident(t->table)});
     for (size_t i = 0; i < r.size(); ++i) {
       tc.columns.emplace_back(r.text(i, 0), r.text(i, 1));
     }

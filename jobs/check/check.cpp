@@ -91,7 +91,8 @@ int run_check(Context& ctx, const CheckOptions& opts) {
       std::printf("  %-36s %10lld %10lld %12s\n", t.table.c_str(), t.overdue, t.held,
                   format_age(t.oldest_overdue_s).c_str());
     }
-    std::printf("%s\n", overdue == 0 ? "result: nothing overdue" : "result: PII overdue (C1) - run `lethe purge`");
+    std::printf("%s\n", overdue == 0 ? "result: nothing overdue"
+                                     : "result: PII overdue (C1) - run `lethe purge`");
   }
   log::event(overdue == 0 ? log::Level::info : log::Level::warning, "check.done",
              {{"overdue", overdue}, {"held", held}, {"as_of", res.as_of}});

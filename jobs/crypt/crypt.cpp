@@ -3,12 +3,12 @@
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 
+#include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
-#include <array>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>

@@ -18,7 +18,9 @@
 namespace lethe::jobs::purge {
 namespace {
 
-void lock_job(Run& run) { lock_pii_writers(run.ctx, "purge"); }
+void lock_job(Run& run) {
+  lock_pii_writers(run.ctx, "purge");
+}
 
 void resolve_clock(Run& run) {
   run.as_of = db::resolve_instant(run.ctx.ready_db(), run.opt.as_of);
@@ -133,8 +135,8 @@ void record_run(Run& run) {
 void lock_pii_writers(Context& ctx, const std::string& job) {
   db::Rows r = ctx.ready_db().exec("SELECT pg_try_advisory_lock(hashtext('lethe.purge'))");
   if (r.text(0, 0) != "t") {
-    ctx.record(audit::Record{audit::Kind::refusal, job, "refused", "lock_held", std::nullopt, "{}",
-                             "{}"});
+    ctx.record(
+        audit::Record{audit::Kind::refusal, job, "refused", "lock_held", std::nullopt, "{}", "{}"});
     throw Error(Exit::temporary, "another lethe purge or archive run is working on this database",
                 "wait for it to finish; the timer runs the " + job + " again");
   }

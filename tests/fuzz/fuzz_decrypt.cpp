@@ -25,7 +25,9 @@ bool decrypt(const unsigned char* data, size_t n, std::string& out) {
   esdk::DecryptParams p;
   p.keys.push_back({"fuzz", "k", &private_key()});
   try {
-    esdk::Decryptor d(p, [&](const unsigned char* b, size_t m) { out.append(reinterpret_cast<const char*>(b), m); });
+    esdk::Decryptor d(p, [&](const unsigned char* b, size_t m) {
+      out.append(reinterpret_cast<const char*>(b), m);
+    });
     // Feed in two pieces to exercise the streaming path.
     size_t half = n / 2;
     d.update(data, half);
@@ -65,7 +67,9 @@ extern "C" int LLVMFuzzerTestOneInput(const unsigned char* data, size_t size) {
   p.context = {{"fuzz", "1"}};
   p.frame_length = frame;
   std::string msg;
-  esdk::Encryptor e(p, [&](const unsigned char* b, size_t m) { msg.append(reinterpret_cast<const char*>(b), m); });
+  esdk::Encryptor e(p, [&](const unsigned char* b, size_t m) {
+    msg.append(reinterpret_cast<const char*>(b), m);
+  });
   e.update(reinterpret_cast<const unsigned char*>(plain.data()), plain.size());
   e.finish();
   if (flip) {

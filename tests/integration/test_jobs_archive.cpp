@@ -48,10 +48,11 @@ long long held_due(db::Session& s) {
 
 // Business orders whose PII is due (by any clock) and still present.
 long long business_due_with_pii(db::Session& s) {
-  return s.exec("SELECT count(*) FROM orders WHERE is_business_order AND buyer_name <> '[redacted]' "
-                "AND amazon_order_id IN (SELECT amazon_order_id FROM lethe.pii_state_public_orders "
-                "WHERE due_at <= $1::timestamptz)",
-                {k_as_of})
+  return s
+      .exec("SELECT count(*) FROM orders WHERE is_business_order AND buyer_name <> '[redacted]' "
+            "AND amazon_order_id IN (SELECT amazon_order_id FROM lethe.pii_state_public_orders "
+            "WHERE due_at <= $1::timestamptz)",
+            {k_as_of})
       .integer(0, 0);
 }
 
@@ -104,7 +105,8 @@ TEST_CASE(
   CHECK(t.lethe("check --as-of '" + k_as_of + "'").exit == 0);
   // The file is owner-only and the spool directory too.
   const auto owner_rw = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
-  CHECK((std::filesystem::status(cat.text(0, 0)).permissions() & std::filesystem::perms::all) == owner_rw);
+  CHECK((std::filesystem::status(cat.text(0, 0)).permissions() & std::filesystem::perms::all) ==
+        owner_rw);
   // No PII reached the output, the logs or the audit trail.
   test::require_no_pii(r.out + r.err, pii);
   test::require_no_pii(
@@ -208,12 +210,14 @@ TEST_CASE("archive restore: into a scratch schema equal to the source, into file
               "lethe.pii_state_public_orders WHERE held AND due_at <= $1::timestamptz)",
               {k_as_of})
           .text(0, 0);
-  std::string source_class =
-      s->exec("SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) FROM buyer_tax_classifications x "
-              "WHERE x.tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id IN "
-              "(SELECT amazon_order_id FROM lethe.pii_state_public_orders WHERE held AND due_at <= $1::timestamptz))",
-              {k_as_of})
-          .text(0, 0);
+  std::string source_class = s->exec("SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) "
+                                     "FROM buyer_tax_classifications x "
+                                     "WHERE x.tax_info_id IN (SELECT tax_info_id FROM "
+                                     "buyer_tax_info WHERE amazon_order_id IN "
+                                     "(SELECT amazon_order_id FROM lethe.pii_state_public_orders "
+                                     "WHERE held AND due_at <= $1::timestamptz))",
+                                     {k_as_of})
+                                 .text(0, 0);
   REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
   std::string id = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
   std::string key = " --private-key " + (t.dir() / "archive.pem").string();

@@ -25,7 +25,7 @@ struct CommandSpec {
 };
 
 struct Parsed {
-  const CommandSpec* command = nullptr; // nullptr with help: top-level help
+  const CommandSpec* command = nullptr;                   // nullptr with help: top-level help
   std::map<std::string, std::vector<std::string>> values; // an option may repeat
   std::vector<std::string> positionals;
   bool help = false;

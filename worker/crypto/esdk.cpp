@@ -550,10 +550,10 @@ struct Decryptor::Impl {
     }
     header = std::move(*h);
     if (header.frame_length > params.max_frame_length) {
-      throw FormatError(Fault::malformed_header,
-                        "frame length " + std::to_string(header.frame_length) +
-                            " is above this reader's limit of " +
-                            std::to_string(params.max_frame_length));
+      throw FormatError(Fault::malformed_header, "frame length " +
+                                                     std::to_string(header.frame_length) +
+                                                     " is above this reader's limit of " +
+                                                     std::to_string(params.max_frame_length));
     }
     SecretBytes data_key;
     bool matched = false;

@@ -4,9 +4,10 @@ namespace lethe::db {
 
 Instant resolve_instant(Session& session, const std::string& as_of, const std::string& option) {
   try {
-    Rows r = session.exec("SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-                          "t > now() FROM (SELECT coalesce($1::timestamptz, now()) AS t) x",
-                          {as_of.empty() ? Value{} : Value{as_of}});
+    Rows r =
+        session.exec("SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                     "t > now() FROM (SELECT coalesce($1::timestamptz, now()) AS t) x",
+                     {as_of.empty() ? Value{} : Value{as_of}});
     return Instant{r.text(0, 0), r.text(0, 1) == "t"};
   } catch (const DbError& e) {
     if (e.sqlstate().starts_with("22")) {

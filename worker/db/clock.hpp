@@ -8,7 +8,7 @@
 namespace lethe::db {
 
 struct Instant {
-  std::string iso;    // UTC, "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+  std::string iso;     // UTC, "YYYY-MM-DDTHH:MM:SS.ffffffZ"
   bool future = false; // later than the server's now()
 };
 

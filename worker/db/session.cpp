@@ -336,8 +336,7 @@ size_t Transaction::copy_in_data(const std::string& copy_sql,
       }
       throw;
     }
-    if (!chunk.empty() &&
-        PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
+    if (!chunk.empty() && PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
       throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
     }
     if (!more) {

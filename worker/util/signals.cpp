@@ -8,7 +8,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
+extern "C" void on_stop_signal(int) {
+  g_stop.store(true);
+}
 
 } // namespace
 
@@ -20,6 +22,8 @@ void install_stop_handlers() {
   sigaction(SIGINT, &sa, nullptr);
 }
 
-bool stop_requested() noexcept { return g_stop.load(); }
+bool stop_requested() noexcept {
+  return g_stop.load();
+}
 
 } // namespace lethe::util
