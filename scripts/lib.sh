@@ -47,6 +47,7 @@ config_for_cluster() {
       -e "s|^sslrootcert = .*|sslrootcert = \"$LETHE_PG_CA\"|" \
       -e "s|^password_file = .*|password_file = \"$LETHE_PG_ADMIN_PASSWORD_FILE\"|" \
       -e "s|/var/lib/lethe|$dir|g" -e "s|/etc/lethe/hmac.key|$dir/hmac.key|" \
+      -e "s|/etc/lethe/archive-2026.pub|$dir/archive.pub|" \
       "$LETHE_ROOT/config/lethe.example.toml"
 }
 
