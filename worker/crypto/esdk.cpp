@@ -287,7 +287,7 @@ DerivedKeys derive(const SecretBytes& data_key, const std::array<unsigned char, 
 // AES-256-GCM with one key, many IVs.
 class Gcm {
 public:
-  Gcm(const SecretBytes& key, bool encrypt) : m_ctx(EVP_CIPHER_CTX_new()), m_encrypt(encrypt) {
+  Gcm(const SecretBytes& key, bool encrypt) : m_ctx(EVP_CIPHER_CTX_new()) {
     if (m_ctx == nullptr ||
         EVP_CipherInit_ex(m_ctx, EVP_aes_256_gcm(), nullptr, key.data(), nullptr, encrypt) != 1) {
       openssl_failure("AES-256-GCM init");
@@ -326,7 +326,6 @@ public:
 
 private:
   EVP_CIPHER_CTX* m_ctx;
-  bool m_encrypt;
 };
 
 Bytes frame_aad(const std::array<unsigned char, k_id_len>& id, bool final, std::uint32_t seq,
