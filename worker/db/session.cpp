@@ -176,9 +176,12 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
     std::string state = sqlstate_of(e);
     throw DbError(classify_sqlstate(state),
                   "database error " + state + ": " + redact_server_message(e.what()), state,
-                  state == "42501" ? "the role lacks a privilege: apply `lethe grants` as the "
-                                     "database owner"
-                                   : "");
+                  state == "42501"   ? "the role lacks a privilege: apply `lethe grants` as the "
+                                       "database owner"
+                  : state == "42P01" ? "a table or view is missing: run `lethe migrate`, apply "
+                                       "`lethe grants` as the database owner, then `lethe config "
+                                       "check`"
+                                     : "");
   } catch (const pqxx::in_doubt_error&) {
     throw DbError(Exit::temporary, "connection lost during commit; the outcome is unknown", "08007",
                   "run the job again: every step lethe takes can be repeated safely");
