@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <random>
 
@@ -91,6 +92,7 @@ long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
   tx.exec(std::string("CREATE TEMP TABLE lethe_archive_keys AS SELECT r.") +
           db::quote_ident(root.key) + " AS order_key FROM " + db::state_view(root.table) +
           " r WHERE r.held AND r.due_at <= " + db::quote_literal(run.as_of.iso) + "::timestamptz");
+  tx.exec(std::string("ANALYZE ") + k_keys_table); // the member queries join it
   return tx.exec(std::string("SELECT count(*) FROM ") + k_keys_table).integer(0, 0);
 }
 
@@ -155,6 +157,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   util::JsonObject counts;
   for (const settings::PiiTable* t : s.pii_tables()) {
     std::string buffer;
+    buffer.reserve(limit + (64U << 10)); // one member and the row that fills it: never regrown
     long long rows = 0;
     long long table_rows = 0;
     int part = 0;
@@ -175,6 +178,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
     std::string where = db::rows_of_orders(s, *t, "x", [](const std::string& column) {
       return column + " IN (SELECT order_key FROM " + std::string(k_keys_table) + ")";
     });
+    auto t0 = std::chrono::steady_clock::now();
     tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t->table) + " x WHERE " + where +
                     ") TO STDOUT WITH (FORMAT csv, HEADER true)",
                 [&](std::string_view row) {
@@ -193,6 +197,11 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
       flush();
     }
     counts.add(t->table, table_rows);
+    log::event(log::Level::debug, "archive.table",
+               {{"table", t->table},
+                {"rows", table_rows},
+                {"members", part},
+                {"ms", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
   }
   w.row_counts_json = counts.str();
   tar.add("manifest.json", manifest_json(run, tables));
@@ -224,9 +233,10 @@ void record_archive(ArchiveRun& run) {
             {w.id, std::to_string(run.run_id), w.path.string(), std::to_string(w.size), w.sha256,
              run.as_of.iso, w.retention_until, settings::pii_map_digest(run.ctx.settings()),
              w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
+    // In key order, so the primary-key index grows at its right edge instead of page by page.
     tx.exec(std::string("INSERT INTO lethe.archived_orders (order_key, archive_id) SELECT "
                         "order_key::text, $1 FROM ") +
-                k_keys_table,
+                k_keys_table + " ORDER BY 1",
             {w.id});
   });
   run.ctx.record(audit::Record{audit::Kind::run, run.ctx.job(), "recorded", "archive_written",
@@ -264,18 +274,25 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   auto started = std::chrono::steady_clock::now();
   double write_s = 0;
   try {
-    discard_orphans(run);
+    auto step = [&](const char* name, const std::function<void()>& f) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      log::event(log::Level::debug, "archive.step",
+                 {{"step", name},
+                  {"ms", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
+    };
+    step("discard_orphans", [&] { discard_orphans(run); });
     ctx.ready_db().transact([&](db::Transaction& tx) {
       // One snapshot for every table, so the members agree with each other.
       tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-      run.w.orders = select_held_orders(run, tx);
+      step("select_held_orders", [&] { run.w.orders = select_held_orders(run, tx); });
       if (run.w.orders > 0) {
-        write_archive(run, tx);
+        step("write_archive", [&] { write_archive(run, tx); });
       }
     });
     if (run.w.orders > 0) {
-      verify_written(run);
-      record_archive(run);
+      step("verify_written", [&] { verify_written(run); });
+      step("record_archive", [&] { record_archive(run); });
     }
     write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso);

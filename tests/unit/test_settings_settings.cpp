@@ -70,6 +70,11 @@ TEST_CASE("load: defaults come from the key table") {
   CHECK(s.audit_anchor_file.string() == dflt("audit.anchor_file"));
   CHECK(s.audit_spool_file.string() == dflt("audit.spool_file"));
   CHECK(std::to_string(s.hold_archive_years) == dflt("hold.archive_years"));
+  CHECK(std::to_string(s.workers) == dflt("purge.workers"));
+  CHECK(s.archive_spool_dir.string() == dflt("archive.spool_dir"));
+  CHECK(s.archive_key_namespace == dflt("archive.key_namespace"));
+  CHECK(s.archive_key_name == dflt("archive.key_name"));
+  CHECK(std::to_string(s.archive_member_mib) == dflt("archive.member_mib"));
 }
 
 TEST_CASE("load: an unknown key is reported with file:line:column and a suggestion") {

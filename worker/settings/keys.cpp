@@ -102,7 +102,7 @@ constexpr std::array k_keys{
           "raw RSA keyring namespace written into each archive"},
   KeySpec{"archive.key_name", K::string, false, "archive",
           "raw RSA keyring key name written into each archive"},
-  KeySpec{"archive.member_mib", K::integer, false, "8",
+  KeySpec{"archive.member_mib", K::integer, false, "2",
           "an archive member (part of one table's CSV) holds at most this many MiB, which bounds "
           "the memory the archive job uses"},
   KeySpec{"hold", K::table, false, "", "regulatory hold (C2): rows that must be archived first"},

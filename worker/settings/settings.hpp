@@ -76,7 +76,7 @@ struct Settings {
   std::vector<std::string> archive_recipients;
   std::string archive_key_namespace = "lethe-archive";
   std::string archive_key_name = "archive";
-  long archive_member_mib = 8;
+  long archive_member_mib = 2;
   std::string hold_predicate;
   Where hold_where;
   long hold_archive_years = 10;
