@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <regex>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,8 +125,16 @@ void read_archive(const settings::Settings& s, const std::string& path, const st
     pending_at += n;
     return n;
   });
+  // Anyone with the public key can write a well-formed archive, so member names are checked
+  // before they become paths: tables.json, manifest.json or TABLE/part-NNNNN.csv, nothing else.
+  static const std::regex k_member(
+      R"((tables|manifest)\.json|[A-Za-z0-9_$]+(\.[A-Za-z0-9_$]+)?/part-[0-9]{5}\.csv)");
   std::string name;
   while (tar.next(name)) {
+    if (!std::regex_match(name, k_member)) {
+      throw Error(Exit::data, "archive " + id + " has a member with an unexpected name",
+                  "do not restore it; keep it for the incident record (C18)");
+    }
     std::string data;
     tar.read([&](std::string_view chunk) { data.append(chunk); });
     member(name, data);
@@ -293,6 +302,18 @@ int run_restore(Context& ctx, const RestoreOptions& opt) {
             return;
           }
           if (name == "tables.json") {
+            // Column types come from the archive, which anyone with the public key can write:
+            // only plain type names this server knows pass.
+            db::Rows bad =
+                tx->exec("SELECT count(*) FROM jsonb_array_elements($1::jsonb) t, "
+                         "jsonb_array_elements(t->'columns') c WHERE NOT (c->>'type') ~ "
+                         "'^[A-Za-z0-9_ ,()\\[\\].]+$' OR to_regtype(c->>'type') IS NULL",
+                         {data});
+            if (bad.integer(0, 0) > 0) {
+              throw Error(Exit::data,
+                          "archive " + a.id + " records a column type this server does not know",
+                          "restore it --into a directory instead");
+            }
             db::Rows cols = tx->exec("SELECT t->>'table', string_agg(format('%I %s', c->>'name', "
                                      "c->>'type'), ', ' ORDER BY "
                                      "n) FROM jsonb_array_elements($1::jsonb) t, "

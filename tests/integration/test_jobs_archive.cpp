@@ -1,5 +1,7 @@
 // C2/C6/C7/C10: archive before purge, crash safety at each step, verify, restore, expire.
 #include "support/cluster.hpp"
+#include "worker/archive/tar.hpp"
+#include "worker/crypto/esdk.hpp"
 #include "worker/util/files.hpp"
 
 #include <catch2/catch.hpp>
@@ -285,4 +287,52 @@ TEST_CASE("archive expire: past retention destroyed and recorded, cold ones repo
   CHECK(t.lethe("archive mark-destroyed " + id2 + " --operator erin").exit == 0);
   CHECK(s->exec("SELECT state FROM lethe.archives WHERE archive_id = $1", {id2}).text(0, 0) ==
         "destroyed");
+}
+
+TEST_CASE("archive restore: a crafted archive cannot write outside --into or inject SQL") {
+  // Anyone with the public key can write a well-formed archive; restore must not trust its names.
+  test::TestDb t("archive_crafted", 0);
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  crypto::RsaKey pub = crypto::load_public_key(t.dir() / "archive.pub");
+  auto craft = [&](const std::string& id, const std::string& member, const std::string& tables) {
+    std::filesystem::path path = t.dir() / (id + ".lethe-archive");
+    std::string bytes;
+    crypto::esdk::EncryptParams p;
+    p.recipients.push_back({"lethe-archive", "archive-2026", &pub});
+    p.context = {{"lethe-archive-id", id}};
+    crypto::esdk::Encryptor enc(p, [&](const unsigned char* d, size_t n) {
+      bytes.append(reinterpret_cast<const char*>(d), n);
+    });
+    {
+      lethe::archive::TarWriter tar([&](const unsigned char* d, size_t n) { enc.update(d, n); });
+      tar.add("tables.json", tables);
+      tar.add(member, "id\n1\n");
+      tar.finish();
+    }
+    enc.finish();
+    test::write_file(path, bytes);
+    s->exec(
+        "INSERT INTO lethe.archives (archive_id, path, size_bytes, sha256, as_of, retention_until, "
+        "pii_map_digest, recipients, row_counts, orders) VALUES ($1, $2, $3, $4, now(), "
+        "'2036-01-01', 'x', '[]', '{}', 1)",
+        {id, path.string(), std::to_string(bytes.size()), std::string(64, 'a')});
+  };
+  std::string key = " --private-key " + (t.dir() / "archive.pem").string();
+  craft("a-evil-path", "../../escaped.csv", "[]");
+  test::RunResult r = t.lethe("archive restore a-evil-path" + key + " --into " +
+                              (t.dir() / "out").string() + " --reason test");
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("unexpected name") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(t.dir().parent_path() / "escaped.csv")); // out/../../
+
+  craft(
+      "a-evil-sql", "public.t/part-00001.csv",
+      R"([{"table":"public.t","columns":[{"name":"id","type":"int); DROP TABLE lethe.audit_log; --"}]}])");
+  test::RunResult q =
+      t.lethe("archive restore a-evil-sql" + key + " --into-db scratch --reason test");
+  CHECK(q.exit == 65);
+  CHECK(q.err.find("column type this server does not know") != std::string::npos);
+  CHECK(s->exec("SELECT to_regclass('lethe.audit_log') IS NOT NULL").text(0, 0) == "t");
 }
