@@ -197,11 +197,13 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
       flush();
     }
     counts.add(t->table, table_rows);
-    log::event(log::Level::debug, "archive.table",
-               {{"table", t->table},
-                {"rows", table_rows},
-                {"members", part},
-                {"ms", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
+    log::event(
+        log::Level::debug, "archive.table",
+        {{"table", t->table},
+         {"rows", table_rows},
+         {"members", part},
+         {"ms",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
   }
   w.row_counts_json = counts.str();
   tar.add("manifest.json", manifest_json(run, tables));
@@ -277,9 +279,11 @@ int run_archive(Context& ctx, const RunOptions& opt) {
     auto step = [&](const char* name, const std::function<void()>& f) {
       auto t0 = std::chrono::steady_clock::now();
       f();
-      log::event(log::Level::debug, "archive.step",
-                 {{"step", name},
-                  {"ms", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
+      log::event(
+          log::Level::debug, "archive.step",
+          {{"step", name},
+           {"ms",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
     };
     step("discard_orphans", [&] { discard_orphans(run); });
     ctx.ready_db().transact([&](db::Transaction& tx) {

@@ -320,12 +320,13 @@ TEST_CASE("archive restore: a crafted archive cannot write outside --into or inj
         {id, path.string(), std::to_string(bytes.size()), std::string(64, 'a')});
   };
   std::string key = " --private-key " + (t.dir() / "archive.pem").string();
-  craft("a-evil-path", "../../escaped.csv", "[]");
+  const std::string escaped = "escaped-" + t.name() + ".csv";
+  craft("a-evil-path", "../../" + escaped, "[]");
   test::RunResult r = t.lethe("archive restore a-evil-path" + key + " --into " +
                               (t.dir() / "out").string() + " --reason test");
   CHECK(r.exit == 65);
   CHECK(r.err.find("unexpected name") != std::string::npos);
-  CHECK_FALSE(std::filesystem::exists(t.dir().parent_path() / "escaped.csv")); // out/../../
+  CHECK_FALSE(std::filesystem::exists(t.dir().parent_path() / escaped)); // out/../../
 
   craft(
       "a-evil-sql", "public.t/part-00001.csv",
