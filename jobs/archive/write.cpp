@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -68,14 +69,44 @@ std::string new_archive_id() {
 }
 
 // Removes spool files no catalog entry names: a run that died before recording its archive.
+// The source database an archive file's (unencrypted) header names, or "" when the header is
+// incomplete or unreadable.
+std::string source_of(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(1 << 20, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(in.gcount()));
+  try {
+    crypto::esdk::Context ctx;
+    if (crypto::esdk::parse_header_only(reinterpret_cast<const unsigned char*>(head.data()),
+                                        head.size(), crypto::esdk::k_default_max_wrapped_keys,
+                                        &ctx) > 0) {
+      auto it = ctx.find("lethe-source");
+      return it == ctx.end() ? std::string{} : it->second;
+    }
+  } catch (const Error&) {
+  }
+  return {};
+}
+
 void discard_orphans(ArchiveRun& run) {
   ensure_spool(run.ctx.settings());
   std::set<std::string> known = cataloged_files(run.ctx.ready_db());
+  const std::string self = run.ctx.ready_db().endpoint();
   for (const auto& e : std::filesystem::directory_iterator(run.ctx.settings().archive_spool_dir)) {
     std::string name = e.path().filename().string();
     bool temp = name.find(".tmp-") != std::string::npos;
     bool archive = name.ends_with(k_archive_suffix);
     if ((temp || archive) && !known.contains(e.path().string())) {
+      // A whole archive from another database (a spool shared by mistake) is left alone.
+      std::string source = source_of(e.path());
+      if (!source.empty() && source != self) {
+        log::event(
+            log::Level::warning, "archive.foreign_file",
+            {{"file", name},
+             {"hint", "archive.spool_dir is shared with another database: give each its own"}});
+        continue;
+      }
       std::filesystem::remove(e.path());
       ++run.orphans;
       log::event(log::Level::warning, "archive.orphan_discarded",
@@ -141,7 +172,8 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   params.context = {{"lethe-object", "archive"},
                     {"lethe-archive-id", w.id},
                     {"lethe-retention-until", w.retention_until},
-                    {"lethe-schema-version", "2"}};
+                    {"lethe-schema-version", "2"},
+                    {"lethe-source", run.ctx.ready_db().endpoint()}};
   util::PendingFile file(w.path, 0600);
   crypto::Sha256 file_hash;
   crypto::esdk::Encryptor enc(params, [&](const unsigned char* p, size_t n) {

@@ -337,3 +337,24 @@ TEST_CASE("archive restore: a crafted archive cannot write outside --into or inj
   CHECK(q.err.find("column type this server does not know") != std::string::npos);
   CHECK(s->exec("SELECT to_regclass('lethe.audit_log') IS NOT NULL").text(0, 0) == "t");
 }
+
+TEST_CASE("archive run: another database's archive in the spool is left alone, not discarded") {
+  test::TestDb a("archive_foreign_a", 120, "2026-06-30");
+  test::TestDb b("archive_foreign_b", 120, "2026-06-30");
+  for (const test::TestDb* t : {&a, &b}) {
+    t->make_archive_keys();
+    t->migrate_and_grant();
+  }
+  REQUIRE(a.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  std::filesystem::path theirs = a.admin()->exec("SELECT path FROM lethe.archives").text(0, 0);
+  std::filesystem::create_directories(b.dir() / "archive-spool");
+  std::filesystem::permissions(b.dir() / "archive-spool", std::filesystem::perms::owner_all);
+  std::filesystem::path copied = b.dir() / "archive-spool" / theirs.filename();
+  std::filesystem::copy_file(theirs, copied);
+  test::RunResult r = b.lethe("archive run --json --as-of '" + k_as_of + "'");
+  INFO(r.err);
+  CHECK(r.exit == 0);
+  CHECK(std::filesystem::exists(copied));
+  CHECK(r.err.find("event=archive.foreign_file") != std::string::npos);
+  CHECK(field(r.out, "orphans_discarded") == "0");
+}
