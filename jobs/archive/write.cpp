@@ -298,6 +298,10 @@ int run_archive(Context& ctx, const RunOptions& opt) {
     throw Error(Exit::usage, "--as-of " + run.as_of.iso + " is in the future",
                 "archive as of now or an instant in the past");
   }
+  if (ctx.settings().hold_predicate.empty()) {
+    std::cout << "archive: hold.predicate is empty, so no order is held and nothing is archived\n";
+    return 0;
+  }
   if (ctx.settings().archive_recipients.empty()) {
     throw Error(Exit::config, "archive.recipients names no public key",
                 "make a pair with `lethe keygen`, keep the private key offline and list the "

@@ -3,17 +3,14 @@
 #include "jobs/check/check.hpp"
 #include "jobs/purge/run.hpp"
 #include "worker/audit/runs.hpp"
-#include "worker/crypto/hash.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 #include "worker/util/signals.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <thread>
 
 namespace lethe::jobs::purge {
 namespace {

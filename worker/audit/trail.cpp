@@ -5,7 +5,6 @@
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
-#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
