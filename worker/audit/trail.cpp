@@ -145,30 +145,41 @@ Trail::Trail(std::filesystem::path anchor_file, std::filesystem::path spool_file
 
 Stored Trail::append(db::Session& session, const Record& r) {
   Stored s;
+  session.transact([&](db::Transaction& tx) { s = append_in(tx, r); });
+  anchor(s);
+  return s;
+}
+
+Stored Trail::append_in(db::Transaction& tx, const Record& r) {
+  Stored s;
   s.record = r;
   s.actor = m_who.actor;
   s.os_user = m_who.os_user;
   s.unit = m_who.unit;
-  session.transact([&](db::Transaction& tx) {
-    tx.exec("SELECT pg_advisory_xact_lock(hashtext('lethe.audit'))");
-    db::Rows last = tx.exec("SELECT seq, hash FROM lethe.audit_log ORDER BY seq DESC LIMIT 1");
-    s.seq = last.empty() ? 1 : last.integer(0, 0) + 1;
-    s.prev_hash = last.empty() ? k_genesis_hash : last.text(0, 1);
-    s.recorded_at = tx.exec(std::string("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', '") +
-                            k_timestamp_format + "')")
-                        .text(0, 0);
-    s.hash = chain_hash(s);
-    tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, unit, "
-            "run_id, outcome, exit_reason, counts, details, prev_hash, hash) VALUES ($1, "
-            "$2::timestamptz, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11, $12, $13, $14)",
-            {std::to_string(s.seq), s.recorded_at, std::string(kind_name(r.kind)), r.job, s.actor,
-             s.os_user, s.unit, r.run_id ? db::Value(std::to_string(*r.run_id)) : db::Value{},
-             r.outcome, r.exit_reason, r.counts, r.details, s.prev_hash, s.hash});
-  });
+  tx.exec("SELECT pg_advisory_xact_lock(hashtext('lethe.audit'))");
+  db::Rows last = tx.exec("SELECT seq, hash FROM lethe.audit_log ORDER BY seq DESC LIMIT 1");
+  s.seq = last.empty() ? 1 : last.integer(0, 0) + 1;
+  s.prev_hash = last.empty() ? k_genesis_hash : last.text(0, 1);
+  s.recorded_at = tx.exec(std::string("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', '") +
+                          k_timestamp_format + "')")
+                      .text(0, 0);
+  s.hash = chain_hash(s);
+  tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, unit, "
+          "run_id, outcome, exit_reason, counts, details, prev_hash, hash) VALUES ($1, "
+          "$2::timestamptz, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11, $12, $13, $14)",
+          {std::to_string(s.seq), s.recorded_at, std::string(kind_name(r.kind)), r.job, s.actor,
+           s.os_user, s.unit, r.run_id ? db::Value(std::to_string(*r.run_id)) : db::Value{},
+           r.outcome, r.exit_reason, r.counts, r.details, s.prev_hash, s.hash});
+  return s;
+}
+
+void Trail::anchor(const Stored& s) {
   util::append_durably(m_anchor, std::to_string(s.seq) + " " + s.hash);
   log::event(log::Level::info, "audit.recorded",
-             {{"seq", s.seq}, {"kind", kind_name(r.kind)}, {"job", r.job}, {"outcome", r.outcome}});
-  return s;
+             {{"seq", s.seq},
+              {"kind", kind_name(s.record.kind)},
+              {"job", s.record.job},
+              {"outcome", s.record.outcome}});
 }
 
 void Trail::spool(const Record& r) noexcept {

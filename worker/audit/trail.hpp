@@ -50,6 +50,13 @@ public:
   // Appends `r` to the chain in the database, then its hash to the anchor file.
   Stored append(db::Session& session, const Record& r);
 
+  // Appends `r` to the chain inside the caller's transaction `tx`, so evidence commits with the
+  // fact it records; the caller calls anchor() with the result once `tx` has committed.
+  Stored append_in(db::Transaction& tx, const Record& r);
+
+  // Appends the hash of the committed record `s` to the anchor file.
+  void anchor(const Stored& s);
+
   // Keeps `r` in the spool file (fsynced) for a run that reaches the database later; used when
   // the database cannot be reached (TLS refused, server down). Never throws: a failure is logged.
   void spool(const Record& r) noexcept;
