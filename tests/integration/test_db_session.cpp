@@ -42,6 +42,23 @@ TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and the
   CHECK(t.lethe("audit show --json").out == show.out);
 }
 
+TEST_CASE("connect: every host attempt is reported, not only the first") {
+  // As on a Debian host whose "localhost" is ::1 and 127.0.0.1 and a server listens on one:
+  // libpq tries a closed port first, then the plaintext server; the refusal must name both.
+  test::TestDb t("tls_attempts", 0);
+  std::string text = t.config_text();
+  std::string from = "host=localhost port=" + std::to_string(cluster().port);
+  REQUIRE(text.find(from) != std::string::npos);
+  text.replace(text.find(from), from.size(),
+               "host=localhost,localhost port=1," + std::to_string(cluster().plain_port));
+  auto cfg = t.write_config("attempts.toml", text);
+  test::RunResult r = t.lethe("check", cfg);
+  CHECK(r.exit == 69);
+  CHECK(r.err.find("port 1 failed") != std::string::npos);
+  CHECK(r.err.find("does not support SSL") != std::string::npos);
+  CHECK(r.err.find("HINT: the server offers no TLS") != std::string::npos);
+}
+
 TEST_CASE("connect: a certificate for another host name is refused") {
   test::TestDb t("tls_mismatch", 0);
   std::string text = t.config_text();

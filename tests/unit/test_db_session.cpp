@@ -55,6 +55,20 @@ TEST_CASE("redact_server_message: values quoted after a colon are hidden, DETAIL
         "relation \"orders\" does not exist");
 }
 
+TEST_CASE("describe_connection_failure: every host attempt libpq made, its advice dropped") {
+  // libpq 15's text when "localhost" is ::1 and 127.0.0.1 and only the second is listening.
+  std::string both = "connection to server at \"localhost\" (::1), port 5433 failed: Connection "
+                     "refused\n\tIs the server running on that host and accepting TCP/IP "
+                     "connections?\nconnection to server at \"localhost\" (127.0.0.1), port 5433 "
+                     "failed: server does not support SSL, but SSL was required\n";
+  CHECK(db::describe_connection_failure(both) ==
+        "connection to server at \"localhost\" (::1), port 5433 failed: Connection refused; "
+        "connection to server at \"localhost\" (127.0.0.1), port 5433 failed: server does not "
+        "support SSL, but SSL was required");
+  CHECK(db::describe_connection_failure("could not translate host name \"db\" to address\n") ==
+        "could not translate host name \"db\" to address");
+}
+
 TEST_CASE("quote_ident and quote_literal: schema-qualified names and embedded quotes") {
   CHECK(db::quote_ident("public.orders") == "\"public\".\"orders\"");
   CHECK(db::quote_ident("we\"ird") == "\"we\"\"ird\"");

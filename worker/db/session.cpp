@@ -164,7 +164,7 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
   } catch (const Error&) {
     throw;
   } catch (const pqxx::broken_connection& e) {
-    std::string msg = redact_server_message(e.what());
+    std::string msg = describe_connection_failure(e.what());
     std::string hint = tls_hint(e.what());
     if (!hint.empty()) {
       throw TlsRefused(Exit::unavailable, "TLS connection to the database refused: " + msg, hint);
@@ -642,6 +642,23 @@ std::string redact_server_message(std::string_view message) {
     }
     out += first[i];
     ++i;
+  }
+  return out;
+}
+
+std::string describe_connection_failure(std::string_view message) {
+  std::string out;
+  while (!message.empty()) {
+    size_t end = message.find('\n');
+    std::string_view line = message.substr(0, end);
+    message = end == std::string_view::npos ? std::string_view{} : message.substr(end + 1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) {
+      line.remove_prefix(1);
+    }
+    if (line.empty() || line.starts_with("Is the server running")) {
+      continue;
+    }
+    out += (out.empty() ? "" : "; ") + redact_server_message(line);
   }
   return out;
 }

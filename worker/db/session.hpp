@@ -140,4 +140,9 @@ std::string quote_literal(std::string_view value);
 // The first line of a server message with values quoted after ": " replaced by "…".
 std::string redact_server_message(std::string_view message);
 
+// libpq's connection failure `message` with every host attempt it made (one per address
+// "localhost" resolved to, say ::1 then 127.0.0.1), joined by "; ": the first alone can hide
+// the one that matters. Libpq's own advice lines ("Is the server running…") are dropped.
+std::string describe_connection_failure(std::string_view message);
+
 } // namespace lethe::db
