@@ -24,7 +24,7 @@ install_missing() {
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry#*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "== installing: ${missing[*]}"
+    echo "== installing ${#missing[@]} Debian packages (a few minutes on a fresh machine): ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
@@ -32,10 +32,42 @@ install_missing() {
   fi
 }
 
+# One configuration for the demo and the tests (warnings are errors, tests built), so whichever
+# of the README's two commands runs second reuses the first one's build.
+LETHE_CMAKE_OPTIONS=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLETHE_WERROR=ON -DLETHE_TESTS=ON)
+
+# Configures and builds in $LETHE_BUILD, printing progress every 10 %; on a failure prints the
+# compiler's diagnostics (the full log stays in $LETHE_BUILD/build.log) and fails.
 build() {
-  echo "== building in $LETHE_BUILD"
-  cmake -S "$LETHE_ROOT" -B "$LETHE_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-  cmake --build "$LETHE_BUILD" -j "$(nproc)" 2>&1 | grep -E 'error|warning' || true
+  mkdir -p "$LETHE_BUILD"
+  local log=$LETHE_BUILD/build.log
+  if [ -x "$LETHE_BUILD/lethe" ]; then
+    echo "== building in $LETHE_BUILD (only what changed)"
+  else
+    echo "== building in $LETHE_BUILD (about 5 minutes on 2 cores the first time)"
+  fi
+  if ! cmake -S "$LETHE_ROOT" -B "$LETHE_BUILD" "${LETHE_CMAKE_OPTIONS[@]}" "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "build: cmake could not configure the build (log: $log)" >&2
+    return 1
+  fi
+  local rc=0
+  cmake --build "$LETHE_BUILD" -j "$(nproc)" >>"$log" 2>&1 &
+  local pid=$! shown=-10 pct
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    pct=$(grep -o '^\[ *[0-9]*%\]' "$log" | tail -1 | tr -dc '0-9' || true)
+    if [ -n "$pct" ] && [ "$pct" -ge $((shown + 10)) ]; then
+      echo "   ${pct}% built"
+      shown=$pct
+    fi
+  done
+  wait "$pid" || rc=$?
+  if [ "$rc" != 0 ]; then
+    grep -E ': (fatal error|error|warning):|^make.*Error' "$log" >&2 || tail -40 "$log" >&2
+    echo "build: failed (full log: $log)" >&2
+    return 1
+  fi
   test -x "$LETHE_BUILD/lethe"
 }
 
