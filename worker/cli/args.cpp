@@ -110,8 +110,9 @@ const std::vector<CommandSpec>& commands() {
        "inserted the record, stamped by the server) and compares the chain with the anchor\n"
        "file (audit.anchor_file): every line must read '<seq> <sha256>' and match its record,\n"
        "no line may name a record the table lacks, and a non-empty table needs a non-empty\n"
-       "anchor. An unterminated last line is a torn append, reported and cut off by the next\n"
-       "append. Errors name the record and the anchor file's line. Exit 65 when broken.",
+       "anchor (see `lethe audit reanchor`). An unterminated last line is a torn append,\n"
+       "reported and cut off by the next append. Errors name the record and the anchor\n"
+       "file's line. Exit 65 when broken.",
        {k_json}},
       {"audit reanchor",
        "",
