@@ -164,3 +164,37 @@ TEST_CASE("archive run: a run killed after its catalog commit is closed as aband
         "abandoned");
   CHECK(t.lethe("audit verify").exit == 0);
 }
+
+TEST_CASE("job runs: a closing record that could not commit is spooled with its run, and the "
+          "flush ends the run with it (not as abandoned)") {
+  test::TestDb t("runs_spooled_close", 400, "2026-06-30");
+  t.migrate_and_grant();
+  auto s = t.admin();
+  s->exec("CREATE FUNCTION public.refuse_purge_done() RETURNS trigger LANGUAGE plpgsql AS $$ "
+          "BEGIN IF NEW.job = 'purge' AND NEW.outcome = 'done' THEN RAISE EXCEPTION 'refused by "
+          "test'; END IF; RETURN NEW; END $$");
+  s->exec("CREATE TRIGGER zz_refuse BEFORE INSERT ON lethe.audit_log FOR EACH ROW EXECUTE "
+          "FUNCTION public.refuse_purge_done()");
+  test::RunResult first = t.lethe("purge --as-of '" + k_as_of + "'", roomy_config(t));
+  INFO(first.err);
+  CHECK(first.err.find("event=audit.spooled") != std::string::npos);
+  std::string run =
+      s->exec("SELECT run_id FROM lethe.job_runs WHERE job = 'purge' AND outcome = 'running'")
+          .text(0, 0);
+  s->exec("DROP TRIGGER zz_refuse ON lethe.audit_log");
+
+  test::RunResult next = t.lethe("purge --as-of '" + k_as_of + "'", roomy_config(t));
+  INFO(next.err);
+  REQUIRE(next.exit == 0);
+  CHECK(next.err.find("event=audit.spool_flushed") != std::string::npos);
+  db::Rows rec = s->exec(
+      "SELECT outcome, details::jsonb ? 'spool_id' FROM lethe.audit_log WHERE run_id = $1", {run});
+  REQUIRE(rec.size() == 1);
+  CHECK(rec.text(0, 0) == "done");
+  CHECK(rec.text(0, 1) == "t");
+  CHECK(s->exec("SELECT outcome FROM lethe.job_runs WHERE run_id = $1", {run}).text(0, 0) ==
+        "done");
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE outcome = 'abandoned'").integer(0, 0) ==
+        0);
+  CHECK(t.lethe("audit verify").exit == 0);
+}
