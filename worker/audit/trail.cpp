@@ -210,8 +210,8 @@ void Trail::anchor(const Stored& s) {
         "audit record " + std::to_string(s.seq) +
             " is committed, but its line could not be appended to the anchor file: " + e.what(),
         "free space (or raise the file size limit) where audit.anchor_file lives; the "
-        "record is not lost and is not spooled: the next run's append repairs the anchor, "
-        "and `lethe audit verify` passes once it has");
+        "record is in the database (not lost, not spooled) and the next run's append "
+        "repairs the anchor");
   }
   if (out.torn_line > 0) {
     log::event(log::Level::notice, "audit.anchor_repaired",
