@@ -161,6 +161,9 @@ int dispatch(const cli::Parsed& p) {
   if (cmd == "audit verify") {
     return jobs::audit::run_verify(ctx, p.flag("json"));
   }
+  if (cmd == "audit reanchor") {
+    return jobs::audit::run_reanchor(ctx, p.value("operator"), p.value("reason"));
+  }
   if (cmd == "audit show") {
     return jobs::audit::run_show(ctx, parse_positive(p.value("limit", "50"), "--limit"),
                                  p.value("job"), p.flag("json"));

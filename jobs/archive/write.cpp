@@ -272,6 +272,10 @@ void record_archive(ArchiveRun& run) {
                         "order_key::text, $1 FROM ") +
                 k_keys_table + " ORDER BY 1",
             {w.id});
+    audit::add_progress(tx, run.run_id, -1,
+                        {{"orders_archived", w.orders},
+                         {"bytes", static_cast<long long>(w.size)},
+                         {"members", static_cast<long long>(w.members.size())}});
   });
   run.ctx.record(audit::Record{audit::Kind::run, run.ctx.job(), "recorded", "archive_written",
                                run.run_id,
@@ -335,7 +339,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
       step("record_archive", [&] { record_archive(run); });
     }
     write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso);
+    sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso, run.run_id);
   } catch (const Error& e) {
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
                       util::JsonObject().add("orphans_discarded", run.orphans).str());

@@ -12,7 +12,7 @@ int run_verify(Context& ctx, bool json) {
   lethe::audit::VerifyReport rep =
       lethe::audit::verify(ctx.ready_db(), ctx.settings().audit_anchor_file);
   if (!rep.warning.empty()) {
-    log::event(log::Level::warning, "audit.anchor_missing", {{"detail", rep.warning}});
+    log::event(log::Level::warning, "audit.anchor_torn", {{"detail", rep.warning}});
   }
   if (json) {
     util::JsonObject o;
@@ -25,11 +25,10 @@ int run_verify(Context& ctx, bool json) {
   if (!rep.ok) {
     log::event(log::Level::error, "audit.chain_broken",
                {{"first_broken_seq", rep.first_broken_seq}, {"records", rep.records}});
-    throw Error(Exit::data,
-                "audit trail broken at record " + std::to_string(rep.first_broken_seq) + ": " +
-                    rep.problem,
-                "treat this as a security incident (C18): keep the database and anchor file as "
-                "they are and compare with backups");
+    std::string where = rep.first_broken_seq > 0
+                            ? " at record " + std::to_string(rep.first_broken_seq)
+                            : std::string(" at its anchor");
+    throw Error(Exit::data, "audit trail broken" + where + ": " + rep.problem, rep.hint);
   }
   if (!json) {
     std::cout << "audit trail intact: " << rep.records << " records, anchor file at record "
@@ -46,11 +45,25 @@ int run_show(Context& ctx, long long limit, const std::string& job, bool json) {
       std::cout << lethe::audit::to_json(s) << "\n";
       continue;
     }
-    std::printf("%6lld  %s  %-8s %-14s %-10s %-16s actor=%s counts=%s\n", s.seq,
+    // role: the database role that inserted the record, stamped by the server ("-": a record
+    // from before schema 3); actor is what the client said.
+    std::printf("%6lld  %s  %-8s %-14s %-10s %-16s role=%s actor=%s counts=%s\n", s.seq,
                 s.recorded_at.c_str(), lethe::audit::kind_name(s.record.kind), s.record.job.c_str(),
-                s.record.outcome.c_str(), s.record.exit_reason.c_str(), s.actor.c_str(),
+                s.record.outcome.c_str(), s.record.exit_reason.c_str(),
+                s.db_role.empty() ? "-" : s.db_role.c_str(), s.actor.c_str(),
                 s.record.counts.c_str());
   }
+  return 0;
+}
+
+int run_reanchor(Context& ctx, const std::string& operator_name, const std::string& reason) {
+  if (operator_name.empty() || reason.empty()) {
+    throw Error(Exit::usage, "`lethe audit reanchor` needs --operator NAME and --reason TEXT",
+                "say who re-anchors and why (never PII); both go into the audit trail");
+  }
+  lethe::audit::Stored s = lethe::audit::reanchor(ctx.ready_db(), ctx.trail(), reason);
+  std::cout << "audit trail re-anchored at record " << s.seq << " by " << s.actor << " ("
+            << ctx.settings().audit_anchor_file.string() << ")\n";
   return 0;
 }
 

@@ -1,6 +1,7 @@
 // The purge's batch loop: keyset walks over the due orders, one transaction per batch, on one
 // or more connections.
 #include "jobs/purge/run.hpp"
+#include "worker/audit/runs.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/signals.hpp"
@@ -173,6 +174,25 @@ private:
     return static_cast<long long>(tx.exec(st.hmac_update, params).affected());
   }
 
+  // What this batch did, into the run's progress in the batch's own transaction: a killed run
+  // is closed by the next with exactly the counts that committed.
+  void record_progress(db::Transaction& tx, size_t orders, const std::vector<long long>& affected) {
+    if (m_run.run_id <= 0) {
+      return;
+    }
+    std::vector<std::pair<std::string, long long>> items{
+        {"orders_done", static_cast<long long>(orders)}, {"batches", 1}};
+    long long rows = 0;
+    for (size_t i = 0; i < affected.size(); ++i) {
+      if (affected[i] > 0) {
+        items.emplace_back("rows." + m_run.plan.steps[i].table->table, affected[i]);
+        rows += affected[i];
+      }
+    }
+    items.emplace_back("rows_sanitized", rows);
+    audit::add_progress(tx, m_run.run_id, m_index, items);
+  }
+
   // One batch in one transaction: children first, the root last. Returns false when its
   // locks could not be had after retries (the orders are left for the next run).
   bool sanitize_batch(const std::vector<db::Value>& candidates) {
@@ -206,6 +226,7 @@ private:
                         {"rows", affected[i]},
                         {"ms", seconds_since(t0) * 1000}});
           }
+          record_progress(tx, candidates.size(), affected);
         });
       } catch (const db::DbError& e) {
         if (!e.lock_timeout()) {
@@ -271,6 +292,9 @@ void sanitize_batches(Run& run) {
   for (int i = 1; i < workers; ++i) {
     extra.push_back(db::connect(run.ctx.settings()));
     prepare_session(*extra.back());
+    if (run.run_id > 0) {
+      audit::join_run(*extra.back(), run.run_id);
+    }
   }
   std::atomic<bool> abort{false};
   std::atomic<long long> done{0};

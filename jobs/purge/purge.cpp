@@ -139,10 +139,10 @@ void lock_pii_writers(Context& ctx, const std::string& job) {
   }
 }
 
-RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of) {
+RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of, long long run_id) {
   PurgeOptions opt;
   opt.as_of = as_of;
-  Run run{ctx, opt, {}, {}, {}, 0, {}};
+  Run run{ctx, opt, {}, {}, {}, run_id, {}};
   resolve_clock(run);
   db::Session& s = ctx.ready_db();
   prepare_session(s);

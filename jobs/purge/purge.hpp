@@ -27,7 +27,8 @@ void lock_pii_writers(Context& ctx, const std::string& job);
 
 // The archive job's last step: sanitizes, in batches, every due order an archive holds (this
 // run's, and any an earlier run archived but did not get to sanitize), as of `as_of`, then
-// vacuums. The caller holds the purge lock. Returns the run's figures.
-RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of);
+// vacuums. The caller holds the purge lock; each batch adds its counts to run `run_id`'s
+// progress (0: none). Returns the run's figures.
+RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of, long long run_id);
 
 } // namespace lethe::jobs::purge

@@ -1,3 +1,4 @@
+#include "worker/audit/anchor.hpp"
 #include "worker/audit/trail.hpp"
 
 #include <catch2/catch.hpp>
@@ -40,4 +41,43 @@ TEST_CASE("chain_hash: every field and the previous hash are covered") {
     t.actor = "alic";
     t.os_user = "elethe";
   }));
+}
+
+TEST_CASE("chain_hash: version 2 covers the inserting role, a record without one is version 1") {
+  audit::Stored s;
+  s.seq = 7;
+  s.recorded_at = "2026-11-22T00:00:00.000000Z";
+  s.actor = "auditor-jane";
+  s.prev_hash = audit::k_genesis_hash;
+  const std::string v1 = audit::chain_hash(s);
+  s.db_role = "lethe_purge";
+  const std::string purge = audit::chain_hash(s);
+  s.db_role = "lethe_archive";
+  CHECK(audit::chain_hash(s) != purge);
+  CHECK(purge != v1);
+}
+
+TEST_CASE("parse_anchor: strict lines, a torn last line, and the record a bad line begins with") {
+  const std::string h(64, 'a');
+  audit::AnchorFile ok = audit::parse_anchor("1 " + h + "\n2 " + h + "\n3 " + h.substr(0, 9));
+  CHECK(ok.lines.size() == 2);
+  CHECK(ok.bad_line == 0);
+  CHECK(ok.torn_line == 3);
+  CHECK(ok.newest_seq() == 2);
+
+  for (const std::string& bad :
+       {std::string("# comment"), std::string(""), "01 " + h, "4 " + h + " ", "4  " + h,
+        "4 " + std::string(64, 'A'), "4 " + h.substr(0, 12) + "5 " + h}) {
+    INFO(bad);
+    audit::AnchorFile f = audit::parse_anchor("1 " + h + "\n" + bad + "\n6 " + h + "\n");
+    CHECK(f.bad_line == 2);
+    CHECK(f.lines.size() == 2);
+    CHECK(f.torn_line == 0);
+  }
+  audit::AnchorFile glued =
+      audit::parse_anchor("1 " + h + "\n16 " + h.substr(0, 7) + "17 " + h + "\n");
+  CHECK(glued.bad_line_seq == 16);
+  CHECK(glued.bad_line_text("anchor").find("line 2 is not '<seq> <sha256>' (it begins with "
+                                           "record 16)") != std::string::npos);
+  CHECK(audit::parse_anchor("").lines.empty());
 }

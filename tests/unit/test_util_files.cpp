@@ -72,3 +72,17 @@ TEST_CASE("write_file_atomically: replaces content, leaves no temporary file") {
     CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);
   }
 }
+
+TEST_CASE("append_line_atomically: cuts a torn last line off, then appends a whole line") {
+  auto p = temp_file("anchor-atomic", "1 aa\n2 b", 0600);
+  util::AppendOutcome out = util::append_line_atomically(p, "2 bb");
+  CHECK(out.torn_line == 2);
+  CHECK(out.torn_bytes == 3);
+  CHECK(util::read_file(p) == "1 aa\n2 bb\n");
+  out = util::append_line_atomically(p, "3 cc");
+  CHECK(out.torn_line == 0);
+  CHECK(util::read_file(p) == "1 aa\n2 bb\n3 cc\n");
+  auto only_torn = temp_file("anchor-torn-only", "1 a", 0600);
+  CHECK(util::append_line_atomically(only_torn, "1 aa").torn_line == 1);
+  CHECK(util::read_file(only_torn) == "1 aa\n");
+}

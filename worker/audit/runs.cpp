@@ -1,31 +1,117 @@
 #include "worker/audit/runs.hpp"
 
+#include "worker/log/log.hpp"
 #include "worker/settings/settings.hpp"
+#include "worker/util/json.hpp"
 
 namespace lethe::audit {
+namespace {
+
+// The run's advisory lock: classid for lethe's runs, objid from the run id.
+constexpr const char* k_run_lock_key = "hashtext('lethe.run'), ($1::bigint % 2147483648)::int";
+
+// Counts of run `run_id` from its progress rows, as a JSON object of numbers.
+std::string progress_counts(db::Transaction& tx, const std::string& run_id) {
+  db::Rows r = tx.exec("SELECT item, sum(n)::bigint FROM lethe.run_progress WHERE run_id = $1 "
+                       "GROUP BY item ORDER BY item",
+                       {run_id});
+  util::JsonObject o;
+  for (size_t i = 0; i < r.size(); ++i) {
+    o.add(r.text(i, 0), r.integer(i, 1));
+  }
+  return o.str();
+}
+
+// Closes run `run_id` when no session holds its lock; the closing record, once committed.
+std::optional<Stored> close_if_abandoned(Context& ctx, const std::string& run_id) {
+  std::optional<Stored> closed;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    if (tx.exec(std::string("SELECT pg_try_advisory_xact_lock(") + k_run_lock_key + ")", {run_id})
+            .text(0, 0) != "t") {
+      return; // a session of that run is still working
+    }
+    db::Rows run = tx.exec(
+        "SELECT job, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+        "backend_pid FROM lethe.job_runs WHERE run_id = $1 AND outcome = 'running' FOR UPDATE",
+        {run_id});
+    if (run.empty()) {
+      return; // another run closed it first
+    }
+    util::JsonObject details;
+    details.add("started_at", run.text(0, 1)).add("closed_by", ctx.job());
+    if (run.at(0, 2)) {
+      details.add("backend_pid", run.integer(0, 2));
+    }
+    Record r{Kind::run,    run.text(0, 0),     "abandoned",
+             "abandoned",  std::stoll(run_id), progress_counts(tx, run_id),
+             details.str()};
+    closed = ctx.trail().append_in(tx, r, Closes::run);
+  });
+  return closed;
+}
+
+} // namespace
+
+size_t close_abandoned_runs(Context& ctx) {
+  db::Rows running = ctx.ready_db().exec(
+      "SELECT run_id FROM lethe.job_runs WHERE outcome = 'running' ORDER BY run_id");
+  size_t closed = 0;
+  for (size_t i = 0; i < running.size(); ++i) {
+    std::optional<Stored> s = close_if_abandoned(ctx, running.text(i, 0));
+    if (s) {
+      ++closed;
+      log::event(log::Level::notice, "run.abandoned_closed",
+                 {{"run_id", *s->record.run_id}, {"job", s->record.job}});
+      ctx.trail().anchor(*s);
+    }
+  }
+  return closed;
+}
 
 long long begin_run(Context& ctx, const std::string& options_json) {
-  db::Rows r = ctx.ready_db().exec(
-      "INSERT INTO lethe.job_runs (job, actor, os_user, unit, lethe_version, pii_map_digest, "
-      "options) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
-      {ctx.job(), ctx.who().actor, ctx.who().os_user, ctx.who().unit, std::string(LETHE_VERSION),
-       settings::pii_map_digest(ctx.settings()), options_json});
-  return r.integer(0, 0);
+  close_abandoned_runs(ctx);
+  long long run_id = 0;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    db::Rows r = tx.exec(
+        "INSERT INTO lethe.job_runs (job, actor, os_user, unit, lethe_version, pii_map_digest, "
+        "options, backend_pid, backend_start) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+        "pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = "
+        "pg_backend_pid())) RETURNING run_id",
+        {ctx.job(), ctx.who().actor, ctx.who().os_user, ctx.who().unit, std::string(LETHE_VERSION),
+         settings::pii_map_digest(ctx.settings()), options_json});
+    run_id = r.integer(0, 0);
+    // Taken before the row is visible to anyone, so no one sees it running and unlocked.
+    tx.exec(std::string("SELECT pg_advisory_lock_shared(") + k_run_lock_key + ")",
+            {std::to_string(run_id)});
+  });
+  return run_id;
+}
+
+void join_run(db::Session& session, long long run_id) {
+  session.exec(std::string("SELECT pg_advisory_lock_shared(") + k_run_lock_key + ")",
+               {std::to_string(run_id)});
+}
+
+void add_progress(db::Transaction& tx, long long run_id, int worker,
+                  const std::vector<std::pair<std::string, long long>>& items) {
+  std::vector<db::Value> names;
+  std::vector<db::Value> amounts;
+  for (const auto& [name, n] : items) {
+    names.emplace_back(name);
+    amounts.emplace_back(std::to_string(n));
+  }
+  tx.exec("INSERT INTO lethe.run_progress AS p (run_id, worker, item, n) SELECT $1, $2, u.item, "
+          "u.n FROM unnest($3::text[], $4::bigint[]) AS u(item, n) ON CONFLICT (run_id, worker, "
+          "item) DO UPDATE SET n = p.n + excluded.n",
+          {std::to_string(run_id), std::to_string(worker), db::array_literal(names),
+           db::array_literal(amounts)});
 }
 
 void finish_run(Context& ctx, long long run_id, Kind kind, const std::string& outcome,
                 const std::string& exit_reason, const std::string& counts_json,
                 const std::string& details_json) {
-  std::string run_outcome =
-      outcome == "done" || outcome == "refused" || outcome == "interrupted" ? outcome : "failed";
-  try {
-    ctx.ready_db().exec("UPDATE lethe.job_runs SET finished_at = now(), outcome = $2, "
-                        "exit_reason = $3, counts = $4 WHERE run_id = $1",
-                        {std::to_string(run_id), run_outcome, exit_reason, counts_json});
-  } catch (const Error&) {
-    // The audit record below still tells the outcome; it spools if the database is gone.
-  }
-  ctx.record(Record{kind, ctx.job(), outcome, exit_reason, run_id, counts_json, details_json});
+  ctx.record(Record{kind, ctx.job(), outcome, exit_reason, run_id, counts_json, details_json},
+             Closes::run);
 }
 
 } // namespace lethe::audit

@@ -1,10 +1,12 @@
 #include "worker/audit/trail.hpp"
 
+#include "worker/audit/anchor.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -16,7 +18,7 @@ constexpr const char* k_timestamp_format = R"(YYYY-MM-DD"T"HH24:MI:SS.US"Z")";
 
 constexpr const char* k_select_columns =
     "seq, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), kind, job, "
-    "actor, os_user, unit, run_id, outcome, exit_reason, counts, details, prev_hash, hash";
+    "actor, os_user, unit, run_id, outcome, exit_reason, counts, details, prev_hash, hash, db_role";
 
 Kind parse_kind(const std::string& s) {
   if (s == "refusal") {
@@ -49,6 +51,7 @@ Stored from_row(const db::Rows& r, size_t i) {
   s.record.details = r.text(i, 11);
   s.prev_hash = r.text(i, 12);
   s.hash = r.text(i, 13);
+  s.db_role = r.at(i, 14).value_or("");
   return s;
 }
 
@@ -99,6 +102,16 @@ std::string with_field(const std::string& json_object, const std::string& field_
   return "{" + field_json + "," + json_object.substr(1);
 }
 
+// Ends run `run_id`'s job_runs row with `r`'s outcome, unless something ended it already.
+void close_run_row(db::Transaction& tx, long long run_id, const Record& r) {
+  const std::string& o = r.outcome;
+  std::string outcome =
+      o == "done" || o == "refused" || o == "interrupted" || o == "abandoned" ? o : "failed";
+  tx.exec("UPDATE lethe.job_runs SET finished_at = now(), outcome = $2, exit_reason = $3, "
+          "counts = $4 WHERE run_id = $1 AND outcome = 'running'",
+          {std::to_string(run_id), outcome, r.exit_reason, r.counts});
+}
+
 } // namespace
 
 const char* kind_name(Kind kind) {
@@ -116,7 +129,8 @@ const char* kind_name(Kind kind) {
 }
 
 std::string chain_hash(const Stored& s) {
-  std::string text = "lethe-audit-v1\n";
+  bool v2 = !s.db_role.empty();
+  std::string text = v2 ? "lethe-audit-v2\n" : "lethe-audit-v1\n";
   auto field = [&text](const std::string& v) {
     text += std::to_string(v.size());
     text += ':';
@@ -130,6 +144,9 @@ std::string chain_hash(const Stored& s) {
   field(s.actor);
   field(s.os_user);
   field(s.unit);
+  if (v2) {
+    field(s.db_role);
+  }
   field(s.record.run_id ? std::to_string(*s.record.run_id) : std::string{});
   field(s.record.outcome);
   field(s.record.exit_reason);
@@ -143,14 +160,17 @@ Trail::Trail(std::filesystem::path anchor_file, std::filesystem::path spool_file
              util::Identity who)
     : m_anchor(std::move(anchor_file)), m_spool(std::move(spool_file)), m_who(std::move(who)) {}
 
-Stored Trail::append(db::Session& session, const Record& r) {
+Stored Trail::append(db::Session& session, const Record& r, Closes closes) {
   Stored s;
-  session.transact([&](db::Transaction& tx) { s = append_in(tx, r); });
+  session.transact([&](db::Transaction& tx) { s = append_in(tx, r, closes); });
   anchor(s);
   return s;
 }
 
-Stored Trail::append_in(db::Transaction& tx, const Record& r) {
+Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
+  if (closes == Closes::run && r.run_id) {
+    close_run_row(tx, *r.run_id, r);
+  }
   Stored s;
   s.record = r;
   s.actor = m_who.actor;
@@ -160,9 +180,14 @@ Stored Trail::append_in(db::Transaction& tx, const Record& r) {
   db::Rows last = tx.exec("SELECT seq, hash FROM lethe.audit_log ORDER BY seq DESC LIMIT 1");
   s.seq = last.empty() ? 1 : last.integer(0, 0) + 1;
   s.prev_hash = last.empty() ? k_genesis_hash : last.text(0, 1);
-  s.recorded_at = tx.exec(std::string("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', '") +
-                          k_timestamp_format + "')")
-                      .text(0, 0);
+  // The server stamps the inserting role (schema 3's trigger); hash what it will stamp.
+  db::Rows now = tx.exec(std::string("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', '") +
+                         k_timestamp_format +
+                         "'), CASE WHEN EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                         "'lethe.audit_log'::regclass AND attname = 'db_role' AND NOT "
+                         "attisdropped) THEN session_user END");
+  s.recorded_at = now.text(0, 0);
+  s.db_role = now.at(0, 1).value_or("");
   s.hash = chain_hash(s);
   tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, unit, "
           "run_id, outcome, exit_reason, counts, details, prev_hash, hash) VALUES ($1, "
@@ -174,7 +199,26 @@ Stored Trail::append_in(db::Transaction& tx, const Record& r) {
 }
 
 void Trail::anchor(const Stored& s) {
-  util::append_durably(m_anchor, std::to_string(s.seq) + " " + s.hash);
+  util::AppendOutcome out;
+  try {
+    out = util::append_line_atomically(m_anchor, anchor_line(s.seq, s.hash));
+  } catch (const Error& e) {
+    log::event(log::Level::error, "audit.anchor_failed",
+               {{"seq", s.seq}, {"anchor", m_anchor.string()}});
+    throw Error(
+        Exit::io,
+        "audit record " + std::to_string(s.seq) +
+            " is committed, but its line could not be appended to the anchor file: " + e.what(),
+        "free space (or raise the file size limit) where audit.anchor_file lives; the "
+        "record is in the database (not lost, not spooled) and the next run's append "
+        "repairs the anchor");
+  }
+  if (out.torn_line > 0) {
+    log::event(log::Level::notice, "audit.anchor_repaired",
+               {{"anchor", m_anchor.string()},
+                {"torn_line", out.torn_line},
+                {"bytes_cut", static_cast<long long>(out.torn_bytes)}});
+  }
   log::event(log::Level::info, "audit.recorded",
              {{"seq", s.seq},
               {"kind", kind_name(s.record.kind)},
@@ -182,13 +226,15 @@ void Trail::anchor(const Stored& s) {
               {"outcome", s.record.outcome}});
 }
 
-void Trail::spool(const Record& r) noexcept {
+void Trail::spool(const Record& r, Closes closes, const std::string& maybe_hash) noexcept {
   try {
     std::string client_time = std::to_string(std::time(nullptr));
     std::string line = escape(random_id()) + "\t" + client_time + "\t" + kind_name(r.kind) + "\t" +
                        escape(r.job) + "\t" + escape(m_who.actor) + "\t" + escape(m_who.os_user) +
                        "\t" + escape(m_who.unit) + "\t" + escape(r.outcome) + "\t" +
-                       escape(r.exit_reason) + "\t" + escape(r.counts) + "\t" + escape(r.details);
+                       escape(r.exit_reason) + "\t" + escape(r.counts) + "\t" + escape(r.details) +
+                       "\t" + (r.run_id ? std::to_string(*r.run_id) : std::string()) + "\t" +
+                       (closes == Closes::run ? "closes_run" : "") + "\t" + escape(maybe_hash);
     util::append_durably(m_spool, line);
     log::event(log::Level::notice, "audit.spooled",
                {{"job", r.job}, {"outcome", r.outcome}, {"spool", m_spool.string()}});
@@ -209,7 +255,9 @@ size_t Trail::flush_spool(db::Session& session) {
   util::Identity original = m_who;
   while (std::getline(in, line)) {
     std::vector<std::string> f = split_escaped(line);
-    if (f.size() != 11) {
+    // 11 fields before schema 3; then also the run id, whether it ends its run, and the hash it
+    // would have had when its commit was in doubt.
+    if (f.size() != 11 && f.size() != 14) {
       log::event(log::Level::warning, "audit.spool_line_skipped", {{"fields", f.size()}});
       continue;
     }
@@ -217,7 +265,9 @@ size_t Trail::flush_spool(db::Session& session) {
     util::append_json_string(spool_id, f[0]);
     db::Rows seen = session.exec(
         "SELECT 1 FROM lethe.audit_log WHERE details::jsonb->>'spool_id' = $1", {f[0]});
-    if (!seen.empty()) {
+    if (!seen.empty() ||
+        (f.size() == 14 && !f[13].empty() &&
+         !session.exec("SELECT 1 FROM lethe.audit_log WHERE hash = $1", {f[13]}).empty())) {
       continue;
     }
     Record r;
@@ -227,9 +277,13 @@ size_t Trail::flush_spool(db::Session& session) {
     r.exit_reason = f[8];
     r.counts = f[9];
     r.details = with_field(f[10], "\"spool_id\":" + spool_id + ",\"spooled_at_unix\":" + f[1]);
+    if (f.size() == 14 && !f[11].empty()) {
+      r.run_id = std::stoll(f[11]);
+    }
+    Closes closes = f.size() == 14 && f[12] == "closes_run" ? Closes::run : Closes::nothing;
     m_who = util::Identity{f[4], f[5], f[6]};
     try {
-      append(session, r);
+      append(session, r, closes);
     } catch (...) {
       m_who = original;
       throw;
@@ -241,28 +295,20 @@ size_t Trail::flush_spool(db::Session& session) {
   return moved;
 }
 
-VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_file) {
-  VerifyReport rep;
-  std::map<long long, std::string> anchored;
-  std::error_code ec;
-  if (std::filesystem::exists(anchor_file, ec)) {
-    std::istringstream in(util::read_file(anchor_file));
-    long long seq = 0;
-    std::string hash;
-    while (in >> seq >> hash) {
-      anchored[seq] = hash;
-    }
-  }
-  rep.anchored_seq = anchored.empty() ? 0 : anchored.rbegin()->first;
+namespace {
 
-  auto fail = [&rep](long long seq, std::string problem) {
-    if (rep.ok) {
-      rep.ok = false;
-      rep.first_broken_seq = seq;
-      rep.problem = std::move(problem);
-    }
-  };
+const char* const k_incident_hint =
+    "treat this as a security incident (C18): keep the database and anchor file as they are and "
+    "compare with backups";
+const char* const k_reanchor_hint =
+    "treat this as a security incident (C18) unless the anchor file was lost or edited for a "
+    "reason you know; then `lethe audit reanchor --operator NAME --reason TEXT` records who and "
+    "why, keeps the old file beside the new one and anchors the trail again";
 
+// Compares the chain in the table with itself and with the anchor lines `anchored` (by seq).
+void walk_chain(db::Session& session,
+                const std::map<long long, std::vector<const AnchorLine*>>& anchored,
+                const std::function<void(long long, std::string)>& fail, VerifyReport& rep) {
   std::string prev = k_genesis_hash;
   long long expected = 1;
   while (rep.ok) {
@@ -272,20 +318,25 @@ VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_fi
                      {std::to_string(expected)});
     for (size_t i = 0; i < page.size() && rep.ok; ++i) {
       Stored s = from_row(page, i);
+      std::string n = std::to_string(s.seq);
       if (s.seq != expected) {
-        fail(expected, "record " + std::to_string(expected) + " is missing (next is " +
-                           std::to_string(s.seq) + ")");
+        fail(expected, "record " + std::to_string(expected) + " is missing (next is " + n + ")");
         break;
       }
       if (s.prev_hash != prev) {
-        fail(s.seq, "record " + std::to_string(s.seq) + " does not link to record " +
-                        std::to_string(s.seq - 1));
+        fail(s.seq, "record " + n + " does not link to record " + std::to_string(s.seq - 1));
       } else if (chain_hash(s) != s.hash) {
-        fail(s.seq, "record " + std::to_string(s.seq) +
-                        " was altered: its hash does not match "
-                        "its content");
-      } else if (auto a = anchored.find(s.seq); a != anchored.end() && a->second != s.hash) {
-        fail(s.seq, "record " + std::to_string(s.seq) + " differs from the anchor file");
+        fail(s.seq, "record " + n + " was altered: its hash does not match its content" +
+                        (s.db_role.empty() ? std::string()
+                                           : " and the role that inserted it (" + s.db_role + ")"));
+      } else if (auto a = anchored.find(s.seq); a != anchored.end()) {
+        for (const AnchorLine* l : a->second) {
+          if (l->hash != s.hash) {
+            fail(s.seq, "record " + n + " differs from anchor file line " +
+                            std::to_string(l->line) + ", which was written for it");
+            break;
+          }
+        }
       }
       prev = s.hash;
       ++expected;
@@ -295,16 +346,104 @@ VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_fi
       break;
     }
   }
-  if (rep.ok && rep.anchored_seq > rep.records) {
-    fail(rep.records + 1, "the audit table ends at record " + std::to_string(rep.records) +
-                              " but the anchor file names record " +
-                              std::to_string(rep.anchored_seq) +
-                              ": records were removed or the database was rolled back");
+}
+
+} // namespace
+
+VerifyReport verify(db::Session& session, const std::filesystem::path& anchor_file) {
+  VerifyReport rep;
+  AnchorFile af = read_anchor(anchor_file);
+  std::map<long long, std::vector<const AnchorLine*>> anchored;
+  const AnchorLine* newest = nullptr;
+  for (const AnchorLine& l : af.lines) {
+    anchored[l.seq].push_back(&l);
+    newest = newest == nullptr || l.seq > newest->seq ? &l : newest;
   }
-  if (anchored.empty() && rep.records > 0) {
-    rep.warning = "anchor file " + anchor_file.string() + " is absent or empty on this host";
+  rep.anchored_seq = af.newest_seq();
+  auto fail = [&rep](long long seq, std::string problem, const char* hint = k_incident_hint) {
+    if (rep.ok) {
+      rep.ok = false;
+      rep.first_broken_seq = seq;
+      rep.problem = std::move(problem);
+      rep.hint = hint;
+    }
+  };
+  walk_chain(
+      session, anchored, [&fail](long long seq, std::string p) { fail(seq, std::move(p)); }, rep);
+  if (newest != nullptr && newest->seq > rep.records) {
+    fail(rep.records + 1, "the audit table ends at record " + std::to_string(rep.records) +
+                              " but the anchor file names record " + std::to_string(newest->seq) +
+                              " (line " + std::to_string(newest->line) +
+                              "): records were removed or the database was rolled back");
+  }
+  if (af.bad_line > 0) {
+    fail(af.bad_line_seq, af.bad_line_text(anchor_file) + ": it was edited or added by hand",
+         k_reanchor_hint);
+  }
+  if (af.lines.empty() && rep.records > 0) {
+    fail(0,
+         "anchor file " + anchor_file.string() +
+             (af.exists ? " holds no complete line" : " is absent") +
+             " while the audit table holds " + std::to_string(rep.records) +
+             " records: removed records could not be told",
+         k_reanchor_hint);
+  }
+  if (af.torn_line > 0) {
+    rep.warning = "anchor file " + anchor_file.string() + " line " + std::to_string(af.torn_line) +
+                  " is torn (an append was interrupted by a crash or a full disk); the next "
+                  "append cuts it off";
   }
   return rep;
+}
+
+Stored reanchor(db::Session& session, Trail& trail, const std::string& reason) {
+  const std::filesystem::path& path = trail.anchor_file();
+  VerifyReport rep = verify(session, path);
+  if (rep.ok) {
+    throw Error(Exit::usage, "the anchor file " + path.string() + " agrees with the audit table",
+                "nothing to re-anchor; `lethe audit verify` passes");
+  }
+  if (rep.hint != k_reanchor_hint) {
+    throw Error(Exit::data, "refusing to re-anchor: " + rep.problem,
+                std::string(k_incident_hint) + "; re-anchoring would hide this, so it is refused");
+  }
+  AnchorFile before = read_anchor(path);
+  std::string old_text = before.exists ? util::read_file(path) : std::string();
+  util::JsonObject details;
+  details.add("reason", reason).add("anchor_file", path.string()).add("problem", rep.problem);
+  if (before.exists) {
+    details.add("old_anchor_sha256", crypto::hex(crypto::sha256(old_text)));
+  }
+  Record r{Kind::manual,
+           "audit reanchor",
+           "done",
+           "reanchored",
+           std::nullopt,
+           util::JsonObject()
+               .add("records", rep.records)
+               .add("old_anchor_lines", static_cast<long long>(before.total_lines))
+               .str(),
+           details.str()};
+  Stored s;
+  session.transact([&](db::Transaction& tx) { s = trail.append_in(tx, r); });
+  if (before.exists) {
+    std::filesystem::path kept = path;
+    kept += ".replaced-" + std::to_string(s.seq);
+    std::error_code ec;
+    std::filesystem::rename(path, kept, ec);
+    if (ec) {
+      throw Error(Exit::io,
+                  "cannot keep the old anchor file as " + kept.string() + ": " + ec.message(),
+                  "record " + std::to_string(s.seq) +
+                      " (the re-anchoring) is committed; move the "
+                      "old file aside by hand and run `lethe audit reanchor` again");
+    }
+    log::event(log::Level::notice, "audit.anchor_kept", {{"kept_as", kept.string()}});
+  }
+  util::write_file_atomically(path, anchor_line(s.seq, s.hash) + "\n");
+  log::event(log::Level::notice, "audit.reanchored",
+             {{"seq", s.seq}, {"actor", s.actor}, {"anchor", path.string()}});
+  return s;
 }
 
 std::vector<Stored> show(db::Session& session, const ShowFilter& f) {
@@ -328,6 +467,9 @@ std::string to_json(const Stored& s) {
       .add("actor", s.actor)
       .add("os_user", s.os_user)
       .add("unit", s.unit);
+  if (!s.db_role.empty()) {
+    o.add("db_role", s.db_role);
+  }
   if (s.record.run_id) {
     o.add("run_id", *s.record.run_id);
   }

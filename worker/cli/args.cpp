@@ -106,9 +106,22 @@ const std::vector<CommandSpec>& commands() {
       {"audit verify",
        "",
        "check the audit trail's hash chain and anchor file",
-       "Recomputes every record's SHA-256 link and compares the chain with the anchor file\n"
-       "(audit.anchor_file). Reports the first broken link. Exit 65 when the chain is broken.",
+       "Recomputes every record's SHA-256 link (version 2 covers the database role that\n"
+       "inserted the record, stamped by the server) and compares the chain with the anchor\n"
+       "file (audit.anchor_file): every line must read '<seq> <sha256>' and match its record,\n"
+       "no line may name a record the table lacks, and a non-empty table needs a non-empty\n"
+       "anchor (see `lethe audit reanchor`). An unterminated last line is a torn append,\n"
+       "reported and cut off by the next append. Errors name the record and the anchor\n"
+       "file's line. Exit 65 when broken.",
        {k_json}},
+      {"audit reanchor",
+       "",
+       "start a new anchor file after it was lost or edited (audited: who and why)",
+       "When the anchor file is absent, empty or holds lines that do not parse, appends a\n"
+       "manual audit record naming --operator and --reason, keeps the old file as\n"
+       "<anchor>.replaced-<seq> and starts a new anchor file at that record. Refused (exit 65)\n"
+       "when the chain is broken or an anchor line disagrees with the table.",
+       {{"reason", "TEXT", "why (required; recorded in the audit trail; never PII)"}}},
       {"audit show",
        "",
        "list audit records, oldest first",

@@ -226,7 +226,8 @@ std::string grants_sql(const Settings& s) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(purge) + ";\n";
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(purge) + ";\n";
-  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs TO " + quote_ident(purge) + ";\n";
+  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress TO " +
+         quote_ident(purge) + ";\n";
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n\n";
 
   // The archive job: reads the held orders whole (they go into the encrypted archive), records
@@ -251,7 +252,7 @@ std::string grants_sql(const Settings& s) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(archive) + ";\n";
-  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.archives TO " +
+  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress, lethe.archives TO " +
          quote_ident(archive) + ";\n";
   out += "GRANT SELECT, INSERT ON lethe.archived_orders TO " + quote_ident(archive) + ";\n";
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(archive) + ";\n";

@@ -4,6 +4,8 @@
 #include "worker/log/log.hpp"
 #include "worker/util/json.hpp"
 
+#include <optional>
+
 namespace lethe {
 
 Context::Context(settings::Settings s, util::Identity who, std::string job)
@@ -53,12 +55,20 @@ db::Session& Context::ready_db() {
   return s;
 }
 
-void Context::record(const audit::Record& r) {
+void Context::record(const audit::Record& r, audit::Closes closes) {
+  // Only a record whose insert did not commit goes to the spool; once it committed, a failed
+  // anchor append fails the run (Error io from anchor()) and the next append repairs the anchor.
+  std::optional<audit::Stored> stored;
+  bool committed = false;
   try {
-    m_trail.append(ready_db(), r);
+    ready_db().transact([&](db::Transaction& tx) { stored = m_trail.append_in(tx, r, closes); });
+    committed = true;
   } catch (const Error& e) {
     log::event(log::Level::warning, "audit.db_write_failed", {{"error", e.what()}});
-    m_trail.spool(r);
+    m_trail.spool(r, closes, stored ? stored->hash : std::string());
+  }
+  if (committed) {
+    m_trail.anchor(*stored);
   }
 }
 

@@ -23,8 +23,10 @@ public:
   // The session after checking lethe's schema is current; moves spooled audit records in.
   db::Session& ready_db();
 
-  // Writes an audit record; spools it when the database cannot take it.
-  void record(const audit::Record& r);
+  // Writes the audit record `r` (with `closes` = run, also ends r.run_id's job_runs row in the
+  // same transaction), then anchors it. Spools it only when its insert did not commit; throws
+  // Error(io) when the anchor append fails after the commit (the run has failed).
+  void record(const audit::Record& r, audit::Closes closes = audit::Closes::nothing);
 
   const settings::Settings& settings() const noexcept { return m_settings; }
   const util::Identity& who() const noexcept { return m_trail.identity(); }

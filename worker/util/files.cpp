@@ -2,12 +2,14 @@
 
 #include "worker/util/error.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -111,6 +113,82 @@ void append_durably(const std::filesystem::path& path, const std::string& line) 
   if (!existed) {
     fsync_directory(path.parent_path());
   }
+}
+
+namespace {
+
+// Where the last complete line of the open file `fd` (of `size` bytes) ends, and how many lines
+// it holds up to there.
+std::pair<off_t, long long> last_line_end(int fd, off_t size, const std::filesystem::path& path) {
+  std::string text(static_cast<size_t>(size), '\0');
+  if (size > 0 && ::pread(fd, text.data(), text.size(), 0) != size) {
+    throw Error(Exit::io, "cannot read " + path.string() + ": " + errno_text());
+  }
+  size_t nl = text.rfind('\n');
+  off_t end = nl == std::string::npos ? 0 : static_cast<off_t>(nl + 1);
+  auto lines = static_cast<long long>(std::count(text.begin(), text.begin() + end, '\n'));
+  return {end, lines};
+}
+
+} // namespace
+
+AppendOutcome append_line_atomically(const std::filesystem::path& path, const std::string& line) {
+  AppendOutcome out;
+  out.created = !std::filesystem::exists(path);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    throw Error(Exit::io, "cannot open " + path.string() + " for appending: " + errno_text(),
+                "create its directory and make it writable by the user lethe runs as");
+  }
+  try {
+    if (::flock(fd, LOCK_EX) != 0) {
+      throw Error(Exit::io, "cannot lock " + path.string() + ": " + errno_text());
+    }
+    off_t size = ::lseek(fd, 0, SEEK_END);
+    off_t end = size;
+    if (size > 0) {
+      char last = 0;
+      if (::pread(fd, &last, 1, size - 1) != 1) {
+        throw Error(Exit::io, "cannot read " + path.string() + ": " + errno_text());
+      }
+      if (last != '\n') {
+        auto [line_end, lines] = last_line_end(fd, size, path);
+        end = line_end;
+        out.torn_bytes = static_cast<size_t>(size - end);
+        out.torn_line = lines + 1;
+      }
+    }
+    if (end != size && ::ftruncate(fd, end) != 0) {
+      throw Error(Exit::io,
+                  "cannot cut the torn last line off " + path.string() + ": " + errno_text(),
+                  "check free space and permissions of that file system");
+    }
+    std::string text = line + "\n";
+    if (::lseek(fd, end, SEEK_SET) != end) {
+      throw Error(Exit::io, "cannot seek in " + path.string() + ": " + errno_text());
+    }
+    try {
+      write_all(fd, text.data(), text.size(), path);
+      if (::fsync(fd) != 0) {
+        throw Error(Exit::io, "cannot fsync " + path.string() + ": " + errno_text(),
+                    "check free space and health of that file system");
+      }
+    } catch (...) {
+      // Leave no torn line behind when we can; a crash here is what the next append repairs.
+      if (::ftruncate(fd, end) == 0) {
+        ::fsync(fd);
+      }
+      throw;
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (out.created) {
+    fsync_directory(path.parent_path());
+  }
+  return out;
 }
 
 std::string read_file(const std::filesystem::path& path) {

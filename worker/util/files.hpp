@@ -20,6 +20,19 @@ std::filesystem::path systemd_credential(const std::string& name);
 // (and its directory when the file was created). Throws Error(io) on failure.
 void append_durably(const std::filesystem::path& path, const std::string& line);
 
+// What append_line_atomically() found before it appended.
+struct AppendOutcome {
+  bool created = false;    // the file did not exist
+  size_t torn_bytes = 0;   // bytes of an unterminated last line that were cut off first
+  long long torn_line = 0; // that line's number (0: none)
+};
+
+// Appends `line` and a newline to `path` so that the file holds either all of it or none of
+// it: under an exclusive flock, an unterminated last line (a crash or full disk interrupted an
+// earlier append) is cut off first, and a write that fails part way is cut back off before
+// Error(io) is thrown. fsyncs the file (and its directory when it was created).
+AppendOutcome append_line_atomically(const std::filesystem::path& path, const std::string& line);
+
 // Reads the whole file `path`; throws Error(io) when it cannot.
 std::string read_file(const std::filesystem::path& path);
 
