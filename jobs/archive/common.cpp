@@ -4,6 +4,7 @@
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <sys/stat.h>
 
@@ -33,11 +34,33 @@ void ensure_spool(const settings::Settings& s) {
   }
 }
 
-std::set<std::string> cataloged_files(db::Session& session) {
-  db::Rows r = session.exec("SELECT path FROM lethe.archives");
+std::set<std::string> cataloged_ids(db::Session& session) {
+  db::Rows r = session.exec("SELECT archive_id FROM lethe.archives");
   std::set<std::string> out;
   for (size_t i = 0; i < r.size(); ++i) {
     out.insert(r.text(i, 0));
+  }
+  return out;
+}
+
+FileHeader read_header(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(1 << 20, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  FileHeader out;
+  try {
+    crypto::esdk::Context ctx;
+    if (crypto::esdk::parse_header_only(reinterpret_cast<const unsigned char*>(head.data()),
+                                        head.size(), crypto::esdk::k_default_max_wrapped_keys,
+                                        &ctx) > 0) {
+      auto id = ctx.find("lethe-archive-id");
+      auto source = ctx.find("lethe-source");
+      out.archive_id = id == ctx.end() ? std::string{} : id->second;
+      out.source = source == ctx.end() ? std::string{} : source->second;
+    }
+  } catch (const Error&) {
+    return {}; // not a message lethe can read the header of
   }
   return out;
 }
@@ -113,6 +136,50 @@ FileCheck check_file(const std::filesystem::path& path) {
   }
   c.sha256 = crypto::hex(h.finish());
   return c;
+}
+
+namespace {
+
+// The state the audit trail says archive `id` is in: the newest state change recorded by
+// `archive mark` or `archive expire`, or spooled.
+std::string audited_state(db::Session& session, const std::string& id) {
+  db::Rows r = session.exec(
+      "SELECT exit_reason FROM lethe.audit_log WHERE job IN ('archive mark', 'archive expire') "
+      "AND exit_reason IN ('cold', 'destroyed') AND outcome = 'done' AND "
+      "(details::jsonb ->> 'archive_id') = $1 ORDER BY seq DESC LIMIT 1",
+      {id});
+  return r.empty() ? std::string("spooled") : r.text(0, 0);
+}
+
+} // namespace
+
+std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFile read) {
+  db::Rows w = session.exec("SELECT (counts::jsonb ->> 'bytes'), (details::jsonb ->> 'sha256') "
+                            "FROM lethe.audit_log WHERE exit_reason = 'archive_written' AND "
+                            "(details::jsonb ->> 'archive_id') = $1 ORDER BY seq",
+                            {a.id});
+  if (w.size() != 1) {
+    return a.id + (w.empty() ? ": no archive_written audit record"
+                             : ": more than one archive_written audit record");
+  }
+  if (w.text(0, 0) != std::to_string(a.size) || w.text(0, 1) != a.sha256) {
+    return a.id + ": the catalog's length or SHA-256 differs from its archive_written audit record";
+  }
+  std::string audited = audited_state(session, a.id);
+  if (audited != a.state) {
+    return a.id + ": the catalog says " + a.state + ", the audit trail says " + audited;
+  }
+  if (read == ReadFile::no) {
+    return {};
+  }
+  FileCheck c = check_file(a.path);
+  if (!c.exists) {
+    return a.id + ": missing from " + a.path;
+  }
+  if (c.size != a.size || c.sha256 != a.sha256) {
+    return a.id + ": length or SHA-256 differs from the catalog and its audit record";
+  }
+  return {};
 }
 
 } // namespace lethe::jobs::archive

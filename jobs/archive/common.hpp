@@ -18,8 +18,18 @@ inline constexpr const char* k_archive_suffix = ".lethe-archive";
 // Creates the spool directory (0700) if missing; refuses one others can read.
 void ensure_spool(const settings::Settings& s);
 
-// Paths of the archives the catalog names.
-std::set<std::string> cataloged_files(db::Session& session);
+// Ids of the archives the catalog names (in any state).
+std::set<std::string> cataloged_ids(db::Session& session);
+
+// What an archive file's unencrypted ESDK header says; both empty when the header is incomplete
+// or unreadable.
+struct FileHeader {
+  std::string archive_id; // encryption context lethe-archive-id
+  std::string source;     // encryption context lethe-source: the database that wrote it
+};
+
+// The header of the file at `path`.
+FileHeader read_header(const std::filesystem::path& path);
 
 struct TableColumns {
   std::string table;
@@ -49,5 +59,22 @@ struct FileCheck {
 
 // Length and SHA-256 of `path` as it is on disk.
 FileCheck check_file(const std::filesystem::path& path);
+
+// An archive as the catalog records it.
+struct ArchiveFacts {
+  std::string id;
+  std::string path;
+  unsigned long long size = 0;
+  std::string sha256;
+  std::string state;
+};
+
+enum class ReadFile { yes, no };
+
+// What is wrong with archive `a`, empty when nothing: its catalog row against its
+// archive_written audit record (length, SHA-256) and the state changes the trail records, and
+// with ReadFile::yes the file on disk against both. Used by `archive verify` and, before it
+// decrypts anything, by `archive restore`.
+std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFile read);
 
 } // namespace lethe::jobs::archive

@@ -58,6 +58,10 @@ Cataloged find_archive(db::Session& s, const std::string& id) {
   return found.front();
 }
 
+ArchiveFacts facts_of(const Cataloged& a) {
+  return {a.id, a.path, a.size, a.sha256, a.state};
+}
+
 // Counts CSV records in a stream (newlines outside quoted fields).
 struct CsvCounter {
   bool quoted = false;
@@ -154,7 +158,7 @@ std::string json_list(const std::vector<std::string>& items) {
 
 int run_verify(Context& ctx, const VerifyOptions& opt) {
   db::Session& s = ctx.ready_db();
-  std::vector<Cataloged> all = catalog(s, "state <> 'destroyed'");
+  std::vector<Cataloged> all = catalog(s);
   std::optional<crypto::RsaKey> key;
   if (opt.read_data) {
     if (opt.private_key.empty()) {
@@ -179,17 +183,16 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
       ++not_reached;
       continue;
     }
-    if (a.state == "cold") {
-      ++cold;
+    // The catalog is checked against the audit chain, not only against itself: its length,
+    // SHA-256 and state must be what the audit records say.
+    std::string problem =
+        evidence_problem(s, facts_of(a), a.state == "spooled" ? ReadFile::yes : ReadFile::no);
+    if (!problem.empty()) {
+      problems.push_back(problem);
       continue;
     }
-    FileCheck c = check_file(a.path);
-    if (!c.exists) {
-      problems.push_back(a.id + ": missing from " + a.path);
-      continue;
-    }
-    if (c.size != a.size || c.sha256 != a.sha256) {
-      problems.push_back(a.id + ": length or SHA-256 differs from the catalog");
+    if (a.state != "spooled") {
+      cold += a.state == "cold" ? 1 : 0;
       continue;
     }
     if (key) {
@@ -284,6 +287,13 @@ int run_restore(Context& ctx, const RestoreOptions& opt) {
   }
   db::Session& s = ctx.ready_db();
   Cataloged a = find_archive(s, opt.archive_id);
+  // Anyone with the public key can write a valid message: before decrypting, the file must be
+  // the one the catalog and the audit chain recorded.
+  if (std::string problem = evidence_problem(s, facts_of(a), ReadFile::yes); !problem.empty()) {
+    throw Error(Exit::data, "archive " + problem,
+                "do not restore it: keep the file for the "
+                "incident record and fetch the archive's recorded copy from cold storage");
+  }
   crypto::RsaKey key = crypto::load_private_key(opt.private_key);
   long long members = 0;
   long long rows = 0;
@@ -403,6 +413,84 @@ int run_list(Context& ctx, bool json) {
   return 0;
 }
 
+namespace {
+
+// Records archive `a`'s move to `state` with its audit record `r` in one transaction (the
+// definer function lethe.archive_set_state refuses a move without it), then anchors the record.
+void change_state(Context& ctx, const Cataloged& a, const std::string& state,
+                  const audit::Record& r) {
+  audit::Stored stored;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    stored = ctx.trail().append_in(tx, r);
+    tx.exec("SELECT lethe.archive_set_state($1, $2, $3::bigint)",
+            {a.id, state, std::to_string(stored.seq)});
+  });
+  ctx.trail().anchor(stored);
+}
+
+Error destroy_error(const std::string& path, const char* step, int err) {
+  return Error(Exit::io,
+               "cannot destroy archive file " + path + ": " + step + ": " + std::strerror(err),
+               "fix the cause and run `lethe archive expire` again; the catalog still lists the "
+               "archive. If the file is gone already, confirm it with `lethe archive "
+               "mark-destroyed ID --operator NAME`");
+}
+
+// Overwrites the file at `path` with zeros (so its blocks do not keep the ciphertext), fsyncs
+// it, unlinks it and fsyncs its directory; throws at the first step that fails.
+void destroy_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    throw destroy_error(path, "open", errno);
+  }
+  auto fail = [&](const char* step, int err) {
+    ::close(fd);
+    return destroy_error(path, step, err);
+  };
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    throw fail("stat", errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw fail("not a regular file", EINVAL);
+  }
+  std::vector<char> zeros(1 << 20, 0);
+  auto left = static_cast<unsigned long long>(st.st_size);
+  while (left > 0) {
+    size_t n = static_cast<size_t>(std::min<unsigned long long>(left, zeros.size()));
+    ssize_t w = ::write(fd, zeros.data(), n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      throw fail("overwrite", w < 0 ? errno : EIO);
+    }
+    left -= static_cast<unsigned long long>(w);
+  }
+  if (::fsync(fd) != 0) {
+    throw fail("fsync", errno);
+  }
+  if (::close(fd) != 0) {
+    throw destroy_error(path, "close", errno);
+  }
+  if (::unlink(path.c_str()) != 0) {
+    throw destroy_error(path, "unlink", errno);
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    throw destroy_error(path, "open its directory", errno);
+  }
+  int synced = ::fsync(dfd);
+  int err = errno;
+  ::close(dfd);
+  if (synced != 0) {
+    throw destroy_error(path, "fsync its directory", err);
+  }
+}
+
+} // namespace
+
 int run_expire(Context& ctx, const std::string& as_of) {
   db::Session& s = ctx.ready_db();
   std::vector<Cataloged> due =
@@ -412,6 +500,7 @@ int run_expire(Context& ctx, const std::string& as_of) {
               {as_of.empty() ? db::Value{} : db::Value{as_of}});
   long long destroyed = 0;
   long long in_cold = 0;
+  std::vector<Error> failed;
   for (const Cataloged& a : due) {
     if (a.state == "cold") {
       ++in_cold;
@@ -427,36 +516,38 @@ int run_expire(Context& ctx, const std::string& as_of) {
                 << a.id << "`\n";
       continue;
     }
-    // Overwrite before unlinking, so the blocks do not keep the ciphertext on lethe's disk.
-    int fd = ::open(a.path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      std::vector<char> zeros(1 << 20, 0);
-      unsigned long long left = a.size;
-      while (left > 0) {
-        size_t n = static_cast<size_t>(std::min<unsigned long long>(left, zeros.size()));
-        if (::write(fd, zeros.data(), n) != static_cast<ssize_t>(n)) {
-          break;
-        }
-        left -= n;
-      }
-      ::fsync(fd);
-      ::close(fd);
-      std::filesystem::remove(a.path);
+    try {
+      destroy_file(a.path);
+    } catch (const Error& e) {
+      // Nothing is recorded as destroyed: the catalog keeps the archive as it was.
+      ctx.record(audit::Record{audit::Kind::alarm, "archive expire", "failed", "destroy_failed",
+                               std::nullopt, "{}",
+                               util::JsonObject().add("archive_id", a.id).str()});
+      std::cout << "archive " << a.id << " NOT destroyed: " << e.what() << "\n";
+      failed.push_back(e);
+      continue;
     }
-    s.exec("UPDATE lethe.archives SET state = 'destroyed', destroyed_at = now(), destroyed_by = $2 "
-           "WHERE archive_id = $1",
-           {a.id, ctx.who().actor});
-    ctx.record(audit::Record{audit::Kind::run, "archive expire", "done", "destroyed", std::nullopt,
-                             util::JsonObject().add("bytes", static_cast<long long>(a.size)).str(),
-                             util::JsonObject()
-                                 .add("archive_id", a.id)
-                                 .add("retention_until", a.retention_until)
-                                 .str()});
+    change_state(
+        ctx, a, "destroyed",
+        audit::Record{audit::Kind::run, "archive expire", "done", "destroyed", std::nullopt,
+                      util::JsonObject().add("bytes", static_cast<long long>(a.size)).str(),
+                      util::JsonObject()
+                          .add("archive_id", a.id)
+                          .add("from", a.state)
+                          .add("retention_until", a.retention_until)
+                          .str()});
     ++destroyed;
     std::cout << "archive " << a.id << " destroyed (retention until " << a.retention_until << ")\n";
   }
   std::cout << "expired: " << destroyed << " destroyed, " << in_cold
-            << " in cold storage awaiting the operator\n";
+            << " in cold storage awaiting the operator, " << failed.size() << " failed\n";
+  if (failed.size() == 1) {
+    throw failed.front();
+  }
+  if (!failed.empty()) {
+    throw Error(Exit::io, std::to_string(failed.size()) + " archives could not be destroyed",
+                "see the reason printed for each; fix it and run `lethe archive expire` again");
+  }
   return 0;
 }
 
@@ -466,11 +557,13 @@ int run_mark(Context& ctx, const std::string& archive_id, const std::string& sta
   if (a.state == "destroyed") {
     throw Error(Exit::data, "archive " + a.id + " is already destroyed", "nothing to mark");
   }
-  s.exec("UPDATE lethe.archives SET state = $2, destroyed_at = CASE WHEN $2 = 'destroyed' THEN "
-         "now() END, destroyed_by = CASE WHEN $2 = 'destroyed' THEN $3 END WHERE archive_id = $1",
-         {a.id, state, ctx.who().actor});
-  ctx.record(audit::Record{audit::Kind::manual, "archive mark", "done", state, std::nullopt, "{}",
-                           util::JsonObject().add("archive_id", a.id).add("from", a.state).str()});
+  if (a.state == state) {
+    throw Error(Exit::data, "archive " + a.id + " is already " + state, "nothing to mark");
+  }
+  change_state(
+      ctx, a, state,
+      audit::Record{audit::Kind::manual, "archive mark", "done", state, std::nullopt, "{}",
+                    util::JsonObject().add("archive_id", a.id).add("from", a.state).str()});
   std::cout << "archive " << a.id << ": " << a.state << " -> " << state << "\n";
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "worker/util/faults.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
+#include "worker/util/signals.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -54,6 +55,8 @@ struct ArchiveRun {
   Written w;
   long long orphans = 0;
   long long run_id = 0;
+  std::filesystem::file_time_type started = std::filesystem::file_time_type::clock::now();
+  bool recorded = false;
 };
 
 std::string new_archive_id() {
@@ -68,49 +71,72 @@ std::string new_archive_id() {
   return std::string("a") + stamp + "-" + suffix;
 }
 
-// Removes spool files no catalog entry names: a run that died before recording its archive.
-// The source database an archive file's (unencrypted) header names, or "" when the header is
-// incomplete or unreadable.
-std::string source_of(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string head(1 << 20, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<size_t>(in.gcount()));
-  try {
-    crypto::esdk::Context ctx;
-    if (crypto::esdk::parse_header_only(reinterpret_cast<const unsigned char*>(head.data()),
-                                        head.size(), crypto::esdk::k_default_max_wrapped_keys,
-                                        &ctx) > 0) {
-      auto it = ctx.find("lethe-source");
-      return it == ctx.end() ? std::string{} : it->second;
-    }
-  } catch (const Error&) {
+// Thrown between steps once SIGTERM/SIGINT arrived: the step in progress is rolled back.
+struct Interrupted {};
+
+void stop_if_requested() {
+  if (util::stop_requested()) {
+    throw Interrupted{};
   }
-  return {};
 }
 
+// Whether the file at `path` was last written before `started` (this run holds the archive
+// lock, so only an earlier run can have written it).
+bool written_before(const std::filesystem::path& path, std::filesystem::file_time_type started) {
+  std::error_code ec;
+  auto t = std::filesystem::last_write_time(path, ec);
+  return !ec && t < started;
+}
+
+void discard(ArchiveRun& run, const std::filesystem::path& path, const char* reason) {
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  if (ec) {
+    throw Error(Exit::io,
+                "cannot remove orphan archive file " + path.string() + ": " + ec.message(),
+                "remove it by hand or fix the spool's permissions");
+  }
+  ++run.orphans;
+  log::event(log::Level::warning, "archive.orphan_discarded",
+             {{"file", path.filename().string()}, {"reason", reason}});
+}
+
+// Removes spool files a run that died before recording its archive left. A file is identified
+// by its unencrypted header (the archive id and source database in the encryption context),
+// never by its path: a file whose archive the catalog names is kept, however the spool is
+// spelled; one from another database, or whose header says nothing, is left alone and reported;
+// only this database's uncataloged archives written before this run are discarded. The one
+// exception is a temporary file (the pending-write name) whose header is incomplete: the write
+// died before the header was whole, so it holds nothing any key can decrypt.
 void discard_orphans(ArchiveRun& run) {
   ensure_spool(run.ctx.settings());
-  std::set<std::string> known = cataloged_files(run.ctx.ready_db());
+  std::set<std::string> known = cataloged_ids(run.ctx.ready_db());
   const std::string self = run.ctx.ready_db().endpoint();
-  for (const auto& e : std::filesystem::directory_iterator(run.ctx.settings().archive_spool_dir)) {
+  std::filesystem::path spool = std::filesystem::canonical(run.ctx.settings().archive_spool_dir);
+  for (const auto& e : std::filesystem::directory_iterator(spool)) {
     std::string name = e.path().filename().string();
-    bool temp = name.find(".tmp-") != std::string::npos;
-    bool archive = name.ends_with(k_archive_suffix);
-    if ((temp || archive) && !known.contains(e.path().string())) {
-      // A whole archive from another database (a spool shared by mistake) is left alone.
-      std::string source = source_of(e.path());
-      if (!source.empty() && source != self) {
-        log::event(
-            log::Level::warning, "archive.foreign_file",
-            {{"file", name},
-             {"hint", "archive.spool_dir is shared with another database: give each its own"}});
-        continue;
-      }
-      std::filesystem::remove(e.path());
-      ++run.orphans;
-      log::event(log::Level::warning, "archive.orphan_discarded",
-                 {{"file", name}, {"reason", temp ? "unfinished write" : "never recorded"}});
+    bool temp = name.find(std::string(k_archive_suffix) + ".tmp-") != std::string::npos;
+    if (!e.is_regular_file() || (!temp && !name.ends_with(k_archive_suffix))) {
+      continue;
+    }
+    FileHeader h = read_header(e.path());
+    if (!h.archive_id.empty() && known.contains(h.archive_id)) {
+      continue; // recorded: never an orphan, whatever its name
+    }
+    if (!written_before(e.path(), run.started)) {
+      continue;
+    }
+    if (h.archive_id.empty() && temp) {
+      discard(run, e.path(), "unfinished write");
+    } else if (!h.archive_id.empty() && h.source == self) {
+      discard(run, e.path(), temp ? "unfinished write" : "never recorded");
+    } else {
+      log::event(log::Level::warning, "archive.foreign_file",
+                 {{"file", name},
+                  {"hint", h.source.empty()
+                               ? "its header names no lethe source: move it out of the spool"
+                               : "archive.spool_dir is shared with another database: give each "
+                                 "its own"}});
     }
   }
 }
@@ -243,7 +269,8 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   enc.finish();
   w.sha256 = crypto::hex(file_hash.finish());
   util::crash_point("archive:written");
-  file.commit(); // fsync, rename, fsync the directory
+  stop_if_requested(); // before the rename: the pending file goes with `file`
+  file.commit();       // fsync, rename, fsync the directory
   util::crash_point("archive:renamed");
 }
 
@@ -258,45 +285,102 @@ void verify_written(ArchiveRun& run) {
   util::crash_point("archive:verified");
 }
 
+audit::Record written_record(const ArchiveRun& run) {
+  const Written& w = run.w;
+  return audit::Record{audit::Kind::run,
+                       run.ctx.job(),
+                       "recorded",
+                       "archive_written",
+                       run.run_id,
+                       util::JsonObject()
+                           .add("orders", w.orders)
+                           .add("bytes", static_cast<long long>(w.size))
+                           .add("members", static_cast<long>(w.members.size()))
+                           .str(),
+                       util::JsonObject()
+                           .add("archive_id", w.id)
+                           .add("sha256", w.sha256)
+                           .add("retention_until", w.retention_until)
+                           .str()};
+}
+
+// The catalog row, its archive_written audit record and the archived orders commit in one
+// transaction (decision 10): an archive without its evidence cannot exist, and without both no
+// order is released to the sanitizer. lethe.archive_orders checks the record is there.
 void record_archive(ArchiveRun& run) {
   const Written& w = run.w;
-  run.ctx.ready_db().transact([&](db::Transaction& tx) {
-    tx.exec("INSERT INTO lethe.archives (archive_id, run_id, path, size_bytes, sha256, as_of, "
-            "retention_until, pii_map_digest, recipients, row_counts, orders, last_seen_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
-            {w.id, std::to_string(run.run_id), w.path.string(), std::to_string(w.size), w.sha256,
-             run.as_of.iso, w.retention_until, settings::pii_map_digest(run.ctx.settings()),
-             w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
-    // In key order, so the primary-key index grows at its right edge instead of page by page.
-    tx.exec(std::string("INSERT INTO lethe.archived_orders (order_key, archive_id) SELECT "
-                        "order_key::text, $1 FROM ") +
-                k_keys_table + " ORDER BY 1",
-            {w.id});
-    audit::add_progress(tx, run.run_id, -1,
-                        {{"orders_archived", w.orders},
-                         {"bytes", static_cast<long long>(w.size)},
-                         {"members", static_cast<long long>(w.members.size())}});
-  });
-  run.ctx.record(audit::Record{audit::Kind::run, run.ctx.job(), "recorded", "archive_written",
-                               run.run_id,
-                               util::JsonObject()
-                                   .add("orders", w.orders)
-                                   .add("bytes", static_cast<long long>(w.size))
-                                   .add("members", static_cast<long>(w.members.size()))
-                                   .str(),
-                               util::JsonObject()
-                                   .add("archive_id", w.id)
-                                   .add("sha256", w.sha256)
-                                   .add("retention_until", w.retention_until)
-                                   .str()});
+  audit::Stored stored;
+  try {
+    run.ctx.ready_db().transact([&](db::Transaction& tx) {
+      tx.exec("INSERT INTO lethe.archives (archive_id, run_id, path, size_bytes, sha256, as_of, "
+              "retention_until, pii_map_digest, recipients, row_counts, orders, last_seen_at) "
+              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
+              {w.id, std::to_string(run.run_id), w.path.string(), std::to_string(w.size), w.sha256,
+               run.as_of.iso, w.retention_until, settings::pii_map_digest(run.ctx.settings()),
+               w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
+      stored = run.ctx.trail().append_in(tx, written_record(run));
+      tx.exec(std::string("SELECT lethe.archive_orders($1, $2::bigint, (SELECT "
+                          "array_agg(order_key::text ORDER BY 1) FROM ") +
+                  k_keys_table + "))",
+              {w.id, std::to_string(stored.seq)});
+      audit::add_progress(tx, run.run_id, -1,
+                          {{"orders_archived", w.orders},
+                           {"bytes", static_cast<long long>(w.size)},
+                           {"members", static_cast<long long>(w.members.size())}});
+    });
+  } catch (const db::DbError& e) {
+    if (e.sqlstate() == "08007") {
+      throw; // the commit is in doubt: "nothing was recorded" may be false
+    }
+    // The server's text may carry values: only lethe's words and the SQLSTATE are shown.
+    throw Error(Exit::temporary,
+                "archive " + w.id + " could not be recorded with its audit record (SQLSTATE " +
+                    e.sqlstate() + "); nothing was recorded and no order was sanitized",
+                "check that " + run.ctx.who().actor +
+                    "'s role may insert into lethe.audit_log and lethe.archives (`lethe grants`) "
+                    "and that no trigger refuses it, then run `lethe archive run` again; the "
+                    "unrecorded file is discarded as an orphan");
+  }
+  run.recorded = true;
+  run.ctx.trail().anchor(stored);
   util::crash_point("archive:recorded");
+}
+
+// Ends a run stopped by SIGTERM/SIGINT: an archive not yet recorded is rolled back (its file
+// removed, nothing in the catalog); a recorded one stays, and the next run sanitizes the orders
+// this one did not reach. Exit 75, as the purge.
+int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
+  if (!run.recorded && !run.w.path.empty()) {
+    std::error_code ec;
+    std::filesystem::remove(run.w.path, ec); // else the next run discards it as an orphan
+  }
+  audit::finish_run(run.ctx, run.run_id, audit::Kind::run, "interrupted", "interrupted",
+                    util::JsonObject()
+                        .add("orders_archived", run.recorded ? run.w.orders : 0)
+                        .add("rows_sanitized", rows_sanitized)
+                        .add("orphans_discarded", run.orphans)
+                        .str(),
+                    util::JsonObject()
+                        .add("archive_id", run.recorded ? run.w.id : std::string{})
+                        .add("as_of", run.as_of.iso)
+                        .str());
+  std::cout << "archive: stopped by a signal; "
+            << (run.recorded ? "archive " + run.w.id +
+                                   " is recorded, the next run sanitizes "
+                                   "the rest of its orders"
+                             : std::string("nothing was recorded"))
+            << "\n";
+  log::event(log::Level::notice, "archive.interrupted", {{"recorded", run.recorded}});
+  return static_cast<int>(Exit::temporary);
 }
 
 } // namespace
 
 int run_archive(Context& ctx, const RunOptions& opt) {
+  util::install_stop_handlers();
   ArchiveRun run{ctx, opt, {}, {}, 0, 0};
   purge::lock_pii_writers(ctx, "archive");
+  run.started = std::filesystem::file_time_type::clock::now();
   run.as_of = db::resolve_instant(ctx.ready_db(), opt.as_of);
   if (run.as_of.future) {
     throw Error(Exit::usage, "--as-of " + run.as_of.iso + " is in the future",
@@ -326,6 +410,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
     };
     step("discard_orphans", [&] { discard_orphans(run); });
+    stop_if_requested();
     ctx.ready_db().transact([&](db::Transaction& tx) {
       // One snapshot for every table, so the members agree with each other.
       tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
@@ -335,15 +420,22 @@ int run_archive(Context& ctx, const RunOptions& opt) {
       }
     });
     if (run.w.orders > 0) {
+      stop_if_requested();
       step("verify_written", [&] { verify_written(run); });
+      stop_if_requested();
       step("record_archive", [&] { record_archive(run); });
     }
     write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso, run.run_id);
+  } catch (const Interrupted&) {
+    return interrupted(run);
   } catch (const Error& e) {
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
                       util::JsonObject().add("orphans_discarded", run.orphans).str());
     throw;
+  }
+  if (sanitized.exit_reason == "interrupted") {
+    return interrupted(run, sanitized.total_sanitized());
   }
   std::string counts = util::JsonObject()
                            .add("orders_archived", run.w.orders)

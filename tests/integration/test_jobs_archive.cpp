@@ -1,7 +1,9 @@
 // C2/C6/C7/C10: archive before purge, crash safety at each step, verify, restore, expire.
 #include "support/cluster.hpp"
 #include "worker/archive/tar.hpp"
+#include "worker/audit/trail.hpp"
 #include "worker/crypto/esdk.hpp"
+#include "worker/crypto/hash.hpp"
 #include "worker/util/files.hpp"
 
 #include <catch2/catch.hpp>
@@ -313,11 +315,20 @@ TEST_CASE("archive restore: a crafted archive cannot write outside --into or inj
     }
     enc.finish();
     test::write_file(path, bytes);
+    // Cataloged with its archive_written record, as a real one would be: restore's checks of
+    // the file against the audit chain pass, so its member checks are what is tested here.
+    std::string sha = crypto::hex(crypto::sha256(bytes));
     s->exec(
         "INSERT INTO lethe.archives (archive_id, path, size_bytes, sha256, as_of, retention_until, "
         "pii_map_digest, recipients, row_counts, orders) VALUES ($1, $2, $3, $4, now(), "
         "'2036-01-01', 'x', '[]', '{}', 1)",
-        {id, path.string(), std::to_string(bytes.size()), std::string(64, 'a')});
+        {id, path.string(), std::to_string(bytes.size()), sha});
+    audit::Trail(t.dir() / "audit-anchor", t.dir() / "audit-spool",
+                 util::Identity{"tester", "x", ""})
+        .append(*s, audit::Record{audit::Kind::run, "archive run", "recorded", "archive_written",
+                                  std::nullopt,
+                                  "{\"orders\":1,\"bytes\":" + std::to_string(bytes.size()) + "}",
+                                  "{\"archive_id\":\"" + id + "\",\"sha256\":\"" + sha + "\"}"});
   };
   std::string key = " --private-key " + (t.dir() / "archive.pem").string();
   const std::string escaped = "escaped-" + t.name() + ".csv";

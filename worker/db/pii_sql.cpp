@@ -20,6 +20,12 @@ std::string join(const std::set<std::string>& items) {
   return out;
 }
 
+// The lethe.archives columns the archive job writes when it records an archive; state,
+// evidence_seq, state_seq and destroyed_* change only through the migration-4 functions.
+const std::set<std::string> k_archive_insert_columns{
+    "archive_id",      "run_id",         "path",       "size_bytes", "sha256", "as_of",
+    "retention_until", "pii_map_digest", "recipients", "row_counts", "orders", "last_seen_at"};
+
 // Columns of `t` that a job may read: keys, links, clocks; never a PII column.
 std::set<std::string> structural_columns(const Settings& s, const PiiTable& t) {
   std::set<std::string> cols;
@@ -252,9 +258,17 @@ std::string grants_sql(const Settings& s) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(archive) + ";\n";
-  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress, lethe.archives TO " +
+  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress TO " +
          quote_ident(archive) + ";\n";
-  out += "GRANT SELECT, INSERT ON lethe.archived_orders TO " + quote_ident(archive) + ";\n";
+  // The catalog is evidence (decision 10): the job inserts a row, but its orders and its state
+  // go only through the definer functions of migration 4, which require the audit record.
+  out += "GRANT SELECT, INSERT (" + join(k_archive_insert_columns) + ") ON lethe.archives TO " +
+         quote_ident(archive) + ";\n";
+  out += "GRANT UPDATE (last_seen_at) ON lethe.archives TO " + quote_ident(archive) + ";\n";
+  out += "GRANT SELECT ON lethe.archived_orders TO " + quote_ident(archive) + ";\n";
+  out += "GRANT EXECUTE ON FUNCTION lethe.archive_orders(text, bigint, text[]), "
+         "lethe.archive_set_state(text, text, bigint) TO " +
+         quote_ident(archive) + ";\n";
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(archive) + ";\n";
   out += "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO lethe_archive', "
          "current_database()); END $$;\n\n";
