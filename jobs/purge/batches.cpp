@@ -9,6 +9,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace lethe::jobs::purge {
@@ -140,8 +141,28 @@ private:
     return ok;
   }
 
-  // Reads the batch's hmac columns, pseudonymizes them here and writes them back.
-  long long apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+  // Rows of the step's table whose PII this batch changed, each counted once.
+  long long sanitize_step(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+    if (st.table->strategy == settings::TableStrategy::delete_row) {
+      return static_cast<long long>(tx.exec(st.sanitize, {keys}).affected());
+    }
+    std::set<std::string> changed;
+    if (!st.sanitize.empty()) {
+      db::Rows r = tx.exec(st.sanitize, {keys});
+      for (size_t i = 0; i < r.size(); ++i) {
+        changed.insert(r.text(i, 0));
+      }
+    }
+    if (!st.hmac_columns.empty()) {
+      apply_hmac(tx, st, keys, changed);
+    }
+    return static_cast<long long>(changed.size());
+  }
+
+  // Reads the batch's hmac columns, pseudonymizes them here and writes them back; adds the ids
+  // of the rows it changed to `changed`.
+  void apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys,
+                  std::set<std::string>& changed) {
     db::Rows rows = tx.exec(st.hmac_select, {keys});
     std::vector<db::Value> ids;
     std::vector<std::vector<db::Value>> cols(st.hmac_columns.size());
@@ -164,13 +185,16 @@ private:
       }
     }
     if (ids.empty()) {
-      return 0;
+      return;
     }
     db::Params params{db::array_literal(ids)};
     for (const auto& c : cols) {
       params.push_back(db::array_literal(c));
     }
-    return static_cast<long long>(tx.exec(st.hmac_update, params).affected());
+    db::Rows r = tx.exec(st.hmac_update, params);
+    for (size_t i = 0; i < r.size(); ++i) {
+      changed.insert(r.text(i, 0));
+    }
   }
 
   // One batch in one transaction: children first, the root last. Returns false when its
@@ -194,12 +218,7 @@ private:
               continue;
             }
             auto t0 = Clock::now();
-            if (!st.sanitize.empty()) {
-              affected[i] += static_cast<long long>(tx.exec(st.sanitize, {g}).affected());
-            }
-            if (!st.hmac_columns.empty()) {
-              affected[i] = std::max(affected[i], apply_hmac(tx, st, g));
-            }
+            affected[i] = sanitize_step(tx, st, g);
             log::event(log::Level::debug, "purge.step",
                        {{"worker", m_index},
                         {"table", st.table->table},

@@ -34,6 +34,7 @@ void plan_batches(Run& run) {
   run.plan = build_plan(s, run.ctx.settings());
   run.stats.candidates = s.exec(run.plan.count_candidates, {run.as_of.iso}).integer(0, 0);
   run.stats.root_rows = s.exec(run.plan.count_root).integer(0, 0);
+  run.stats.orders_held = s.exec(run.plan.count_held, {run.as_of.iso}).integer(0, 0);
   check::CheckResult due = check::overdue_pii(run.ctx, run.as_of.iso);
   for (const check::TableStatus& t : due.tables) {
     TableStats* ts = run.stats.find(t.table);
