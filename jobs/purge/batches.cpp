@@ -181,7 +181,7 @@ private:
         cols[c].push_back(
             !v || pseudonymized(*v)
                 ? v
-                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key, *v))));
+                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key.view(), *v))));
       }
     }
     if (ids.empty()) {

@@ -156,7 +156,7 @@ RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of) {
     run.hmac_key = util::read_secret_file(ctx.settings().hmac_key_file, "hmac key");
   }
   sanitize_batches(run);
-  run.hmac_key.assign(run.hmac_key.size(), '\0');
+  run.hmac_key.wipe();
   vacuum_touched_tables(run);
   return run.stats;
 }
@@ -189,10 +189,10 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
                                          .str());
   try {
     sanitize_batches(run);
-    run.hmac_key.assign(run.hmac_key.size(), '\0');
+    run.hmac_key.wipe();
     vacuum_touched_tables(run);
   } catch (const Error& e) {
-    run.hmac_key.assign(run.hmac_key.size(), '\0');
+    run.hmac_key.wipe();
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
                       run.stats.counts_json());
     throw;

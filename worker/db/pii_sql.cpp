@@ -81,7 +81,7 @@ std::string with_identity(const PiiTable& t, const std::string& body) {
          row_identity_query("to_regclass(" + quote_literal(quote_ident(t.table)) + ")") +
          ");\n  IF id IS NULL THEN\n    RAISE EXCEPTION " +
          quote_literal(t.table + " has no primary key or unique not-null column") +
-         " USING HINT = " +
+         " USING ERRCODE = 'invalid_table_definition', HINT = " +
          quote_literal("add a primary key (or a unique not-null column) to " + t.table +
                        ", or name it with `key` in the PII map") +
          ";\n  END IF;\n  EXECUTE replace(" + quote_literal(body) + ", " +
