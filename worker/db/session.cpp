@@ -558,13 +558,13 @@ void Session::transact(const std::function<void(Transaction&)>& work) {
 }
 
 std::string Session::tls_description() const {
-  // libpqxx 6 has no accessor for the PGconn; ask the server what it negotiated instead.
-  pqxx::nontransaction tx(*m_impl->conn);
-  pqxx::result r = tx.exec("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
-  if (r.empty() || r[0][0].is_null()) {
+  // Ask the server what it negotiated.
+  Rows r = exec_raw(m_impl->raw,
+                    "SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()", {});
+  if (r.empty() || !r.at(0, 0)) {
     return "none";
   }
-  return std::string(r[0][0].c_str()) + " " + r[0][1].c_str();
+  return *r.at(0, 0) + " " + r.at(0, 1).value_or("");
 }
 
 std::string Session::endpoint() const {
