@@ -10,6 +10,7 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace lethe::jobs::purge {
@@ -98,8 +99,8 @@ public:
       auto t0 = Clock::now();
       if (sanitize_batch(keys)) {
         ++m_tally.batches;
-        m_tally.orders_done += static_cast<long long>(keys.size());
-        m_done += static_cast<long long>(keys.size());
+        m_tally.orders_done += m_last_guarded;
+        m_done += m_last_guarded;
         log::event(log::Level::debug, "purge.batch",
                    {{"worker", m_index},
                     {"orders", keys.size()},
@@ -141,8 +142,28 @@ private:
     return ok;
   }
 
-  // Reads the batch's hmac columns, pseudonymizes them here and writes them back.
-  long long apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+  // Rows of the step's table whose PII this batch changed, each counted once.
+  long long sanitize_step(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+    if (st.table->strategy == settings::TableStrategy::delete_row) {
+      return static_cast<long long>(tx.exec(st.sanitize, {keys}).affected());
+    }
+    std::set<std::string> changed;
+    if (!st.sanitize.empty()) {
+      db::Rows r = tx.exec(st.sanitize, {keys});
+      for (size_t i = 0; i < r.size(); ++i) {
+        changed.insert(r.text(i, 0));
+      }
+    }
+    if (!st.hmac_columns.empty()) {
+      apply_hmac(tx, st, keys, changed);
+    }
+    return static_cast<long long>(changed.size());
+  }
+
+  // Reads the batch's hmac columns, pseudonymizes them here and writes them back; adds the ids
+  // of the rows it changed to `changed`.
+  void apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys,
+                  std::set<std::string>& changed) {
     db::Rows rows = tx.exec(st.hmac_select, {keys});
     std::vector<db::Value> ids;
     std::vector<std::vector<db::Value>> cols(st.hmac_columns.size());
@@ -161,17 +182,20 @@ private:
         cols[c].push_back(
             !v || pseudonymized(*v)
                 ? v
-                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key, *v))));
+                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key.view(), *v))));
       }
     }
     if (ids.empty()) {
-      return 0;
+      return;
     }
     db::Params params{db::array_literal(ids)};
     for (const auto& c : cols) {
       params.push_back(db::array_literal(c));
     }
-    return static_cast<long long>(tx.exec(st.hmac_update, params).affected());
+    db::Rows r = tx.exec(st.hmac_update, params);
+    for (size_t i = 0; i < r.size(); ++i) {
+      changed.insert(r.text(i, 0));
+    }
   }
 
   // What this batch did, into the run's progress in the batch's own transaction: a killed run
@@ -214,19 +238,17 @@ private:
               continue;
             }
             auto t0 = Clock::now();
-            if (!st.sanitize.empty()) {
-              affected[i] += static_cast<long long>(tx.exec(st.sanitize, {g}).affected());
-            }
-            if (!st.hmac_columns.empty()) {
-              affected[i] = std::max(affected[i], apply_hmac(tx, st, g));
-            }
+            affected[i] = sanitize_step(tx, st, g);
             log::event(log::Level::debug, "purge.step",
                        {{"worker", m_index},
                         {"table", st.table->table},
                         {"rows", affected[i]},
                         {"ms", seconds_since(t0) * 1000}});
           }
-          record_progress(tx, candidates.size(), affected);
+          // Orders the guard let through: one that stopped being due since it was picked is
+          // not counted as done.
+          record_progress(tx, ids.size(), affected);
+          m_last_guarded = static_cast<long long>(ids.size());
         });
       } catch (const db::DbError& e) {
         if (!e.lock_timeout()) {
@@ -260,6 +282,7 @@ private:
   int m_count;
   std::atomic<bool>& m_abort;
   std::atomic<long long>& m_done;
+  long long m_last_guarded = 0; // orders the last committed batch's guard let through
   Tally m_tally;
 };
 

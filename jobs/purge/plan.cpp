@@ -1,6 +1,8 @@
 #include "jobs/purge/plan.hpp"
 
+#include "worker/db/catalog.hpp"
 #include "worker/db/pii_sql.hpp"
+#include "worker/util/error.hpp"
 
 namespace lethe::jobs::purge {
 namespace {
@@ -21,8 +23,8 @@ public:
     p.key_type = db::column_type(m_session, root.table, root.key);
     m_key_array = "$1::" + p.key_type + "[]";
     std::string k = quote_ident(root.key);
-    std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND (r.has_pii" +
-                      children_with_pii(root, "r") + ")";
+    const std::string with_pii = "(r.has_pii" + children_with_pii(root, "r") + ")";
+    std::string due = "r.due_at <= $1::timestamptz AND NOT r.held AND " + with_pii;
     if (m_scope == Scope::archived_only) {
       due += " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.order_key = r." + k +
              "::text)";
@@ -52,6 +54,8 @@ public:
       }
     }
     p.count_candidates = "SELECT count(*) FROM " + db::state_view(root.table) + " r WHERE " + due;
+    p.count_held = "SELECT count(*) FROM " + db::state_view(root.table) +
+                   " r WHERE r.due_at <= $1::timestamptz AND r.held AND " + with_pii;
     p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
     p.guard = "SELECT r." + k + "::text FROM " + db::state_view(root.table) + " r WHERE r." + k +
               " = ANY(" + m_key_array + ") AND r.due_at <= $2::timestamptz AND NOT r.held";
@@ -85,8 +89,37 @@ private:
     });
   }
 
-  // The column that identifies a row of `t` for the state view and hmac updates.
-  static const std::string& row_id(const PiiTable& t) { return t.key.empty() ? t.link : t.key; }
+  // The column that tells `t`'s rows apart; refuses a table without one, before any work.
+  std::string row_id(const PiiTable& t) {
+    std::optional<std::string> id = db::row_identity(m_session, m_s, t);
+    if (!id) {
+      throw Error(Exit::config,
+                  t.where + ": " + t.table +
+                      " has no primary key or unique not-null column, so its rows cannot be told "
+                      "apart",
+                  "add a primary key (or a unique not-null column) to " + t.table +
+                      ", or name one with key in the PII map; `lethe config check` finds such "
+                      "tables");
+    }
+    return *id;
+  }
+
+  // SET list of the null and constant columns; a NULL stays NULL (the state view tells).
+  static std::string constant_sets(const PiiTable& t) {
+    std::string sets;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      const settings::PiiColumn& c = t.columns[i];
+      if (c.strategy == Strategy::hmac) {
+        continue;
+      }
+      std::string value = c.strategy == Strategy::set_null
+                              ? std::string("NULL")
+                              : "CASE WHEN v." + db::null_flag(i) + " THEN NULL ELSE " +
+                                    db::quote_literal(c.value) + " END";
+      sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = " + value;
+    }
+    return sets;
+  }
 
   TableStep step(const PiiTable& t) {
     TableStep st;
@@ -96,24 +129,23 @@ private:
       st.sanitize = "DELETE FROM " + table + " x WHERE " + in_batch(t, "x");
       return st;
     }
-    std::string sets;
+    std::string id_column = row_id(t);
+    std::string id = quote_ident(id_column);
+    std::string sets = constant_sets(t);
+    if (!sets.empty()) {
+      // Only rows that still hold PII are written, matched by their own identity, so clean rows
+      // make no dead tuples and the count is of rows whose PII changed.
+      st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + db::state_view(t.table) +
+                    " v WHERE v." + db::k_row_id + " = x." + id + " AND v.has_pii AND " +
+                    in_batch(t, "x") + " RETURNING x." + id + "::text";
+    }
     for (const settings::PiiColumn& c : t.columns) {
       if (c.strategy == Strategy::hmac) {
         st.hmac_columns.push_back(c.name);
-        continue;
       }
-      sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = " +
-              (c.strategy == Strategy::set_null ? std::string("NULL") : db::quote_literal(c.value));
-    }
-    std::string id = quote_ident(row_id(t));
-    if (!sets.empty()) {
-      // Only rows that still hold PII are written, so clean rows make no dead tuples.
-      st.sanitize = "UPDATE " + table + " x SET " + sets + " WHERE " + in_batch(t, "x") +
-                    " AND EXISTS (SELECT 1 FROM " + db::state_view(t.table) + " v WHERE v." + id +
-                    " = x." + id + " AND v.has_pii)";
     }
     if (!st.hmac_columns.empty()) {
-      std::string id_type = db::column_type(m_session, t.table, row_id(t));
+      std::string id_type = db::column_type(m_session, t.table, id_column);
       std::string cols;
       std::string assigns;
       std::string arrays = "$1::" + id_type + "[]";
@@ -128,7 +160,8 @@ private:
       st.hmac_select =
           "SELECT x." + id + "::text" + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
       st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
-                       ") AS v(" + names + ") WHERE x." + id + " = v.id";
+                       ") AS v(" + names + ") WHERE x." + id + " = v.id RETURNING x." + id +
+                       "::text";
     }
     return st;
   }

@@ -14,11 +14,13 @@ namespace lethe::jobs::purge {
 // How one PII-map table's rows of a batch are sanitized. $1 is always the batch's root keys.
 struct TableStep {
   const settings::PiiTable* table = nullptr;
-  std::string sanitize; // UPDATE of null/constant columns, or DELETE; empty when none
+  // UPDATE of null/constant columns (RETURNING the ids of the rows it changed), or DELETE;
+  // empty when none
+  std::string sanitize;
   // hmac columns: read the values, pseudonymize them in the worker, write them back.
   std::vector<std::string> hmac_columns;
   std::string hmac_select; // $1 keys -> row id, then the hmac columns
-  std::string hmac_update; // $1 row ids, $2.. one text array per hmac column
+  std::string hmac_update; // $1 row ids, $2.. one text array per hmac column; RETURNING ids
   bool skip = false;       // nothing of this table is due in this run
 };
 
@@ -37,6 +39,7 @@ struct Plan {
   std::string key_type; // format_type of the root key
   std::vector<Lane> lanes;
   std::string count_candidates; // $1 as_of
+  std::string count_held;       // $1 as_of: orders with PII due but held for the archive
   std::string count_root;       // all root rows
   std::string guard;            // $1 keys, $2 as_of: those still due and not held
   std::vector<TableStep> steps; // deepest tables first, the root last

@@ -34,6 +34,7 @@ void plan_batches(Run& run) {
   run.plan = build_plan(s, run.ctx.settings());
   run.stats.candidates = s.exec(run.plan.count_candidates, {run.as_of.iso}).integer(0, 0);
   run.stats.root_rows = s.exec(run.plan.count_root).integer(0, 0);
+  run.stats.orders_held = s.exec(run.plan.count_held, {run.as_of.iso}).integer(0, 0);
   check::CheckResult due = check::overdue_pii(run.ctx, run.as_of.iso);
   for (const check::TableStatus& t : due.tables) {
     TableStats* ts = run.stats.find(t.table);
@@ -155,7 +156,7 @@ RunStats sanitize_archived_orders(Context& ctx, const std::string& as_of, long l
     run.hmac_key = util::read_secret_file(ctx.settings().hmac_key_file, "hmac key");
   }
   sanitize_batches(run);
-  run.hmac_key.assign(run.hmac_key.size(), '\0');
+  run.hmac_key.wipe();
   vacuum_touched_tables(run);
   return run.stats;
 }
@@ -188,10 +189,10 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
                                          .str());
   try {
     sanitize_batches(run);
-    run.hmac_key.assign(run.hmac_key.size(), '\0');
+    run.hmac_key.wipe();
     vacuum_touched_tables(run);
   } catch (const Error& e) {
-    run.hmac_key.assign(run.hmac_key.size(), '\0');
+    run.hmac_key.wipe();
     audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
                       run.stats.counts_json());
     throw;

@@ -68,19 +68,22 @@ double RunStats::p99_tx_seconds() const {
 
 std::string RunStats::counts_json() const {
   util::JsonObject o;
+  util::JsonObject sanitized;
+  util::JsonObject held;
+  for (const TableStats& t : tables) {
+    sanitized.add(t.table, t.sanitized);
+    held.add(t.table, t.held);
+  }
   o.add("orders_due", candidates)
       .add("orders_done", orders_done)
-      .add("rows_sanitized", total_sanitized())
+      .add("orders_held_awaiting_archive", orders_held)
+      .add("orders_skipped_locked", skipped_locked)
+      .add("rows_sanitized", total_sanitized()) // rows of every PII-map table together
+      .add_raw("rows_sanitized_by_table", sanitized.str())
+      .add_raw("rows_held_awaiting_archive_by_table", held.str())
       .add("batches", batches)
       .add("lock_retries", lock_retries)
-      .add("skipped_locked", skipped_locked)
       .add("plan_violations", plan_violations);
-  long long held = 0;
-  for (const TableStats& t : tables) {
-    o.add("rows." + t.table, t.sanitized);
-    held += t.held;
-  }
-  o.add("held_awaiting_archive", held);
   return o.str();
 }
 

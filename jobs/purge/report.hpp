@@ -36,6 +36,7 @@ struct RunStats : BatchCounters {
   std::string as_of;
   long long candidates = 0; // root orders with PII somewhere, due and not held
   long long root_rows = 0;
+  long long orders_held = 0; // root orders with PII due but held, awaiting the archive
   bool forced = false;
   int workers = 0;
   double seconds = 0;
@@ -45,7 +46,8 @@ struct RunStats : BatchCounters {
   TableStats* find(const std::string& table);
   long long total_sanitized() const;
   double p99_tx_seconds() const;
-  // Counts for the audit record and job_runs: numbers only.
+  // Counts for the audit record and job_runs: numbers only, each key naming its unit (orders,
+  // or rows of the table named in the nested object).
   std::string counts_json() const;
 };
 

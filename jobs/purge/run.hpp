@@ -7,6 +7,7 @@
 #include "jobs/purge/report.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/runtime/context.hpp"
+#include "worker/util/secret.hpp"
 
 #include <chrono>
 #include <string>
@@ -26,7 +27,7 @@ struct Run {
   Plan plan;
   RunStats stats;
   long long run_id = 0;
-  std::string hmac_key;
+  util::Secret hmac_key; // wiped when the run ends
 };
 
 // Session settings for batch work: index-driven plans only.

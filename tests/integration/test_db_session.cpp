@@ -119,3 +119,18 @@ TEST_CASE("connect: the password can come from systemd's credentials directory")
   INFO(r.err);
   CHECK(r.exit == 0);
 }
+
+TEST_CASE("connect: the session keeps no copy of the password in its connection string") {
+  test::TestDb t("pw_kept", 0);
+  std::string password = util::read_file(cluster().admin_password_file);
+  while (!password.empty() && password.back() == '\n') {
+    password.pop_back();
+  }
+  REQUIRE(password.size() >= 4);
+  auto s = db::connect(t.settings());
+  CHECK(s->exec("SELECT 1").text(0, 0) == "1");
+  std::string kept = s->connection_string();
+  CHECK(kept.find("dbname=") != std::string::npos);
+  CHECK(kept.find("password") == std::string::npos);
+  CHECK(kept.find(password) == std::string::npos);
+}

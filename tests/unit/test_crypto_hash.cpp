@@ -2,7 +2,6 @@
 #include "worker/util/files.hpp"
 
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,8 +36,9 @@ TEST_CASE("hmac strategy: the README's openssl recipe recomputes a buyer's pseud
   std::filesystem::permissions(key, std::filesystem::perms::owner_read |
                                         std::filesystem::perms::owner_write);
   const std::string value = "Zoë.Buyer+tag@example.org";
-  std::string lethe_value = "hmac:" + crypto::hex(crypto::hmac_sha256(
-                                          util::read_secret_file(key, "hmac key"), value));
+  std::string lethe_value =
+      "hmac:" +
+      crypto::hex(crypto::hmac_sha256(util::read_secret_file(key, "hmac key").view(), value));
   std::string cmd = "printf '%s' '" + value + "' | openssl dgst -sha256 -hmac \"$(cat " +
                     key.string() + ")\" | sed 's/.*= /hmac:/'";
   std::string recipe;

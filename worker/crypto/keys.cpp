@@ -170,10 +170,10 @@ RsaKey load_private_key(const std::string& path_or_credential) {
       path = cred;
     }
   }
-  std::string pem = util::read_secret_file(path, "private key");
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  util::Secret pem = util::read_secret_file(path, "private key");
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.c_str(), static_cast<int>(pem.size())));
   EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
-  OPENSSL_cleanse(pem.data(), pem.size());
+  pem.wipe();
   if (k == nullptr) {
     ERR_clear_error();
     throw Error(Exit::data,

@@ -131,9 +131,7 @@ private:
         m_report.warnings.push_back(t.where + ": no index leads with '" + t.link + "' in " +
                                     t.table + "; each batch will scan it");
       }
-      if (!t.key.empty()) {
-        column(info, t, t.key, "key", t.where);
-      }
+      check_identity(info, t);
     }
     for (const settings::PiiColumn& c : t.columns) {
       const Column* col = column(info, t, c.name, "PII", c.where);
@@ -169,6 +167,26 @@ private:
     }
   }
 
+  // A child whose columns are rewritten needs a row identity: the purge matches its rows by it.
+  void check_identity(const TableInfo& info, const PiiTable& t) {
+    if (!t.key.empty()) {
+      const Column* c = column(info, t, t.key, "key", t.where);
+      if (c != nullptr && (!c->not_null || !contains(info.unique_single, t.key))) {
+        m_report.problems.push_back(t.where + ": key column '" + t.key + "' of " + t.table +
+                                    " is not unique and NOT NULL; name the table's primary key "
+                                    "or a unique not-null column as key");
+      }
+      return;
+    }
+    if (t.strategy != settings::TableStrategy::delete_row &&
+        !row_identity(m_session, m_s, t).has_value()) {
+      m_report.problems.push_back(t.where + ": " + t.table +
+                                  " has no primary key or unique not-null column to tell its "
+                                  "rows apart; add one (ALTER TABLE … ADD PRIMARY KEY) or name "
+                                  "one with key");
+    }
+  }
+
   void check_hold() {
     if (m_s.hold_predicate.empty()) {
       return;
@@ -190,7 +208,7 @@ private:
   }
 
   void check_views() {
-    std::string want = "lethe pii-map " + settings::pii_map_digest(m_s);
+    std::string want = view_comment(m_s);
     for (const PiiTable* t : m_s.pii_tables()) {
       Rows r = m_session.exec(
           "SELECT obj_description(to_regclass($1), 'pg_class'), to_regclass($1) IS NOT NULL",
@@ -199,8 +217,10 @@ private:
         m_report.problems.push_back(t->where + ": state view " + state_view(t->table) +
                                     " does not exist; apply `lethe grants` as the database owner");
       } else if (r.at(0, 0).value_or("") != want) {
-        m_report.problems.push_back(t->where + ": state view " + state_view(t->table) +
-                                    " was made for another PII map; apply `lethe grants` again");
+        m_report.problems.push_back(
+            t->where + ": state view " + state_view(t->table) +
+            " was made for another PII map or an older lethe; apply `lethe grants` "
+            "again");
       }
     }
   }
@@ -211,6 +231,18 @@ private:
 };
 
 } // namespace
+
+std::optional<std::string> row_identity(Session& session, const settings::Settings& s,
+                                        const settings::PiiTable& t) {
+  if (!t.key.empty() || &t == &s.root.table) {
+    return t.key;
+  }
+  Rows r = session.exec(row_identity_query("to_regclass($1)"), {quote_ident(t.table)});
+  if (r.size() == 0) {
+    return std::nullopt;
+  }
+  return r.text(0, 0);
+}
 
 CatalogReport check_pii_map(Session& session, const settings::Settings& s) {
   return Checker(session, s).run();

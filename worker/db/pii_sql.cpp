@@ -73,6 +73,27 @@ std::string role_setup(const std::string& role, const std::string& purpose) {
          quote_ident(role) + ";\n";
 }
 
+// Where the identity of `t`'s rows comes from: the map's key (or the root's), or the catalog.
+bool identity_from_catalog(const Settings& s, const PiiTable& t) {
+  return &t != &s.root.table && t.key.empty() && t.strategy != TableStrategy::delete_row;
+}
+
+const std::string k_id_placeholder = "@lethe_row_identity@";
+
+// A DO block that finds `t`'s identity column in the catalog, refuses without one, and runs
+// `body` (SQL with k_id_placeholder for the column) with the column filled in.
+std::string with_identity(const PiiTable& t, const std::string& body) {
+  return "DO $lethe$ DECLARE id text; BEGIN\n  id := (" +
+         row_identity_query("to_regclass(" + quote_literal(quote_ident(t.table)) + ")") +
+         ");\n  IF id IS NULL THEN\n    RAISE EXCEPTION " +
+         quote_literal(t.table + " has no primary key or unique not-null column") +
+         " USING ERRCODE = 'invalid_table_definition', HINT = " +
+         quote_literal("add a primary key (or a unique not-null column) to " + t.table +
+                       ", or name it with `key` in the PII map") +
+         ";\n  END IF;\n  EXECUTE replace(" + quote_literal(body) + ", " +
+         quote_literal(k_id_placeholder) + ", quote_ident(id));\nEND $lethe$;\n";
+}
+
 std::string schema_of(const std::string& table) {
   auto dot = table.find('.');
   return dot == std::string::npos ? "public" : table.substr(0, dot);
@@ -101,7 +122,8 @@ std::string has_pii_expr(const PiiTable& t) {
       e = col + " IS NOT NULL";
       break;
     case Strategy::constant:
-      e = col + " IS DISTINCT FROM " + quote_literal(c.value);
+      // A NULL holds no PII and stays NULL.
+      e = "(" + col + " IS NOT NULL AND " + col + " <> " + quote_literal(c.value) + ")";
       break;
     case Strategy::hmac:
       e = "(" + col + " IS NOT NULL AND " + col + " !~ '^hmac:[0-9a-f]{64}$')";
@@ -160,29 +182,62 @@ std::string state_path_to_root(const Settings& s, const PiiTable& t) {
   return from;
 }
 
+namespace {
+
+std::string view_sql(const Settings& s, const PiiTable& t) {
+  std::string out = "CREATE OR REPLACE VIEW " + state_view(t.table) + " AS\n  SELECT " +
+                    join(structural_columns(s, t));
+  if (&t == &s.root.table) {
+    out += ",\n         " + due_at_expr(s) + " AS due_at";
+    // held: under regulatory hold and in no archive yet. An archived order is no longer
+    // held back, so the purge sanitizes it like any other.
+    if (s.hold_predicate.empty()) {
+      out += ",\n         false AS held";
+    } else {
+      out +=
+          ",\n         (coalesce((" + s.hold_predicate +
+          "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
+          quote_ident(t.table) + "." + quote_ident(t.key) + "::text)) AS held";
+    }
+  }
+  out += ",\n         " + has_pii_expr(t) + " AS has_pii";
+  // Appended after the older columns, so CREATE OR REPLACE VIEW keeps working on old views.
+  if (t.strategy != TableStrategy::delete_row) {
+    std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key);
+    out += ",\n         " + id + " AS " + k_row_id;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      out += ",\n         " + quote_ident(t.columns[i].name) + " IS NULL AS " + null_flag(i);
+    }
+  }
+  return out + "\n  FROM " + quote_ident(t.table) + ";\n";
+}
+
+} // namespace
+
+std::string null_flag(size_t index) {
+  return "lethe_null_" + std::to_string(index);
+}
+
+std::string row_identity_query(const std::string& regclass_sql) {
+  return "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+         "AND a.attnum = i.indkey[0] WHERE i.indrelid = " +
+         regclass_sql +
+         " AND i.indisunique AND i.indnkeyatts = 1 AND i.indnatts = 1 AND i.indpred IS NULL "
+         "AND i.indexprs IS NULL AND i.indisvalid AND a.attnotnull "
+         "ORDER BY i.indisprimary DESC, a.attnum LIMIT 1";
+}
+
+std::string view_comment(const Settings& s) {
+  return "lethe pii-map " + settings::pii_map_digest(s) + " (state views 2)";
+}
+
 std::string state_views_sql(const Settings& s) {
-  std::string digest = settings::pii_map_digest(s);
   std::string out;
   for (const PiiTable* t : s.pii_tables()) {
-    std::string cols = join(structural_columns(s, *t));
-    out += "CREATE OR REPLACE VIEW " + state_view(t->table) + " AS\n  SELECT " + cols;
-    if (t == &s.root.table) {
-      out += ",\n         " + due_at_expr(s) + " AS due_at";
-      // held: under regulatory hold and in no archive yet. An archived order is no longer
-      // held back, so the purge sanitizes it like any other.
-      if (s.hold_predicate.empty()) {
-        out += ",\n         false AS held";
-      } else {
-        out +=
-            ",\n         (coalesce((" + s.hold_predicate +
-            "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
-            quote_ident(t->table) + "." + quote_ident(t->key) + "::text)) AS held";
-      }
-    }
+    std::string view = view_sql(s, *t);
+    out += identity_from_catalog(s, *t) ? with_identity(*t, view) : view;
     out +=
-        ",\n         " + has_pii_expr(*t) + " AS has_pii\n  FROM " + quote_ident(t->table) + ";\n";
-    out += "COMMENT ON VIEW " + state_view(t->table) + " IS " +
-           quote_literal("lethe pii-map " + digest) + ";\n";
+        "COMMENT ON VIEW " + state_view(t->table) + " IS " + quote_literal(view_comment(s)) + ";\n";
   }
   return out;
 }
@@ -223,6 +278,11 @@ std::string grants_sql(const Settings& s) {
     }
     out += "GRANT SELECT (" + join(readable) + ") ON " + quote_ident(t->table) + " TO " +
            quote_ident(purge) + ";\n";
+    if (identity_from_catalog(s, *t)) {
+      // The purge matches rows by their identity column, found when the script runs.
+      out += with_identity(*t, "GRANT SELECT (" + k_id_placeholder + ") ON " +
+                                   quote_ident(t->table) + " TO " + quote_ident(purge));
+    }
     if (t->strategy == TableStrategy::delete_row) {
       out += "GRANT DELETE ON " + quote_ident(t->table) + " TO " + quote_ident(purge) + ";\n";
     } else if (!writable.empty()) {

@@ -9,6 +9,21 @@
 
 namespace lethe::db {
 
+// Column of every state view (delete-row tables aside) that holds the row's identity: the map's
+// `key`, or else the table's primary key or a unique not-null single-column key.
+inline constexpr const char* k_row_id = "lethe_row_id";
+
+// Column of a state view that is true where PII column `index` of the map's table is NULL, so a
+// constant can keep a NULL without the job reading the column.
+std::string null_flag(size_t index);
+
+// SQL that returns the name of the identity column of the table `regclass_sql` (an SQL
+// expression of type regclass): its primary key, else a unique not-null single-column key.
+std::string row_identity_query(const std::string& regclass_sql);
+
+// The comment each state view carries: the PII map's digest and the views' generation.
+std::string view_comment(const settings::Settings& s);
+
 // Name of the state view for PII-map table `table`: lethe.pii_state_<table with . as _>.
 std::string state_view(const std::string& table);
 

@@ -1,6 +1,7 @@
 #include "worker/db/session.hpp"
 
 #include "worker/util/files.hpp"
+#include "worker/util/secret.hpp"
 
 #include <libpq-fe.h>
 #include <pqxx/pqxx>
@@ -12,12 +13,18 @@ namespace {
 // sslmode=verify-full libpq already refuses plaintext over TCP; this also catches Unix sockets
 // (where libpq ignores sslmode) and anything a future libpq might relax.
 thread_local PGconn* t_last_handle = nullptr;
+// The password for the connection being opened on this thread. It goes to libpq beside the
+// connection string, so libpqxx's copy of that string never holds it.
+thread_local const util::Secret* t_password = nullptr;
+
+// Drops server notices: a trigger's RAISE NOTICE can quote row data.
+void drop_notice(void* /*arg*/, const char* /*message*/) {}
 
 class TlsOnly : public pqxx::connect_direct {
 public:
   explicit TlsOnly(const std::string& opts) : pqxx::connect_direct(opts) {}
   handle do_startconnect(handle orig) override {
-    handle h = pqxx::connect_direct::do_startconnect(orig);
+    handle h = orig != nullptr ? orig : start(options());
     if (h != nullptr && PQstatus(h) == CONNECTION_OK && PQsslInUse(h) == 0) {
       std::string where = std::string(PQhost(h)) + ":" + PQport(h);
       PQfinish(h);
@@ -26,6 +33,24 @@ public:
                        "connect over TCP to a server with ssl=on (C9: TLS on every channel)");
     }
     t_last_handle = h;
+    return h;
+  }
+
+private:
+  // What connect_direct does, with the password as a separate libpq parameter.
+  static handle start(const std::string& conninfo) {
+    const char* keys[] = {"dbname", "password", nullptr};
+    const char* values[] = {conninfo.c_str(), t_password != nullptr ? t_password->c_str() : nullptr,
+                            nullptr};
+    handle h = PQconnectdbParams(keys, values, 1);
+    if (h == nullptr) {
+      throw std::bad_alloc();
+    }
+    if (PQstatus(h) != CONNECTION_OK) {
+      std::string msg = PQerrorMessage(h);
+      PQfinish(h);
+      throw pqxx::broken_connection(msg);
+    }
     return h;
   }
 };
@@ -158,12 +183,111 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
   return "XX000";
 }
 
-[[noreturn]] void rethrow_db_error() {
+// Lethe's own words for a SQLSTATE class. The server's text is never shown: a message, DETAIL
+// or HINT can quote row data (a trigger's RAISE, "Failing row contains …").
+std::string describe_sqlstate(const std::string& state) {
+  static const std::pair<const char*, const char*> k_classes[] = {
+      {"08", "the connection failed"},
+      {"0A", "a feature the server does not support"},
+      {"22", "a value does not fit its column"},
+      {"23", "a constraint refused the change"},
+      {"25", "the transaction is in the wrong state"},
+      {"28", "the server refused the login"},
+      {"3F", "a schema is missing"},
+      {"40", "the transaction was rolled back (deadlock or serialization)"},
+      {"42", "the statement names something missing or not allowed"},
+      {"53", "the server is out of a resource (disk, memory, connections)"},
+      {"54", "a server limit was exceeded"},
+      {"55", "an object is not available (locked or in use)"},
+      {"57", "the server cancelled the statement or is shutting down"},
+      {"58", "the server had a system error"},
+      {"P0", "a trigger or function in the database raised an error"},
+      {"XX", "the server had an internal error"},
+  };
+  if (state == "55P03") {
+    return "a lock could not be had within lock_timeout";
+  }
+  if (state == "57014") {
+    return "the statement was cancelled (statement_timeout)";
+  }
+  for (const auto& [cls, text] : k_classes) {
+    if (state.compare(0, 2, cls) == 0) {
+      return text;
+    }
+  }
+  return "the server reported an error";
+}
+
+std::string hint_for(const std::string& state) {
+  if (state == "42501") {
+    return "the role lacks a privilege: apply `lethe grants` as the database owner";
+  }
+  if (state == "42P01") {
+    return "a table or view is missing: run `lethe migrate`, apply `lethe grants` as the "
+           "database owner, then `lethe config check`";
+  }
+  if (state.starts_with("23") || state.starts_with("P0")) {
+    return "the database refused the change; its message is not shown because it can quote row "
+           "data: read it in the server log, then fix the constraint or trigger named here";
+  }
+  return "the server's message is not shown because it can quote row data; the server log has it";
+}
+
+Exit classify(const std::string& state) {
+  if (state.starts_with("22") || state.starts_with("23") || state.starts_with("P0")) {
+    return Exit::data;
+  }
+  return classify_sqlstate(state);
+}
+
+// "database error 23514 (a constraint refused the change) on public.t, column c, constraint k":
+// the names come from the error's own fields, never from its text.
+DbError server_error(const std::string& state, const PGresult* r) {
+  auto field = [r](int code) {
+    const char* v = r != nullptr ? PQresultErrorField(r, code) : nullptr;
+    return std::string(v != nullptr ? v : "");
+  };
+  std::string msg =
+      "database error " + (state.empty() ? "?" : state) + " (" + describe_sqlstate(state) + ")";
+  std::string schema = field(PG_DIAG_SCHEMA_NAME);
+  std::string table = field(PG_DIAG_TABLE_NAME);
+  if (!table.empty()) {
+    msg += " on " + (schema.empty() ? "" : schema + ".") + table;
+  }
+  std::string column = field(PG_DIAG_COLUMN_NAME);
+  if (!column.empty()) {
+    msg += ", column " + column;
+  }
+  std::string constraint = field(PG_DIAG_CONSTRAINT_NAME);
+  if (!constraint.empty()) {
+    msg += ", constraint " + constraint;
+  }
+  return DbError(classify(state), msg, state, hint_for(state));
+}
+
+DbError connection_lost() {
+  // 75: nothing is lost (each batch is its own transaction, the rest was rolled back) and the
+  // cause is usually passing (restart, failover, a terminated backend): retry later.
+  return DbError(Exit::temporary, "connection to the database was lost", "08006",
+                 "check that the server is up (restart, failover, or a terminated backend); what "
+                 "was committed stays, and the next run continues where this one stopped");
+}
+
+// Turns the exception in flight into an Error. `session` is the connection's raw handle when
+// it was open (so a broken connection means it was lost), null while connecting.
+[[noreturn]] void rethrow_db_error(PGconn* session) {
   try {
     throw;
   } catch (const Error&) {
     throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw DbError(Exit::temporary, "connection lost during commit; the outcome is unknown", "08007",
+                  "run the job again: every step lethe takes can be repeated safely");
   } catch (const pqxx::broken_connection& e) {
+    if (session != nullptr) {
+      throw connection_lost();
+    }
+    // libpq's connection error text, every host attempt: host, port, user, TLS; no row data.
     std::string msg = describe_connection_failure(e.what());
     std::string hint = tls_hint(e.what());
     if (!hint.empty()) {
@@ -173,44 +297,66 @@ std::string sqlstate_of(const pqxx::sql_error& e) {
                   "check that the server is up and database.dsn names it; lethe retries on the "
                   "next timer run");
   } catch (const pqxx::sql_error& e) {
-    std::string state = sqlstate_of(e);
-    throw DbError(classify_sqlstate(state),
-                  "database error " + state + ": " + redact_server_message(e.what()), state,
-                  state == "42501"   ? "the role lacks a privilege: apply `lethe grants` as the "
-                                       "database owner"
-                  : state == "42P01" ? "a table or view is missing: run `lethe migrate`, apply "
-                                       "`lethe grants` as the database owner, then `lethe config "
-                                       "check`"
-                                     : "");
-  } catch (const pqxx::in_doubt_error&) {
-    throw DbError(Exit::temporary, "connection lost during commit; the outcome is unknown", "08007",
-                  "run the job again: every step lethe takes can be repeated safely");
-  } catch (const pqxx::deadlock_detected& e) {
-    throw DbError(Exit::temporary, "deadlock: " + redact_server_message(e.what()), "40P01");
-  } catch (const pqxx::serialization_failure& e) {
-    throw DbError(Exit::temporary, "serialization failure: " + redact_server_message(e.what()),
-                  "40001");
-  } catch (const pqxx::failure& e) {
-    throw DbError(Exit::temporary, "database failure: " + redact_server_message(e.what()), "");
+    throw server_error(sqlstate_of(e), nullptr);
+  } catch (const pqxx::failure&) {
+    if (session != nullptr && PQstatus(session) != CONNECTION_OK) {
+      throw connection_lost();
+    }
+    throw DbError(Exit::temporary, "database failure (the client library's text is not shown)", "",
+                  "run the job again; if it persists, read the server log");
   }
 }
 
-Rows to_rows(const pqxx::result& r) {
-  Rows out;
-  for (pqxx::row::size_type c = 0; c < r.columns(); ++c) {
-    out.m_columns.emplace_back(r.column_name(c));
-  }
-  out.m_rows.reserve(r.size());
-  for (const pqxx::row& row : r) {
-    std::vector<Value> values;
-    values.reserve(row.size());
-    for (const pqxx::field& f : row) {
-      values.push_back(f.is_null() ? Value{} : Value{std::string(f.c_str(), f.size())});
+} // namespace
+
+namespace {
+
+// Runs `sql` on the raw handle, so a failure's fields (SQLSTATE, table, column, constraint)
+// can be read; libpqxx 6 keeps only the message text.
+Rows exec_raw(PGconn* c, std::string_view sql, const Params& params) {
+  std::string q(sql);
+  PGresult* r = nullptr;
+  if (params.empty()) {
+    r = PQexec(c, q.c_str());
+  } else {
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const Value& p : params) {
+      values.push_back(p ? p->c_str() : nullptr);
     }
-    out.m_rows.push_back(std::move(values));
+    r = PQexecParams(c, q.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                     nullptr, 0);
   }
-  out.m_affected = r.affected_rows();
-  return out;
+  std::unique_ptr<PGresult, decltype(&PQclear)> guard(r, PQclear);
+  ExecStatusType st = r != nullptr ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+    Rows out;
+    int cols = PQnfields(r);
+    for (int col = 0; col < cols; ++col) {
+      out.m_columns.emplace_back(PQfname(r, col));
+    }
+    int rows = PQntuples(r);
+    out.m_rows.reserve(static_cast<size_t>(rows));
+    for (int row = 0; row < rows; ++row) {
+      std::vector<Value> values;
+      values.reserve(static_cast<size_t>(cols));
+      for (int col = 0; col < cols; ++col) {
+        values.push_back(PQgetisnull(r, row, col)
+                             ? Value{}
+                             : Value{std::string(PQgetvalue(r, row, col),
+                                                 static_cast<size_t>(PQgetlength(r, row, col)))});
+      }
+      out.m_rows.push_back(std::move(values));
+    }
+    const char* n = PQcmdTuples(r);
+    out.m_affected = n != nullptr && *n != '\0' ? std::stoul(n) : 0;
+    return out;
+  }
+  if (PQstatus(c) != CONNECTION_OK) {
+    throw connection_lost();
+  }
+  const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  throw server_error(state != nullptr ? state : "", r);
 }
 
 } // namespace
@@ -242,28 +388,26 @@ Transaction::Transaction(Session& session) : m_session(session) {
   try {
     m_impl = std::make_unique<Impl>(*session.m_impl->conn);
   } catch (...) {
-    rethrow_db_error();
+    rethrow_db_error(session.m_impl->raw);
   }
 }
 
 Transaction::~Transaction() = default;
 
 Rows Transaction::exec(std::string_view sql, const Params& params) {
-  try {
-    if (params.empty()) {
-      return to_rows(m_impl->work.exec(std::string(sql)));
-    }
-    return to_rows(
-        m_impl->work.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(params)));
-  } catch (...) {
-    rethrow_db_error();
-  }
+  // Inside the BEGIN that m_impl->work sent; the raw handle is the same connection.
+  return exec_raw(m_session.m_impl->raw, sql, params);
 }
 
 namespace {
 
-std::string raw_error(PGconn* c) {
-  return redact_server_message(PQerrorMessage(c));
+// A COPY that failed on the client side: the connection, or libpq's text (not shown).
+DbError copy_failed(PGconn* c, const std::string& what) {
+  if (PQstatus(c) != CONNECTION_OK) {
+    return connection_lost();
+  }
+  return DbError(Exit::unavailable, what + " failed (the client library's text is not shown)",
+                 "08000", "run the job again; if it persists, read the server log");
 }
 
 size_t finish_copy(PGconn* c, const std::string& what) {
@@ -271,6 +415,7 @@ size_t finish_copy(PGconn* c, const std::string& what) {
   bool failed = false;
   std::string state;
   std::string msg;
+  std::string hint;
   while (PGresult* r = PQgetResult(c)) {
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
       const char* t = PQcmdTuples(r);
@@ -279,12 +424,17 @@ size_t finish_copy(PGconn* c, const std::string& what) {
       failed = true;
       const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       state = s != nullptr ? s : "";
-      msg = redact_server_message(PQresultErrorMessage(r));
+      DbError e = server_error(state, r);
+      msg = what + " failed: " + e.what();
+      hint = e.hint();
     }
     PQclear(r);
   }
   if (failed) {
-    throw DbError(classify_sqlstate(state), what + " failed: " + state + ": " + msg, state);
+    if (PQstatus(c) != CONNECTION_OK) {
+      throw connection_lost();
+    }
+    throw DbError(classify(state), msg, state, hint);
   }
   return rows;
 }
@@ -293,11 +443,14 @@ PGconn* start_copy(PGconn* c, const std::string& sql, ExecStatusType want) {
   PGresult* r = PQexec(c, sql.c_str());
   ExecStatusType st = PQresultStatus(r);
   if (st != want) {
+    if (PQstatus(c) != CONNECTION_OK) {
+      PQclear(r);
+      throw connection_lost();
+    }
     const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    std::string state = s != nullptr ? s : "";
-    std::string msg = redact_server_message(PQresultErrorMessage(r));
+    DbError e = server_error(s != nullptr ? s : "", r);
     PQclear(r);
-    throw DbError(classify_sqlstate(state), "COPY failed: " + state + ": " + msg, state);
+    throw DbError(e.code(), std::string("COPY failed: ") + e.what(), e.sqlstate(), e.hint());
   }
   PQclear(r);
   return c;
@@ -340,14 +493,14 @@ size_t Transaction::copy_in_data(const std::string& copy_sql,
       throw;
     }
     if (!chunk.empty() && PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
-      throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
+      throw copy_failed(c, "COPY IN");
     }
     if (!more) {
       break;
     }
   }
   if (PQputCopyEnd(c, nullptr) != 1) {
-    throw DbError(Exit::unavailable, "COPY IN failed: " + raw_error(c), "08000");
+    throw copy_failed(c, "COPY IN");
   }
   return finish_copy(c, "COPY IN");
 }
@@ -378,7 +531,7 @@ size_t Transaction::copy_out(const std::string& copy_sql,
     if (n == -1) {
       break;
     }
-    throw DbError(Exit::unavailable, "COPY OUT failed: " + raw_error(c), "08000");
+    throw copy_failed(c, "COPY OUT");
   }
   return finish_copy(c, "COPY OUT");
 }
@@ -387,7 +540,7 @@ void Transaction::commit() {
   try {
     m_impl->work.commit();
   } catch (...) {
-    rethrow_db_error();
+    rethrow_db_error(m_session.m_impl->raw);
   }
 }
 
@@ -395,15 +548,7 @@ Session::Session() : m_impl(std::make_unique<Impl>()) {}
 Session::~Session() = default;
 
 Rows Session::exec(std::string_view sql, const Params& params) {
-  try {
-    pqxx::nontransaction tx(*m_impl->conn);
-    if (params.empty()) {
-      return to_rows(tx.exec(std::string(sql)));
-    }
-    return to_rows(tx.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(params)));
-  } catch (...) {
-    rethrow_db_error();
-  }
+  return exec_raw(m_impl->raw, sql, params); // autocommit, as a libpqxx nontransaction
 }
 
 void Session::transact(const std::function<void(Transaction&)>& work) {
@@ -413,17 +558,21 @@ void Session::transact(const std::function<void(Transaction&)>& work) {
 }
 
 std::string Session::tls_description() const {
-  // libpqxx 6 has no accessor for the PGconn; ask the server what it negotiated instead.
-  pqxx::nontransaction tx(*m_impl->conn);
-  pqxx::result r = tx.exec("SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
-  if (r.empty() || r[0][0].is_null()) {
+  // Ask the server what it negotiated.
+  Rows r = exec_raw(m_impl->raw,
+                    "SELECT version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()", {});
+  if (r.empty() || !r.at(0, 0)) {
     return "none";
   }
-  return std::string(r[0][0].c_str()) + " " + r[0][1].c_str();
+  return *r.at(0, 0) + " " + r.at(0, 1).value_or("");
 }
 
 std::string Session::endpoint() const {
   return m_impl->endpoint;
+}
+
+std::string Session::connection_string() const {
+  return m_impl->conn->options();
 }
 
 void validate_dsn(const settings::Database& db) {
@@ -465,7 +614,7 @@ void validate_dsn(const settings::Database& db) {
   }
 }
 
-std::string read_password(const settings::Database& db) {
+util::Secret read_password(const settings::Database& db) {
   if (!db.password_file.empty()) {
     return util::read_secret_file(db.password_file, "database password");
   }
@@ -496,14 +645,13 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
   conninfo += " sslmode=verify-full sslrootcert=" + conninfo_quote(db.sslrootcert);
   conninfo += " connect_timeout=" + std::to_string(db.connect_timeout_s);
   conninfo += " application_name=lethe";
-  std::string password = read_password(db);
-  if (!password.empty()) {
-    conninfo += " password=" + conninfo_quote(password);
-  }
+  util::Secret password = read_password(db);
   auto session = std::unique_ptr<Session>(new Session());
   try {
     t_last_handle = nullptr;
+    t_password = password.empty() ? nullptr : &password;
     session->m_impl->conn = std::make_unique<Connection>(conninfo);
+    t_password = nullptr;
     Connection& c = *session->m_impl->conn;
     // COPY goes through the raw handle, so libpqxx must never swap it for a new connection.
 #pragma GCC diagnostic push
@@ -512,6 +660,7 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
     c.inhibit_reactivation(true);
 #pragma GCC diagnostic pop
     session->m_impl->raw = t_last_handle;
+    PQsetNoticeProcessor(session->m_impl->raw, drop_notice, nullptr);
     session->m_impl->endpoint = std::string(c.hostname() ? c.hostname() : "?") + ":" +
                                 (c.port() ? c.port() : "?") + "/" + (c.dbname() ? c.dbname() : "?");
     pqxx::nontransaction tx(c);
@@ -522,10 +671,11 @@ std::unique_ptr<Session> connect(const settings::Settings& s) {
     tx.exec("SET lock_timeout = " + std::to_string(db.lock_timeout_ms));
     tx.exec("SET statement_timeout = " + std::to_string(db.statement_timeout_ms));
   } catch (...) {
-    password.assign(password.size(), '\0');
-    rethrow_db_error();
+    t_password = nullptr;
+    password.wipe();
+    rethrow_db_error(nullptr);
   }
-  password.assign(password.size(), '\0');
+  password.wipe();
   return session;
 }
 

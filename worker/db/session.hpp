@@ -4,6 +4,7 @@
 
 #include "worker/settings/settings.hpp"
 #include "worker/util/error.hpp"
+#include "worker/util/secret.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -103,6 +104,9 @@ public:
   std::string tls_description() const;
   // "host:port/dbname" — no user, no password.
   std::string endpoint() const;
+  // The libpq connection string this session keeps (libpqxx holds it for reconnects); the
+  // password went to libpq beside it and is never part of it.
+  std::string connection_string() const;
 
   struct Impl;
   std::unique_ptr<Impl> m_impl;
@@ -117,7 +121,7 @@ private:
 void validate_dsn(const settings::Database& db);
 
 // The password to use: from password_file, else the systemd credential, else empty.
-std::string read_password(const settings::Database& db);
+util::Secret read_password(const settings::Database& db);
 
 // Opens a session with sslmode=verify-full; refuses (TlsRefused, exit 69) a server that does
 // not offer verified TLS, before the first query. Sets timezone UTC and the configured timeouts.

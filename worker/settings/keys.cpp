@@ -85,7 +85,8 @@ constexpr std::array k_keys{
   KeySpec{"pii.children[].strategy", K::string, false, "columns",
           "columns (sanitize the listed columns) or delete-row (delete the whole row)"},
   KeySpec{"pii.children[].key", K::string, false, "",
-          "unique key column of this table, required when another child links to it"},
+          "unique not-null key column that tells this table's rows apart (default: its primary "
+          "key, else a unique not-null column); required when another child links to it"},
   KeySpec{"pii.children[].columns", K::table_array, false, "", "PII columns of this table"},
   KeySpec{"pii.children[].columns[].name", K::string, true, "", "column name"},
   KeySpec{"pii.children[].columns[].strategy", K::string, true, "", "null, constant or hmac"},

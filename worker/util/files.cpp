@@ -49,7 +49,7 @@ void write_all(int fd, const char* data, size_t size, const std::filesystem::pat
 
 } // namespace
 
-std::string read_secret_file(const std::filesystem::path& path, const std::string& what) {
+Secret read_secret_file(const std::filesystem::path& path, const std::string& what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     throw Error(Exit::permission,
@@ -74,10 +74,36 @@ std::string read_secret_file(const std::filesystem::path& path, const std::strin
                     ", readable or writable by group or others",
                 "chmod 0600 " + path.string());
   }
-  std::string text = read_file(path);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) {
-    text.pop_back();
+  // Read straight into the secret's own buffer: no stream buffer or string keeps a copy.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(Exit::permission,
+                what + " file " + path.string() + " cannot be read: " + errno_text(),
+                "create it with mode 0600 (or 0400), owned by the user lethe runs as");
   }
+  Secret text = Secret::with_capacity(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < text.capacity()) {
+    ssize_t n = ::read(fd, text.data() + got, text.capacity() - got);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      std::string err = errno_text();
+      ::close(fd);
+      throw Error(Exit::io, what + " file " + path.string() + " cannot be read: " + err,
+                  "check the file and the disk");
+    }
+    if (n == 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  while (got > 0 && (text.data()[got - 1] == '\n' || text.data()[got - 1] == '\r')) {
+    --got;
+  }
+  text.resize(got);
   return text;
 }
 

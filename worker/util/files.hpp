@@ -2,6 +2,8 @@
 // appends that reach the disk before we go on.
 #pragma once
 
+#include "worker/util/secret.hpp"
+
 #include <filesystem>
 #include <string>
 
@@ -9,8 +11,9 @@ namespace lethe::util {
 
 // Reads the secret file `path` after checking it is a regular file owned by the running user and
 // not readable or writable by group or others; throws Error(permission) otherwise. `what` names
-// the secret in messages ("database password"). A trailing newline is removed.
-std::string read_secret_file(const std::filesystem::path& path, const std::string& what);
+// the secret in messages ("database password"). A trailing newline is removed. The bytes are
+// read straight into the Secret, so no other copy is left in memory.
+Secret read_secret_file(const std::filesystem::path& path, const std::string& what);
 
 // Path of credential `name` under systemd's $CREDENTIALS_DIRECTORY, or empty when not set or
 // the credential does not exist.
