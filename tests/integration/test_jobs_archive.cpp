@@ -2,6 +2,7 @@
 #include "support/cluster.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/esdk.hpp"
+#include "worker/crypto/hash.hpp"
 #include "worker/util/files.hpp"
 
 #include <catch2/catch.hpp>
@@ -309,6 +310,11 @@ TEST_CASE("archive restore: a crafted archive cannot write outside --into or inj
       lethe::archive::TarWriter tar([&](const unsigned char* d, size_t n) { enc.update(d, n); });
       tar.add("tables.json", tables);
       tar.add(member, "id\n1\n");
+      // A manifest true to the member, so that the checks after it are reached.
+      tar.add("manifest.json", std::string("{\"members\":[{\"name\":\"") + member +
+                                   "\",\"rows\":1,\"sha256\":\"" +
+                                   crypto::hex(crypto::sha256(std::string("id\n1\n"))) +
+                                   "\"}],\"tables\":" + tables + "}");
       tar.finish();
     }
     enc.finish();
