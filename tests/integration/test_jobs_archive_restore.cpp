@@ -106,7 +106,9 @@ bool schema_exists(db::Session& s, const std::string& name) {
 } // namespace
 
 TEST_CASE("archive restore: a truncated archive leaves no decrypted file and is audited failed") {
-  test::TestDb t("restore_truncated", 200, "2026-06-30");
+  // Enough orders for an archive of more than one 64 KiB frame: the first frames decrypt and verify
+  // before the truncation is found, as with any real archive.
+  test::TestDb t("restore_truncated", 12000, "2026-06-30");
   t.make_archive_keys();
   t.migrate_and_grant();
   auto s = t.admin();
@@ -115,6 +117,7 @@ TEST_CASE("archive restore: a truncated archive leaves no decrypted file and is 
   db::Rows a = s->exec("SELECT archive_id, path FROM lethe.archives");
   std::string id = a.text(0, 0);
   std::filesystem::path path = a.text(0, 1);
+  REQUIRE(std::filesystem::file_size(path) > 64 * 1024 + 20000);
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 1000);
   recatalog(*s, id, path); // past a length/SHA-256 check: the content check must still hold
   std::string key = " --private-key " + (t.dir() / "archive.pem").string();
@@ -289,7 +292,9 @@ TEST_CASE("archive restore: file system errors are 73/74/77 with the path, never
 TEST_CASE("archive run: a full spool is exit 74 with the writer's own HINT") {
   // RLIMIT_FSIZE stands in for a full file system: writes past it fail (EFBIG) as they would
   // with ENOSPC, without root or a mount. SIGXFSZ is ignored so the write returns the error.
-  test::TestDb t("archive_full_spool", 200, "2026-06-30");
+  // More than one 64 KiB frame, so the failing write happens inside libarchive's write callback
+  // (the encryptor writes a frame as the tar writer fills it), not at the final flush.
+  test::TestDb t("archive_full_spool", 12000, "2026-06-30");
   t.make_archive_keys();
   t.migrate_and_grant();
   test::RunResult r =
