@@ -152,8 +152,9 @@ void read_members(const settings::Settings& s, const std::string& path, const st
 // The keys archive `id` was written to, from its catalog row (names and public key digests,
 // nothing secret), for telling an operator which private key to use.
 std::string written_to(db::Session& db, const std::string& id) {
-  db::Rows r = db.exec("SELECT string_agg(format('%s/%s (public key %s, SHA-256 %s...)', "
-                       "k->>'namespace', k->>'name', k->>'file', left(k->>'sha256', 16)), ', ') "
+  db::Rows r = db.exec("SELECT coalesce(string_agg(format('%s/%s (public key %s, SHA-256 %s...)', "
+                       "k->>'namespace', k->>'name', k->>'file', left(k->>'sha256', 16)), ', '), "
+                       "'') "
                        "FROM lethe.archives a, jsonb_array_elements(a.recipients::jsonb) k "
                        "WHERE a.archive_id = $1",
                        {id});
@@ -283,12 +284,14 @@ std::map<std::string, MemberFacts> verify_contents(db::Session& s, const setting
   db::Rows m;
   bool tables_match = false;
   try {
-    m = s.exec("SELECT x->>'name', x->>'sha256', (x->>'rows')::bigint, "
-               "(x->>'name') LIKE '%/part-00001.csv' FROM "
-               "jsonb_array_elements($1::jsonb->'members') x",
+    // coalesce: a crafted manifest may leave any field out.
+    m = s.exec("SELECT coalesce(x->>'name', ''), coalesce(x->>'sha256', ''), "
+               "coalesce((x->>'rows')::bigint, -1), coalesce((x->>'name') LIKE "
+               "'%/part-00001.csv', false) FROM jsonb_array_elements($1::jsonb->'members') x",
                {manifest});
     tables_match =
-        s.exec("SELECT $1::jsonb->'tables' = $2::jsonb", {manifest, tables}).text(0, 0) == "t";
+        s.exec("SELECT coalesce($1::jsonb->'tables' = $2::jsonb, false)", {manifest, tables})
+            .text(0, 0) == "t";
   } catch (const db::DbError&) {
     refuse_contents(a.id, "has a manifest or tables.json that is not what lethe writes");
   }
@@ -443,6 +446,9 @@ std::map<std::string, std::string> create_tables(Restore& r, db::Transaction& tx
       tx.exec("CREATE TABLE " + target[table] + " (" + cols.text(i, 1) + ")");
     }
   } catch (const db::DbError& e) {
+    if (e.sqlstate().empty() || e.sqlstate().starts_with("08")) {
+      throw; // the connection, not the data
+    }
     throw Error(Exit::data,
                 "archive " + id + " describes tables this server cannot create (SQLSTATE " +
                     e.sqlstate() + ")",
