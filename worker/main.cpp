@@ -12,6 +12,7 @@
 #include "worker/db/session.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/error.hpp"
+#include "worker/util/files.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -86,6 +87,7 @@ int dispatch(const cli::Parsed& p) {
   settings::Settings s = settings::load(settings::resolve_path(p.value("config")));
   if (cmd == "config check" && p.flag("offline")) {
     db::validate_dsn(s.database);
+    jobs::config::check_files(s);
     std::cout << "configuration " << s.source.string() << " is valid (not checked against a "
               << "database)\n";
     return 0;
@@ -188,6 +190,11 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     print_fatal(e);
     return static_cast<int>(e.code());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A backstop: file system failures are the environment's, not a bug in lethe.
+    Error err = util::filesystem_error("cannot use", e.path1(), e.code());
+    print_fatal(err);
+    return static_cast<int>(err.code());
   } catch (const std::exception& e) {
     print_fatal(Error(Exit::internal, std::string("unexpected failure: ") + e.what(),
                       "this is a bug in lethe; the run changed nothing it did not commit"));

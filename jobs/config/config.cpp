@@ -1,16 +1,40 @@
 #include "jobs/config/config.hpp"
 
+#include "worker/crypto/keys.hpp"
 #include "worker/db/catalog.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
 #include "worker/settings/keys.hpp"
+#include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
 #include <iostream>
 
 namespace lethe::jobs::config {
 
+void check_files(const settings::Settings& s) {
+  for (size_t i = 0; i < s.archive_recipients.size(); ++i) {
+    const std::string& file = s.archive_recipients[i];
+    std::string where = i < s.archive_recipients_where.size() ? s.archive_recipients_where[i] : "";
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) {
+      throw Error(Exit::config,
+                  "archive.recipients names " + file + ", which is not a readable file" +
+                      (ec ? ": " + ec.message() : ""),
+                  "put the public key (`lethe keygen --out-public`) at that path, or fix the path",
+                  where);
+    }
+    try {
+      crypto::load_public_key(file);
+    } catch (const Error& e) {
+      throw Error(Exit::config, "archive.recipients names " + file + ": " + e.what(), e.hint(),
+                  where);
+    }
+  }
+}
+
 int run_config_check(Context& ctx) {
+  check_files(ctx.settings());
   db::CatalogReport rep = db::check_pii_map(ctx.ready_db(), ctx.settings());
   for (const std::string& w : rep.warnings) {
     log::event(log::Level::warning, "config.warning", {{"detail", w}});

@@ -8,6 +8,11 @@ namespace lethe::jobs::config {
 // (Error config) and recorded as an audit refusal. Returns the exit code.
 int run_config_check(Context& ctx);
 
+// Checks the files the configuration names for later runs (each archive.recipients public key
+// exists and is a PEM public key): throws Error(config) naming the key, the file and where the
+// configuration names it. Part of `config check`, with or without --offline.
+void check_files(const settings::Settings& s);
+
 // `lethe config keys`: prints the key table (text or JSON lines).
 int run_config_keys(bool json);
 

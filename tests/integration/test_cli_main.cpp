@@ -9,6 +9,7 @@ using namespace lethe;
 TEST_CASE(
     "lethe: migrate, config check and check on sample data, no PII in any output or audit row") {
   test::TestDb t("cli_flow", 300);
+  t.make_archive_keys(); // config check reads archive.recipients
   std::vector<std::string> pii = t.pii_values();
   REQUIRE(pii.size() > 500);
   std::string all_output;

@@ -8,6 +8,7 @@ using namespace lethe;
 
 TEST_CASE("config check: the example map matches the sample schema once grants are applied") {
   test::TestDb t("cfg_ok", 20);
+  t.make_archive_keys(); // config check reads archive.recipients
   t.migrate_and_grant();
   test::RunResult r = t.lethe("config check");
   INFO(r.err);
@@ -18,6 +19,7 @@ TEST_CASE("config check: the example map matches the sample schema once grants a
 TEST_CASE(
     "config check: missing tables and columns are refused with file:line:column, and audited") {
   test::TestDb t("cfg_bad", 20);
+  t.make_archive_keys(); // config check reads archive.recipients
   t.migrate_and_grant();
   std::string text = t.config_text();
   text = std::regex_replace(text, std::regex("name = \"buyer_name\""), "name = \"buyer_nme\"");
@@ -42,6 +44,7 @@ TEST_CASE(
 
 TEST_CASE("config check: state views made for another map are refused") {
   test::TestDb t("cfg_views", 20);
+  t.make_archive_keys(); // config check reads archive.recipients
   t.migrate_and_grant();
   std::string text = t.config_text();
   text = std::regex_replace(text, std::regex("days = 30\n\n\\[purge\\]"), "days = 29\n\n[purge]");
@@ -53,6 +56,7 @@ TEST_CASE("config check: state views made for another map are refused") {
 
 TEST_CASE("config check: type mismatches and a broken hold predicate") {
   test::TestDb t("cfg_types", 20);
+  t.make_archive_keys(); // config check reads archive.recipients
   t.migrate_and_grant();
   std::string text = t.config_text();
   text = std::regex_replace(text, std::regex("shipped_at = \"shipped_at\""),
@@ -68,6 +72,7 @@ TEST_CASE("config check: type mismatches and a broken hold predicate") {
 
 TEST_CASE("config check --offline: the file alone, no connection") {
   test::TestDb t("cfg_offline", 0);
+  t.make_archive_keys(); // config check reads archive.recipients
   test::RunResult r = t.lethe("config check --offline");
   CHECK(r.exit == 0);
   CHECK(r.err.find("db.connected") == std::string::npos);

@@ -311,6 +311,11 @@ TEST_CASE("archive restore: a crafted archive cannot write outside --into or inj
       lethe::archive::TarWriter tar([&](const unsigned char* d, size_t n) { enc.update(d, n); });
       tar.add("tables.json", tables);
       tar.add(member, "id\n1\n");
+      // A manifest true to the member, so that the checks after it are reached.
+      tar.add("manifest.json", std::string("{\"members\":[{\"name\":\"") + member +
+                                   "\",\"rows\":1,\"sha256\":\"" +
+                                   crypto::hex(crypto::sha256(std::string("id\n1\n"))) +
+                                   "\"}],\"tables\":" + tables + "}");
       tar.finish();
     }
     enc.finish();

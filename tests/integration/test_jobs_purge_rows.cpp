@@ -97,6 +97,7 @@ std::filesystem::path notes_config(const test::TestDb& t) {
 
 TEST_CASE("purge: hmac on a one-to-many child without key pseudonymizes each row's own value") {
   test::TestDb t("purge_notes", 0);
+  t.make_archive_keys(); // config check wants archive.recipients to exist
   auto s = t.admin();
   due_and_undue_orders(*s);
   s->exec(k_notes_table);
@@ -145,6 +146,7 @@ TEST_CASE("purge: hmac on a one-to-many child without key pseudonymizes each row
 
 TEST_CASE("purge: a child without a primary or unique not-null key is refused with 78") {
   test::TestDb t("purge_nokey", 0);
+  t.make_archive_keys();
   auto s = t.admin();
   due_and_undue_orders(*s);
   s->exec("CREATE TABLE order_notes (amazon_order_id text NOT NULL REFERENCES orders, "

@@ -86,3 +86,27 @@ TEST_CASE("append_line_atomically: cuts a torn last line off, then appends a who
   CHECK(util::append_line_atomically(only_torn, "1 aa").torn_line == 1);
   CHECK(util::read_file(only_torn) == "1 aa\n");
 }
+
+TEST_CASE("filesystem errors map to 77/73/74 and wrappers throw Error with the path") {
+  CHECK(util::exit_for(std::make_error_code(std::errc::permission_denied)) == Exit::permission);
+  CHECK(util::exit_for(std::make_error_code(std::errc::not_a_directory)) == Exit::cant_create);
+  CHECK(util::exit_for(std::make_error_code(std::errc::no_space_on_device)) == Exit::cant_create);
+  CHECK(util::exit_for(std::make_error_code(std::errc::io_error)) == Exit::io);
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("lethe-files-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "file") << "x";
+  try {
+    util::create_directories(dir / "file" / "sub");
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.code() == Exit::cant_create);
+    CHECK(std::string(e.what()).find((dir / "file" / "sub").string()) != std::string::npos);
+    CHECK_FALSE(e.hint().empty());
+  }
+  std::filesystem::path p = util::make_private_directory(dir, "stage-");
+  CHECK((std::filesystem::status(p).permissions() & std::filesystem::perms::all) ==
+        std::filesystem::perms::owner_all);
+  util::remove_all_quietly(dir);
+  CHECK_FALSE(std::filesystem::exists(dir));
+}

@@ -5,6 +5,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <ctime>
+#include <exception>
+#include <utility>
 #include <vector>
 
 namespace lethe::archive {
@@ -22,7 +24,15 @@ struct TarWriter::Impl {
   ByteSink out;
   struct archive* a = nullptr;
   bool finished = false;
-  std::string error; // an exception from the sink, carried through libarchive's C callbacks
+  // An exception from the sink, carried through libarchive's C callbacks (nothing may unwind
+  // through C code) and rethrown as it was once the libarchive call returned.
+  std::exception_ptr error;
+  void rethrow() {
+    if (error) {
+      std::exception_ptr e = std::exchange(error, nullptr);
+      std::rethrow_exception(e);
+    }
+  }
 };
 
 namespace {
@@ -31,8 +41,8 @@ la_ssize_t write_cb(struct archive*, void* data, const void* buf, size_t n) {
   auto* impl = static_cast<TarWriter::Impl*>(data);
   try {
     impl->out(static_cast<const unsigned char*>(buf), n);
-  } catch (const std::exception& e) {
-    impl->error = e.what();
+  } catch (...) {
+    impl->error = std::current_exception();
     return -1;
   }
   return static_cast<la_ssize_t>(n);
@@ -50,6 +60,7 @@ TarWriter::TarWriter(ByteSink out) : m_impl(std::make_unique<Impl>()) {
       // No zero padding after the compressed stream: zstd readers take it for another frame.
       archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
       archive_write_open(a, m_impl.get(), nullptr, write_cb, nullptr) != ARCHIVE_OK) {
+    m_impl->rethrow();
     fail(a, "cannot start the tar/zstd container");
   }
 }
@@ -74,29 +85,27 @@ void TarWriter::add(const std::string& name, std::string_view data) {
   int rc = archive_write_header(a, e);
   archive_entry_free(e);
   if (rc != ARCHIVE_OK) {
+    m_impl->rethrow();
     fail(a, "cannot write the header of member " + name);
   }
   size_t done = 0;
   while (done < data.size()) {
     la_ssize_t n = archive_write_data(a, data.data() + done, data.size() - done);
     if (n <= 0) {
-      if (!m_impl->error.empty()) {
-        throw Error(Exit::io, "cannot write the archive: " + m_impl->error);
-      }
+      m_impl->rethrow();
       fail(a, "cannot write member " + name);
     }
     done += static_cast<size_t>(n);
   }
   if (archive_write_finish_entry(a) != ARCHIVE_OK) {
+    m_impl->rethrow();
     fail(a, "cannot finish member " + name);
   }
 }
 
 void TarWriter::finish() {
   if (archive_write_close(m_impl->a) != ARCHIVE_OK) {
-    if (!m_impl->error.empty()) {
-      throw Error(Exit::io, "cannot write the archive: " + m_impl->error);
-    }
+    m_impl->rethrow();
     fail(m_impl->a, "cannot close the container");
   }
   m_impl->finished = true;
@@ -106,7 +115,13 @@ struct TarReader::Impl {
   ByteSource in;
   struct archive* a = nullptr;
   std::vector<unsigned char> buf = std::vector<unsigned char>(256 * 1024);
-  std::string error;
+  std::exception_ptr error; // as in TarWriter::Impl
+  void rethrow() {
+    if (error) {
+      std::exception_ptr e = std::exchange(error, nullptr);
+      std::rethrow_exception(e);
+    }
+  }
 };
 
 namespace {
@@ -117,8 +132,8 @@ la_ssize_t read_cb(struct archive*, void* data, const void** out) {
     size_t n = impl->in(impl->buf.data(), impl->buf.size());
     *out = impl->buf.data();
     return static_cast<la_ssize_t>(n);
-  } catch (const Error& e) {
-    impl->error = e.what();
+  } catch (...) {
+    impl->error = std::current_exception();
     return -1;
   }
 }
@@ -132,9 +147,7 @@ TarReader::TarReader(ByteSource in) : m_impl(std::make_unique<Impl>()) {
   if (a == nullptr || archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
       archive_read_support_format_tar(a) != ARCHIVE_OK ||
       archive_read_open(a, m_impl.get(), nullptr, read_cb, nullptr) != ARCHIVE_OK) {
-    if (!m_impl->error.empty()) {
-      throw Error(Exit::data, m_impl->error, "the archive is damaged or the key is wrong");
-    }
+    m_impl->rethrow();
     fail(a, "cannot open the tar/zstd container", Exit::data);
   }
 }
@@ -152,9 +165,7 @@ bool TarReader::next(std::string& name) {
     return false;
   }
   if (rc != ARCHIVE_OK) {
-    if (!m_impl->error.empty()) {
-      throw Error(Exit::data, m_impl->error, "the archive is damaged or the key is wrong");
-    }
+    m_impl->rethrow();
     fail(m_impl->a, "cannot read the next member", Exit::data);
   }
   name = archive_entry_pathname(e);
@@ -169,9 +180,7 @@ void TarReader::read(const std::function<void(std::string_view chunk)>& chunk) {
       return;
     }
     if (n < 0) {
-      if (!m_impl->error.empty()) {
-        throw Error(Exit::data, m_impl->error, "the archive is damaged or the key is wrong");
-      }
+      m_impl->rethrow();
       fail(m_impl->a, "cannot read a member", Exit::data);
     }
     chunk(std::string_view(buf.data(), static_cast<size_t>(n)));

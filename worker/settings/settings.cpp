@@ -228,6 +228,7 @@ private:
       if (const toml::array* r = (*a)["recipients"].as_array()) {
         for (const toml::node& n : *r) {
           s.archive_recipients.push_back(n.value<std::string>().value_or(""));
+          s.archive_recipients_where.push_back(where(n.source()));
         }
       }
       s.archive_key_namespace = str(*a, "key_namespace", s.archive_key_namespace);

@@ -74,6 +74,7 @@ struct Settings {
   std::vector<PiiTable> children; // parents before their children
   std::filesystem::path archive_spool_dir = "/var/lib/lethe/archive-spool";
   std::vector<std::string> archive_recipients;
+  std::vector<Where> archive_recipients_where; // one per recipient
   std::string archive_key_namespace = "lethe-archive";
   std::string archive_key_name = "archive";
   long archive_member_mib = 2;

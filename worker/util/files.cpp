@@ -49,6 +49,78 @@ void write_all(int fd, const char* data, size_t size, const std::filesystem::pat
 
 } // namespace
 
+Exit exit_for(const std::error_code& ec) noexcept {
+  if (ec == std::errc::permission_denied || ec == std::errc::operation_not_permitted) {
+    return Exit::permission;
+  }
+  if (ec == std::errc::file_exists || ec == std::errc::not_a_directory ||
+      ec == std::errc::is_a_directory || ec == std::errc::read_only_file_system ||
+      ec == std::errc::no_space_on_device || ec == std::errc::directory_not_empty) {
+    return Exit::cant_create;
+  }
+  return Exit::io;
+}
+
+Error filesystem_error(const std::string& what, const std::filesystem::path& path,
+                       const std::error_code& ec) {
+  Exit code = exit_for(ec);
+  std::string hint = code == Exit::permission
+                         ? "give the user lethe runs as access to that path, or choose another"
+                     : code == Exit::cant_create
+                         ? "choose a path that can be created (a writable file system with space)"
+                         : "check that the path exists and its file system is healthy";
+  return Error(code, what + " " + path.string() + ": " + ec.message(), hint);
+}
+
+void create_directories(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    throw filesystem_error("cannot create directory", dir, ec);
+  }
+}
+
+bool exists(const std::filesystem::path& path) {
+  std::error_code ec;
+  bool found = std::filesystem::exists(path, ec);
+  if (ec) {
+    throw filesystem_error("cannot look at", path, ec);
+  }
+  return found;
+}
+
+bool is_directory(const std::filesystem::path& path) {
+  std::error_code ec;
+  bool dir = std::filesystem::is_directory(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw filesystem_error("cannot look at", path, ec);
+  }
+  return dir;
+}
+
+void rename(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::error_code ec;
+  std::filesystem::rename(from, to, ec);
+  if (ec) {
+    throw filesystem_error("cannot move " + from.string() + " to", to, ec);
+  }
+}
+
+void remove_all_quietly(const std::filesystem::path& path) noexcept {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+}
+
+std::filesystem::path make_private_directory(const std::filesystem::path& parent,
+                                             const std::string& prefix) {
+  std::string templ = (parent / (prefix + "XXXXXX")).string();
+  if (::mkdtemp(templ.data()) == nullptr) {
+    throw filesystem_error("cannot create a private directory in", parent,
+                           std::error_code(errno, std::generic_category()));
+  }
+  return templ; // mkdtemp makes it with mode 0700
+}
+
 Secret read_secret_file(const std::filesystem::path& path, const std::string& what) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {

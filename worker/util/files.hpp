@@ -2,12 +2,32 @@
 // appends that reach the disk before we go on.
 #pragma once
 
+#include "worker/util/error.hpp"
 #include "worker/util/secret.hpp"
 
 #include <filesystem>
 #include <string>
+#include <system_error>
 
 namespace lethe::util {
+
+// std::filesystem failures as lethe Errors: permission denied is 77, a path that cannot be made
+// (exists as something else, read-only or full file system) 73, anything else 74.
+Exit exit_for(const std::error_code& ec) noexcept;
+// An Error for `what` (e.g. "cannot create directory") on `path` failing with `ec`.
+Error filesystem_error(const std::string& what, const std::filesystem::path& path,
+                       const std::error_code& ec);
+
+// std::filesystem calls that throw Error (with the path) instead of filesystem_error.
+void create_directories(const std::filesystem::path& dir);
+bool exists(const std::filesystem::path& path);
+bool is_directory(const std::filesystem::path& path);
+void rename(const std::filesystem::path& from, const std::filesystem::path& to);
+// Removes `path` and everything under it; never throws (for cleanup on failure).
+void remove_all_quietly(const std::filesystem::path& path) noexcept;
+// Makes a new directory with mode 0700 under `parent`, named `prefix` plus random characters.
+std::filesystem::path make_private_directory(const std::filesystem::path& parent,
+                                             const std::string& prefix);
 
 // Reads the secret file `path` after checking it is a regular file owned by the running user and
 // not readable or writable by group or others; throws Error(permission) otherwise. `what` names
