@@ -169,6 +169,17 @@ std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFi
   if (audited != a.state) {
     return a.id + ": the catalog says " + a.state + ", the audit trail says " + audited;
   }
+  // Who destroyed it is the destroyed record's actor and the role the server stamped on it
+  // (archives destroyed before schema 4 name no state record and are not checked).
+  if (a.state == "destroyed" &&
+      session.exec("SELECT count(*) FROM lethe.archives a LEFT JOIN lethe.audit_log l ON l.seq = "
+                   "a.state_seq AND l.exit_reason = 'destroyed' WHERE a.archive_id = $1 AND "
+                   "a.state_seq IS NOT NULL AND (l.seq IS NULL OR a.destroyed_by IS DISTINCT "
+                   "FROM l.actor OR a.destroyed_by_role IS DISTINCT FROM l.db_role)",
+                   {a.id})
+              .integer(0, 0) != 0) {
+    return a.id + ": the catalog's destroyed_by differs from its destroyed audit record";
+  }
   if (read == ReadFile::no) {
     return {};
   }

@@ -10,8 +10,24 @@
 -- change without its evidence committing with it.
 
 ALTER TABLE lethe.archives
-  ADD COLUMN evidence_seq bigint, -- the archive_written audit record
-  ADD COLUMN state_seq    bigint; -- the audit record of the newest state change
+  ADD COLUMN evidence_seq      bigint, -- the archive_written audit record
+  ADD COLUMN state_seq         bigint, -- the audit record of the newest state change
+  ADD COLUMN destroyed_by_role text;  -- the server-stamped db_role of the destroyed record
+
+-- Nobody but the owner and the grants below (which `lethe grants` rewrites: it revokes the
+-- broad grants of schema 2 before it grants the narrow ones) touches the catalog.
+REVOKE ALL ON lethe.archives, lethe.archived_orders FROM PUBLIC;
+
+-- Archives recorded before this migration name their archive_written record when exactly one
+-- says what the catalog row says; an order is released from its hold only through an archive
+-- with its evidence, so those without stay unreleased and `archive verify` names them.
+UPDATE lethe.archives a
+   SET evidence_seq = (SELECT min(l.seq) FROM lethe.audit_log l
+                        WHERE l.exit_reason = 'archive_written'
+                          AND (l.details::jsonb ->> 'archive_id') = a.archive_id
+                          AND (l.details::jsonb ->> 'sha256') = a.sha256
+                          AND (l.counts::jsonb ->> 'bytes')::bigint = a.size_bytes
+                       HAVING count(*) = 1);
 
 -- The audit record `p_seq`, if it was inserted by the current transaction and says `p_reason`
 -- about archive `p_archive_id`.
@@ -60,7 +76,11 @@ $$;
 
 -- Moves archive `p_archive_id` to state `p_state` ('cold' or 'destroyed'), after its audit
 -- record `p_seq` (exit_reason = the new state, details: archive_id and "from") was written in
--- this transaction. destroyed_at and destroyed_by come from that record.
+-- this transaction. destroyed_at, destroyed_by (the actor lethe wrote) and destroyed_by_role
+-- (the role the server stamped) come from that record. A spooled archive is destroyed only by
+-- `archive expire`, which overwrites the file in the same transaction; a cold one only by the
+-- operator's `archive mark-destroyed`. Nothing is destroyed before its retention ends by the
+-- server's clock: a tax archive destroyed early is a compliance failure, whatever a client says.
 CREATE FUNCTION lethe.archive_set_state(p_archive_id text, p_state text, p_seq bigint)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -75,17 +95,27 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'states go spooled -> cold -> destroyed';
   END IF;
+  IF p_state = 'destroyed' AND a.retention_until >= current_date THEN
+    RAISE EXCEPTION 'archive % is retained until %', p_archive_id, a.retention_until
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'an archive is destroyed only after its retention ends (by the server clock)';
+  END IF;
   l := lethe.archive_evidence_in_this_transaction(p_seq, p_state, p_archive_id);
-  IF l.seq IS NULL OR (l.details::jsonb ->> 'from') IS DISTINCT FROM a.state THEN
+  IF l.seq IS NULL OR (l.details::jsonb ->> 'from') IS DISTINCT FROM a.state
+     OR (p_state = 'destroyed' AND l.job IS DISTINCT FROM
+         CASE a.state WHEN 'spooled' THEN 'archive expire' ELSE 'archive mark' END) THEN
     RAISE EXCEPTION 'archive % has no audit record of this change in this transaction',
       p_archive_id
       USING ERRCODE = 'insufficient_privilege',
-            HINT = 'write the audit record with the change (Trail::append_in)';
+            HINT = 'write the audit record with the change (Trail::append_in); a spooled '
+                   'archive is destroyed by `archive expire`, a cold one by `archive '
+                   'mark-destroyed`';
   END IF;
   UPDATE lethe.archives
      SET state = p_state, state_seq = p_seq,
          destroyed_at = CASE WHEN p_state = 'destroyed' THEN l.recorded_at END,
-         destroyed_by = CASE WHEN p_state = 'destroyed' THEN l.actor END
+         destroyed_by = CASE WHEN p_state = 'destroyed' THEN l.actor END,
+         destroyed_by_role = CASE WHEN p_state = 'destroyed' THEN l.db_role END
    WHERE archive_id = p_archive_id;
 END
 $$;

@@ -261,7 +261,12 @@ TEST_CASE("archive expire: past retention destroyed and recorded, cold ones repo
   test::RunResult early = t.lethe("archive expire");
   CHECK(early.exit == 0);
   CHECK(std::filesystem::exists(path));
-  test::RunResult late = t.lethe("archive expire --as-of 2040-01-01 --operator erin");
+  // Retention ends by the server's clock, not by a date the client names.
+  test::RunResult ahead = t.lethe("archive expire --as-of 2040-01-01 --operator erin");
+  CHECK(ahead.exit == 64);
+  CHECK(std::filesystem::exists(path));
+  s->exec("UPDATE lethe.archives SET retention_until = current_date - 1");
+  test::RunResult late = t.lethe("archive expire --operator erin");
   INFO(late.err);
   CHECK(late.exit == 0);
   CHECK_FALSE(std::filesystem::exists(path));
@@ -282,7 +287,9 @@ TEST_CASE("archive expire: past retention destroyed and recorded, cold ones repo
   std::string id2 =
       s->exec("SELECT archive_id FROM lethe.archives WHERE state = 'spooled'").text(0, 0);
   REQUIRE(t.lethe("archive mark-cold " + id2).exit == 0);
-  test::RunResult cold = t.lethe("archive expire --as-of 2040-01-01");
+  s->exec("UPDATE lethe.archives SET retention_until = current_date - 1 WHERE archive_id = $1",
+          {id2});
+  test::RunResult cold = t.lethe("archive expire");
   CHECK(cold.out.find("destroy it there") != std::string::npos);
   CHECK(s->exec("SELECT state FROM lethe.archives WHERE archive_id = $1", {id2}).text(0, 0) ==
         "cold");

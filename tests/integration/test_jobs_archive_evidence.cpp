@@ -6,6 +6,7 @@
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/esdk.hpp"
 #include "worker/crypto/hash.hpp"
+#include "worker/db/pii_sql.hpp"
 #include "worker/util/files.hpp"
 
 #include <catch2/catch.hpp>
@@ -60,6 +61,36 @@ void require_denied(db::Session& s, const std::string& sql) {
   } catch (const db::DbError& e) {
     CHECK(e.sqlstate() == "42501");
   }
+}
+
+// Ends every archive's retention by the server's clock (retention is years away in the tests).
+void end_retention(db::Session& s) {
+  s.exec("UPDATE lethe.archives SET retention_until = current_date - 1");
+}
+
+// Calls lethe.archive_set_state as the admin after a bare audit record (job `job`, the change
+// from `from`) written in the same transaction, then rolls back. Returns the SQLSTATE of the
+// refusal, empty when the function accepted the change.
+std::string set_state_with_record(db::Session& s, const std::string& id, const std::string& state,
+                                  const std::string& from, const std::string& job) {
+  try {
+    s.transact([&](db::Transaction& tx) {
+      tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, unit, "
+              "outcome, exit_reason, counts, details, prev_hash, hash) SELECT max(seq) + 1, "
+              "now(), 'manual', $1, 'test', 'test', 'test', 'done', $2, '{}', "
+              "json_build_object('archive_id', $3::text, 'from', $4::text)::text, 'x', "
+              "md5(random()::text) FROM lethe.audit_log",
+              {job, state, id, from});
+      tx.exec("SELECT lethe.archive_set_state($1, $2, (SELECT max(seq) FROM lethe.audit_log))",
+              {id, state});
+      throw std::runtime_error("accepted");
+    });
+  } catch (const db::DbError& e) {
+    return e.sqlstate();
+  } catch (const std::runtime_error&) {
+    return {};
+  }
+  return "not reached";
 }
 
 std::filesystem::path spool(const test::TestDb& t) {
@@ -138,7 +169,8 @@ TEST_CASE("archive expire: a destruction that failed is not recorded and fails t
   std::filesystem::path aside = t.dir() / "aside";
   std::filesystem::rename(path, aside);
   std::filesystem::create_directory(path);
-  test::RunResult open_fails = t.lethe("archive expire --as-of 2040-01-01");
+  end_retention(*s);
+  test::RunResult open_fails = t.lethe("archive expire");
   CHECK(open_fails.exit == 74);
   CHECK(open_fails.err.find("cannot destroy archive file") != std::string::npos);
   CHECK(open_fails.err.find("HINT:") != std::string::npos);
@@ -150,13 +182,13 @@ TEST_CASE("archive expire: a destruction that failed is not recorded and fails t
   // Overwriting fails after the first KiB (a file size limit makes write() fail with EFBIG).
   test::RunResult write_fails =
       test::run_shell("( trap '' XFSZ; ulimit -f 1; exec " LETHE_BIN " --config " +
-                          t.config().string() + " archive expire --as-of 2040-01-01 ) 2>&1 | cat",
+                          t.config().string() + " archive expire ) 2>&1 | cat",
                       t.dir());
   CHECK(write_fails.out.find("overwrite") != std::string::npos);
   CHECK(write_fails.out.find("HINT:") != std::string::npos);
   unchanged();
   CHECK(std::filesystem::exists(path));
-  CHECK(t.lethe("archive expire --as-of 2040-01-01").exit == 0);
+  CHECK(t.lethe("archive expire").exit == 0);
   CHECK_FALSE(std::filesystem::exists(path));
   CHECK(s->exec("SELECT state FROM lethe.archives").text(0, 0) == "destroyed");
   CHECK(t.lethe("archive verify").exit == 0);
@@ -290,8 +322,24 @@ TEST_CASE(
   // Through lethe, the same changes carry their audit records and verify agrees.
   REQUIRE(t.lethe("archive mark-cold " + id + " --operator vault").exit == 0);
   CHECK(t.lethe("archive verify").exit == 0);
+  // Not before its retention ends by the server's clock, in lethe or in the function.
+  test::RunResult early = t.lethe("archive mark-destroyed " + id + " --operator erin");
+  CHECK(early.exit == 65);
+  CHECK(early.err.find("HINT:") != std::string::npos);
+  CHECK(set_state_with_record(*s, id, "destroyed", "cold", "archive mark") == "42501");
+  CHECK(s->exec("SELECT state FROM lethe.archives").text(0, 0) == "cold");
+  end_retention(*s);
+  CHECK(set_state_with_record(*s, id, "destroyed", "cold", "archive mark").empty());
   REQUIRE(t.lethe("archive mark-destroyed " + id + " --operator erin").exit == 0);
-  CHECK(s->exec("SELECT destroyed_by FROM lethe.archives").text(0, 0) == "erin");
+  // Who: the actor lethe wrote and the role the server stamped on the record.
+  db::Rows by =
+      s->exec("SELECT destroyed_by, destroyed_by_role = session_user FROM lethe.archives");
+  CHECK(by.text(0, 0) == "erin");
+  CHECK(by.text(0, 1) == "t");
+  test::RunResult listed = t.lethe("archive list --json");
+  CHECK(listed.out.find("\"destroyed_by\":\"erin\"") != std::string::npos);
+  CHECK(listed.out.find("\"destroyed_by_role\":\"" + s->exec("SELECT session_user").text(0, 0) +
+                        "\"") != std::string::npos);
   CHECK(t.lethe("archive verify").exit == 0);
   CHECK(t.lethe("audit verify").exit == 0);
 }
@@ -335,4 +383,144 @@ TEST_CASE("archive run: SIGTERM rolls back the unrecorded archive or stops after
     CHECK(count(*s, "SELECT count(*) FROM lethe.archives") == 1);
     CHECK(t.lethe("archive verify").exit == 0);
   }
+}
+
+TEST_CASE("archive grants: an upgraded database loses schema 2's broad grants, and only "
+          "evidence releases a held order") {
+  test::TestDb t("archive_upgrade_grants", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  // What schema 2's grants script gave the archive job, still there after an upgrade.
+  s->exec("GRANT SELECT, INSERT, UPDATE ON lethe.archives TO lethe_archive");
+  s->exec("GRANT SELECT, INSERT ON lethe.archived_orders TO lethe_archive");
+  s->exec(db::grants_sql(t.settings()));
+  auto cfg =
+      t.write_config("archive-role.toml",
+                     t.config_text("lethe_archive", role_password(t, "lethe_archive").string()));
+  auto role = db::connect(settings::load(cfg));
+  std::string key = s->exec("SELECT amazon_order_id FROM lethe.pii_state_public_orders WHERE held "
+                            "AND due_at <= $1::timestamptz ORDER BY 1 LIMIT 1",
+                            {k_as_of})
+                        .text(0, 0);
+  require_denied(*role, "INSERT INTO lethe.archived_orders VALUES ('" + key + "', 'x')");
+  require_denied(*role, "UPDATE lethe.archives SET state = 'cold'");
+  require_denied(*role, "UPDATE lethe.archives SET evidence_seq = 1");
+
+  // A row written around lethe.archive_orders, for an archive the catalog does not hold with
+  // its evidence, releases nothing, and verify names it.
+  long long held = held_due(*s);
+  s->exec("INSERT INTO lethe.archived_orders VALUES ($1, 'a-fake')", {key});
+  CHECK(held_due(*s) == held);
+  test::RunResult purge = t.lethe("purge --force --operator test --as-of '" + k_as_of + "'");
+  INFO(purge.err);
+  CHECK(purge.exit == 0);
+  CHECK(s->exec("SELECT buyer_name <> '[redacted]' FROM orders WHERE amazon_order_id = $1", {key})
+            .text(0, 0) == "t");
+  test::RunResult v = t.lethe("archive verify --json");
+  CHECK(v.exit == 65);
+  CHECK(v.out.find("a-fake: 1 archived_orders row(s) name an archive not cataloged with its "
+                   "evidence") != std::string::npos);
+  s->exec("DELETE FROM lethe.archived_orders WHERE archive_id = 'a-fake'");
+
+  // A cataloged archive whose archived_orders do not add up to its orders fails verify too.
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'").exit == 0);
+  CHECK(t.lethe("archive verify").exit == 0);
+  std::string id = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
+  s->exec("DELETE FROM lethe.archived_orders WHERE order_key = (SELECT min(order_key) FROM "
+          "lethe.archived_orders)");
+  test::RunResult short_one = t.lethe("archive verify --json");
+  CHECK(short_one.exit == 65);
+  CHECK(short_one.out.find(id + ": the catalog says ") != std::string::npos);
+}
+
+TEST_CASE("archive state: a spooled archive is destroyed only by expire, after its retention "
+          "by the server's clock, and the destroyer's role is the server's") {
+  test::TestDb t("archive_destroy_rules", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  auto cfg =
+      t.write_config("archive-role.toml",
+                     t.config_text("lethe_archive", role_password(t, "lethe_archive").string()));
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'", cfg).exit == 0);
+  db::Rows cat = s->exec("SELECT archive_id, path FROM lethe.archives");
+  std::string id = cat.text(0, 0);
+  std::filesystem::path path = cat.text(0, 1);
+  auto still_spooled = [&] {
+    CHECK(std::filesystem::exists(path));
+    CHECK(s->exec("SELECT state FROM lethe.archives").text(0, 0) == "spooled");
+    CHECK(count(*s, "SELECT count(*) FROM lethe.audit_log WHERE exit_reason = 'destroyed'") == 0);
+  };
+
+  // (a) The file is in the spool: only expire, which overwrites it, may record it destroyed.
+  test::RunResult marked = t.lethe("archive mark-destroyed " + id + " --operator erin", cfg);
+  CHECK(marked.exit == 65);
+  CHECK(marked.err.find("archive expire") != std::string::npos);
+  CHECK(marked.err.find("HINT:") != std::string::npos);
+  still_spooled();
+
+  // (c) Not before retention ends by the server's clock: a later --as-of is refused, and the
+  // function refuses whatever record comes with the change.
+  test::RunResult ahead = t.lethe("archive expire --as-of 2040-01-01", cfg);
+  CHECK(ahead.exit == 64);
+  CHECK(ahead.err.find("HINT:") != std::string::npos);
+  CHECK(t.lethe("archive expire", cfg).exit == 0);
+  still_spooled();
+  CHECK(set_state_with_record(*s, id, "destroyed", "spooled", "archive expire") == "42501");
+  end_retention(*s);
+  CHECK(set_state_with_record(*s, id, "destroyed", "spooled", "archive mark") == "42501");
+  CHECK(set_state_with_record(*s, id, "destroyed", "spooled", "archive expire").empty());
+  CHECK(t.lethe("archive mark-destroyed " + id + " --operator erin", cfg).exit == 65);
+  still_spooled();
+
+  // (b) Expired by the archive role: destroyed_by is the actor, destroyed_by_role the server's.
+  test::RunResult expired = t.lethe("archive expire --operator erin", cfg);
+  INFO(expired.err);
+  CHECK(expired.exit == 0);
+  CHECK_FALSE(std::filesystem::exists(path));
+  db::Rows by = s->exec("SELECT state, destroyed_by, destroyed_by_role FROM lethe.archives");
+  CHECK(by.text(0, 0) == "destroyed");
+  CHECK(by.text(0, 1) == "erin");
+  CHECK(by.text(0, 2) == "lethe_archive");
+  test::RunResult listed = t.lethe("archive list", cfg);
+  CHECK(listed.out.find("destroyed by erin (role lethe_archive)") != std::string::npos);
+  CHECK(t.lethe("archive verify").exit == 0);
+  // A destroyer rewritten in the catalog disagrees with the record.
+  s->exec("UPDATE lethe.archives SET destroyed_by_role = 'lethe_monitor'");
+  test::RunResult v = t.lethe("archive verify --json");
+  CHECK(v.exit == 65);
+  CHECK(v.out.find(id + ": the catalog's destroyed_by differs") != std::string::npos);
+}
+
+TEST_CASE("archive expire: a change the database refuses leaves the file in place") {
+  test::TestDb t("archive_expire_refused", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  auto cfg =
+      t.write_config("archive-role.toml",
+                     t.config_text("lethe_archive", role_password(t, "lethe_archive").string()));
+  REQUIRE(t.lethe("archive run --as-of '" + k_as_of + "'", cfg).exit == 0);
+  std::filesystem::path path = s->exec("SELECT path FROM lethe.archives").text(0, 0);
+  end_retention(*s);
+  s->exec("REVOKE EXECUTE ON FUNCTION lethe.archive_set_state(text, text, bigint) FROM "
+          "lethe_archive");
+  test::RunResult r = t.lethe("archive expire", cfg);
+  INFO(r.err);
+  CHECK(r.exit == 77);
+  CHECK(r.err.find("its file was not touched") != std::string::npos);
+  CHECK(r.err.find("HINT:") != std::string::npos);
+  CHECK(std::filesystem::exists(path));
+  CHECK(s->exec("SELECT state FROM lethe.archives").text(0, 0) == "spooled");
+  CHECK(count(*s, "SELECT count(*) FROM lethe.audit_log WHERE exit_reason = 'destroyed'") == 0);
+  CHECK(count(*s, "SELECT count(*) FROM lethe.audit_log WHERE exit_reason = 'destroy_failed'") ==
+        1);
+  CHECK(t.lethe("archive verify").exit == 0);
+
+  s->exec(db::grants_sql(t.settings()));
+  CHECK(t.lethe("archive expire", cfg).exit == 0);
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK(t.lethe("archive verify").exit == 0);
+  CHECK(t.lethe("audit verify").exit == 0);
 }

@@ -190,13 +190,16 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
   if (&t == &s.root.table) {
     out += ",\n         " + due_at_expr(s) + " AS due_at";
     // held: under regulatory hold and in no archive yet. An archived order is no longer
-    // held back, so the purge sanitizes it like any other.
+    // held back, so the purge sanitizes it like any other. Archived means listed by an archive
+    // whose catalog row has its archive_written evidence (only lethe.archive_orders writes
+    // both); a destroyed archive still counts: its orders were sanitized before it was.
     if (s.hold_predicate.empty()) {
       out += ",\n         false AS held";
     } else {
       out +=
           ",\n         (coalesce((" + s.hold_predicate +
-          "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a WHERE a.order_key = " +
+          "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a JOIN lethe.archives c "
+          "ON c.archive_id = a.archive_id AND c.evidence_seq IS NOT NULL WHERE a.order_key = " +
           quote_ident(t.table) + "." + quote_ident(t.key) + "::text)) AS held";
     }
   }
@@ -300,6 +303,11 @@ std::string grants_sql(const Settings& s) {
   // archives, then sanitizes the archived orders like the purge.
   const std::string archive = "lethe_archive";
   out += role_setup(archive, "daily cold archive of held orders (C2); reads PII to archive it");
+  // Schema 2 granted lethe_archive UPDATE on all of lethe.archives and INSERT on
+  // lethe.archived_orders; GRANT only adds, so an upgraded database keeps them unless revoked.
+  // Nothing else in this script grants on these two tables.
+  out += "REVOKE ALL ON lethe.archives, lethe.archived_orders FROM " + quote_ident(purge) + ", " +
+         quote_ident(archive) + ";\n";
   for (const std::string& sc : schemas) {
     out += "GRANT USAGE ON SCHEMA " + quote_ident(sc) + " TO " + quote_ident(archive) + ";\n";
   }
@@ -336,6 +344,7 @@ std::string grants_sql(const Settings& s) {
   // The monitor: `lethe check` and `lethe audit verify`; reads state views and the audit trail.
   const std::string monitor = "lethe_monitor";
   out += role_setup(monitor, "`lethe check` and `lethe audit verify` (read-only)");
+  out += "REVOKE ALL ON lethe.archives, lethe.archived_orders FROM " + quote_ident(monitor) + ";\n";
   out += "GRANT SELECT ON lethe.audit_log TO " + quote_ident(monitor) + ";\n";
   for (const PiiTable* t : s.pii_tables()) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(monitor) + ";\n";
