@@ -3,7 +3,6 @@
 // sanitize the archived orders.
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
-#include "jobs/purge/purge.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/audit/runs.hpp"
 #include "worker/crypto/esdk.hpp"
@@ -11,6 +10,8 @@
 #include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
+#include "worker/runtime/locks.hpp"
+#include "worker/sanitize/engine.hpp"
 #include "worker/util/faults.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
@@ -374,12 +375,26 @@ int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
   return static_cast<int>(Exit::temporary);
 }
 
+// The last step: every due order an archive holds (this run's, and any an earlier run
+// archived but did not get to sanitize) is sanitized through the engine, then the touched
+// tables are vacuumed. The caller holds the PII writers' lock.
+sanitize::Stats sanitize_archived(ArchiveRun& run) {
+  const settings::Settings& s = run.ctx.settings();
+  sanitize::Job job{run.ctx, {s.batch_size, static_cast<int>(s.workers)}, run.as_of, {}, {},
+                    run.run_id, {}};
+  sanitize::plan(job, sanitize::Selection::archived_due(), sanitize::Action::sanitize);
+  sanitize::load_hmac_key(job);
+  sanitize::run_batches(job);
+  sanitize::vacuum_touched_tables(job);
+  return job.stats;
+}
+
 } // namespace
 
 int run_archive(Context& ctx, const RunOptions& opt) {
   util::install_stop_handlers();
   ArchiveRun run{ctx, opt, {}, {}, 0, 0};
-  purge::lock_pii_writers(ctx, "archive");
+  runtime::lock_pii_writers(ctx, "archive");
   run.started = std::filesystem::file_time_type::clock::now();
   run.as_of = db::resolve_instant(ctx.ready_db(), opt.as_of);
   if (run.as_of.future) {
@@ -396,7 +411,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                 "public key in archive.recipients");
   }
   run.run_id = audit::begin_run(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
-  purge::RunStats sanitized;
+  sanitize::Stats sanitized;
   auto started = std::chrono::steady_clock::now();
   double write_s = 0;
   try {
@@ -426,7 +441,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
       step("record_archive", [&] { record_archive(run); });
     }
     write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso, run.run_id);
+    sanitized = sanitize_archived(run);
   } catch (const Interrupted&) {
     return interrupted(run);
   } catch (const Error& e) {

@@ -244,6 +244,40 @@ std::optional<std::string> row_identity(Session& session, const settings::Settin
   return r.text(0, 0);
 }
 
+const std::string& TableFacts::type_of(const std::string& name) const {
+  for (const auto& [column, type] : columns) {
+    if (column == name) {
+      return type;
+    }
+  }
+  throw Error(Exit::config, "column " + name + " of " + table + " does not exist",
+              "run `lethe config check` to compare the PII map with the database");
+}
+
+const TableFacts& CatalogFacts::of(const std::string& table) const {
+  for (const TableFacts& t : tables) {
+    if (t.table == table) {
+      return t;
+    }
+  }
+  throw Error(Exit::internal, "no catalog facts were read for " + table);
+}
+
+CatalogFacts read_facts(Session& session, const settings::Settings& s) {
+  CatalogFacts facts;
+  for (const settings::PiiTable* t : s.pii_tables()) {
+    TableFacts tf;
+    tf.table = t->table;
+    Rows r = session.exec(k_columns_query, {quote_ident(t->table)});
+    for (size_t i = 0; i < r.size(); ++i) {
+      tf.columns.emplace_back(r.text(i, 0), r.text(i, 1));
+    }
+    tf.row_id = row_identity(session, s, *t);
+    facts.tables.push_back(std::move(tf));
+  }
+  return facts;
+}
+
 CatalogReport check_pii_map(Session& session, const settings::Settings& s) {
   return Checker(session, s).run();
 }
