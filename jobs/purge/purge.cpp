@@ -2,9 +2,9 @@
 #include "jobs/purge/purge.hpp"
 
 #include "jobs/purge/report.hpp"
-#include "worker/audit/runs.hpp"
 #include "worker/log/log.hpp"
 #include "worker/runtime/locks.hpp"
+#include "worker/runtime/run_scope.hpp"
 #include "worker/sanitize/engine.hpp"
 #include "worker/sanitize/overdue.hpp"
 #include "worker/util/json.hpp"
@@ -74,9 +74,8 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
         {{"limit", limit}, {"orders_due", job.stats.candidates}, {"actor", job.ctx.who().actor}});
     return;
   }
-  job.ctx.record(audit::Record{audit::Kind::alarm, "purge", "refused", "safety_limit",
-                               std::nullopt, counts.str(),
-                               util::JsonObject().add("limit", limit).str()});
+  job.ctx.record(audit::Record{audit::Kind::alarm, "purge", "refused", "safety_limit", std::nullopt,
+                               counts.str(), util::JsonObject().add("limit", limit).str()});
   throw Error(Exit::data,
               "the purge would sanitize " + std::to_string(job.stats.candidates) + " of " +
                   std::to_string(job.stats.root_rows) + " orders, above " + limit,
@@ -84,15 +83,15 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
               "`lethe purge --force --operator NAME`, which the audit trail records");
 }
 
-void record_run(Job& job) {
-  std::string outcome = job.stats.exit_reason == "interrupted" ? "interrupted" : "done";
-  audit::finish_run(job.ctx, job.run_id, audit::Kind::run, outcome, job.stats.exit_reason,
-                    job.stats.counts_json(),
-                    util::JsonObject()
-                        .add("as_of", job.as_of.iso)
-                        .add("forced", job.stats.forced)
-                        .add("pii_map_digest", settings::pii_map_digest(job.ctx.settings()))
-                        .str());
+void record_run(Job& job, runtime::RunScope& run) {
+  runtime::Outcome outcome = job.stats.exit_reason == "interrupted" ? runtime::Outcome::interrupted
+                                                                    : runtime::Outcome::done;
+  run.finish(outcome, job.stats.exit_reason, job.stats.counts_json(),
+             util::JsonObject()
+                 .add("as_of", job.as_of.iso)
+                 .add("forced", job.stats.forced)
+                 .add("pii_map_digest", settings::pii_map_digest(job.ctx.settings()))
+                 .str());
 }
 
 } // namespace
@@ -109,27 +108,26 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
   }
   if (job.stats.candidates == 0) {
     job.stats.exit_reason = "nothing_due";
-    job.run_id = audit::begin_run(ctx, "{}");
-    record_run(job);
+    runtime::RunScope run(ctx, "{}");
+    job.run_id = run.id();
+    record_run(job, run);
     print_stats(job.stats, opt.json);
     return 0;
   }
   check_safety_limits(job, opt);
   sanitize::load_hmac_key(job);
-  job.run_id = audit::begin_run(ctx, util::JsonObject()
-                                         .add("as_of", job.as_of.iso)
-                                         .add("force", opt.force)
-                                         .add("batch_size", opt.batch_size)
-                                         .str());
-  try {
+  runtime::RunScope run(ctx, util::JsonObject()
+                                 .add("as_of", job.as_of.iso)
+                                 .add("force", opt.force)
+                                 .add("batch_size", opt.batch_size)
+                                 .str());
+  job.run_id = run.id();
+  run.counts_on_failure([&job] { return job.stats.counts_json(); });
+  run.watch([&] {
     sanitize::run_batches(job);
     sanitize::vacuum_touched_tables(job);
-  } catch (const Error& e) {
-    audit::finish_run(ctx, job.run_id, audit::Kind::run, "failed", exit_name(e.code()),
-                      job.stats.counts_json());
-    throw;
-  }
-  record_run(job);
+    record_run(job, run);
+  });
   print_stats(job.stats, opt.json);
   return job.stats.exit_reason == "interrupted" ? static_cast<int>(Exit::temporary) : 0;
 }

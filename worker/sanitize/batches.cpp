@@ -1,9 +1,10 @@
 // The engine's batch loop: keyset walks over the selected orders, one transaction per batch, on
 // one or more connections.
-#include "worker/audit/runs.hpp"
+#include "worker/runtime/runs.hpp"
 #include "worker/sanitize/engine.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
+#include "worker/util/faults.hpp"
 #include "worker/util/signals.hpp"
 
 #include <algorithm>
@@ -98,6 +99,7 @@ public:
       auto t0 = Clock::now();
       if (sanitize_batch(keys)) {
         ++m_tally.batches;
+        util::crash_point("sanitize:batch_committed");
         m_tally.orders_done += m_last_guarded;
         m_done += m_last_guarded;
         log::event(log::Level::debug, "purge.batch",
@@ -213,7 +215,7 @@ private:
       }
     }
     items.emplace_back("rows_sanitized", rows);
-    audit::add_progress(tx, m_run.run_id, m_index, items);
+    runtime::add_progress(tx, m_run.run_id, m_index, items);
   }
 
   // One batch in one transaction: children first, the root last. Returns false when its
@@ -315,7 +317,7 @@ static void walk_all(Job& run) {
     extra.push_back(db::connect(run.ctx.settings()));
     prepare_session(*extra.back());
     if (run.run_id > 0) {
-      audit::join_run(*extra.back(), run.run_id);
+      runtime::join_run(*extra.back(), run.run_id);
     }
   }
   std::atomic<bool> abort{false};
