@@ -37,6 +37,13 @@ public:
     p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
     p.guard = "SELECT " + m_k + "::text FROM " + m_view + " WHERE " + m_k + " = ANY(" +
               m_key_array + ") AND " + guard_condition();
+    if (m_action == Action::erase) {
+      // Keep tables hang below PII tables (never the other way round): they go first.
+      std::vector<const PiiTable*> kept = m_s.kept_tables();
+      for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+        p.steps.push_back(erase_step(**it));
+      }
+    }
     std::vector<const PiiTable*> tables = m_s.pii_tables();
     for (auto it = tables.rbegin(); it != tables.rend(); ++it) {
       p.steps.push_back(m_action == Action::erase ? erase_step(**it) : step(**it));
@@ -83,8 +90,8 @@ private:
 
   void add_lane(Plan& p, std::string name, const std::string& clock, const std::string& clock_type,
                 const std::string& where) {
-    std::string head = "SELECT " + clock + "::text, " + m_k + "::text FROM " + m_view +
-                       " WHERE " + where + mine();
+    std::string head =
+        "SELECT " + clock + "::text, " + m_k + "::text FROM " + m_view + " WHERE " + where + mine();
     std::string order = " ORDER BY " + clock + ", " + m_k + " LIMIT $2";
     p.lanes.push_back(Lane{std::move(name), head + order,
                            head + " AND (" + clock + ", " + m_k + ") > ($5::" + clock_type +

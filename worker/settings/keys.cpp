@@ -83,7 +83,9 @@ constexpr std::array k_keys{
   KeySpec{"pii.children[].parent_column", K::string, false, "",
           "referenced column of the parent; default: the root key when the parent is the root"},
   KeySpec{"pii.children[].strategy", K::string, false, "columns",
-          "columns (sanitize the listed columns) or delete-row (delete the whole row)"},
+          "columns (sanitize the listed columns), delete-row (delete the whole row) or keep (Amazon "
+          "Information that is not PII: left by the purge, erased with its order by a deletion "
+          "request; lists no columns)"},
   KeySpec{"pii.children[].key", K::string, false, "",
           "unique not-null key column that tells this table's rows apart (default: its primary "
           "key, else a unique not-null column); required when another child links to it"},
