@@ -176,3 +176,20 @@ TEST_CASE("resolve_path: --config beats $LETHE_CONFIG beats the default") {
   CHECK(settings::resolve_path("/tmp/cli.toml") == "/tmp/cli.toml");
   ::unsetenv("LETHE_CONFIG");
 }
+
+TEST_CASE("load: a value out of its range is reported at its own file:line:column") {
+  // Before, purge.batch_size = 0 pointed at [pii.root] and archive.member_mib = 0 had no place.
+  std::string text = k_minimal + "[purge]\nworkers = 2\nbatch_size = 0\n[archive]\nmember_mib = 0\n"
+                                 "[retention]\ndays = 45\n";
+  std::string err = config_error(text);
+  // k_minimal has 8 lines: [purge] is line 9, batch_size line 11, member_mib line 13, days 15.
+  CHECK(err.find("t.toml:11:14: purge.batch_size must be between 1 and 1000000") !=
+        std::string::npos);
+  CHECK(err.find("t.toml:13:14: archive.member_mib must be between 1 and 1024") !=
+        std::string::npos);
+  CHECK(err.find("t.toml:15:8: retention.days must be between 1 and 30 (C1:") != std::string::npos);
+  CHECK(config_error(k_minimal + "[purge]\nmax_fraction_of_table = 0\n")
+            .find("t.toml:10:25: purge.max_fraction_of_table must be in (0, 1]") !=
+        std::string::npos);
+  CHECK(config_error(k_minimal + "[purge]\nmax_fraction_of_table = 1\n").empty());
+}

@@ -1,6 +1,7 @@
 #include "worker/settings/keys.hpp"
 
 #include <array>
+#include <string>
 
 namespace lethe::settings {
 namespace {
@@ -22,11 +23,11 @@ constexpr std::array k_keys{
   KeySpec{"database.password_credential", K::string, false, "lethe-db-password",
           "name of the systemd credential ($CREDENTIALS_DIRECTORY) holding the password; used when "
           "password_file is empty"},
-  KeySpec{"database.connect_timeout_s", K::integer, false, "10", "seconds to wait for a connection"},
+  KeySpec{"database.connect_timeout_s", K::integer, false, "10", "seconds to wait for a connection", 1},
   KeySpec{"database.lock_timeout_ms", K::integer, false, "2000",
-          "session lock_timeout: a batch waiting longer for a row lock backs off and retries"},
+          "session lock_timeout: a batch waiting longer for a row lock backs off and retries", 0},
   KeySpec{"database.statement_timeout_ms", K::integer, false, "300000",
-          "session statement_timeout for every statement lethe runs"},
+          "session statement_timeout for every statement lethe runs", 0},
 
   KeySpec{"audit", K::table, false, "", "the tamper-evident audit trail (C13, C14, C17)"},
   KeySpec{"audit.anchor_file", K::string, false, "/var/lib/lethe/audit-anchor",
@@ -38,19 +39,19 @@ constexpr std::array k_keys{
 
   KeySpec{"retention", K::table, false, "", "how long buyer PII may stay in the live database"},
   KeySpec{"retention.days", K::integer, false, "30",
-          "days after shipment after which an order's PII is due for purge (policy: at most 30)"},
+          "days after shipment after which an order's PII is due for purge (policy: at most 30)", 1, 30, false, "C1: PII is kept no longer than 30 days after shipment"},
 
   KeySpec{"purge", K::table, false, "", "the nightly purge job"},
   KeySpec{"purge.batch_size", K::integer, false, "1000",
-          "orders per committed batch (adapted at run time to keep transactions short)"},
+          "orders per committed batch (adapted at run time to keep transactions short)", 1, 1000000},
   KeySpec{"purge.workers", K::integer, false, "2",
           "connections that sanitize in parallel, each on its own share of the orders "
-          "(by key hash); 1 to 16"},
+          "(by key hash); 1 to 16", 1, 16},
   KeySpec{"purge.max_rows_per_run", K::integer, false, "100000",
-          "safety limit (C15): refuse a run that would sanitize more root rows than this"},
+          "safety limit (C15): refuse a run that would sanitize more root rows than this", 1},
   KeySpec{"purge.max_fraction_of_table", K::number, false, "0.25",
           "safety limit (C15): refuse a run that would sanitize more than this share of the root "
-          "table"},
+          "table", 0, 1, true},
 
   KeySpec{"pii", K::table, true, "", "the PII map: where buyer PII lives in your schema"},
   KeySpec{"pii.hmac_key_file", K::string, false, "",
@@ -68,7 +69,7 @@ constexpr std::array k_keys{
           "status values this clock applies to (orders whose shipped_at is NULL)"},
   KeySpec{"pii.root.never_shipped[].since", K::string, true, "",
           "timestamptz column the clock starts from, e.g. the last update time"},
-  KeySpec{"pii.root.never_shipped[].days", K::integer, true, "", "days until PII is due"},
+  KeySpec{"pii.root.never_shipped[].days", K::integer, true, "", "days until PII is due", 1},
   KeySpec{"pii.root.columns", K::table_array, true, "", "PII columns of the root table"},
   KeySpec{"pii.root.columns[].name", K::string, true, "", "column name"},
   KeySpec{"pii.root.columns[].strategy", K::string, true, "",
@@ -107,13 +108,13 @@ constexpr std::array k_keys{
           "raw RSA keyring key name written into each archive"},
   KeySpec{"archive.member_mib", K::integer, false, "2",
           "an archive member (part of one table's CSV) holds at most this many MiB, which bounds "
-          "the memory the archive job uses"},
+          "the memory the archive job uses", 1, 1024},
   KeySpec{"hold", K::table, false, "", "regulatory hold (C2): rows that must be archived first"},
   KeySpec{"hold.predicate", K::string, false, "",
           "SQL boolean over the root table's columns (e.g. is_business_order); matching orders are "
           "archived before their PII is purged; empty: nothing is held"},
   KeySpec{"hold.archive_years", K::integer, false, "10",
-          "years an archive of held orders is kept before `archive expire` destroys it"},
+          "years an archive of held orders is kept before `archive expire` destroys it", 1, 100},
 };
 // clang-format on
 
@@ -130,6 +131,30 @@ const KeySpec* find_key(std::string_view path) {
     }
   }
   return nullptr;
+}
+
+std::string range_problem(const KeySpec& k, double value) {
+  bool low = k.min_exclusive ? value <= k.min : value < k.min;
+  if (!low && value <= k.max) {
+    return {};
+  }
+  auto num = [](double v) {
+    std::string t = std::to_string(v);
+    t.erase(t.find_last_not_of('0') + 1);
+    if (!t.empty() && t.back() == '.') {
+      t.pop_back();
+    }
+    return t;
+  };
+  std::string out = std::string(k.path) + " must be ";
+  if (k.min_exclusive) {
+    out += "in (" + num(k.min) + ", " + num(k.max) + "]";
+  } else if (k.max == std::numeric_limits<double>::infinity()) {
+    out += "at least " + num(k.min);
+  } else {
+    out += "between " + num(k.min) + " and " + num(k.max);
+  }
+  return k.why_range.empty() ? out : out + " (" + std::string(k.why_range) + ")";
 }
 
 std::string_view type_name(KeyType type) {

@@ -135,6 +135,19 @@ private:
     return false;
   }
 
+  // A number out of its key's range, reported where the value is written.
+  void check_range(const KeySpec& spec, const toml::node& v, const std::string& path) {
+    if (spec.type != KeyType::integer && spec.type != KeyType::number) {
+      return;
+    }
+    double value = v.value<double>().value_or(0.0);
+    std::string msg = range_problem(spec, value);
+    if (!msg.empty()) {
+      // The path as written (array elements spelled with their brackets).
+      problem(v.source(), msg.replace(0, spec.path.size(), path));
+    }
+  }
+
   void check_table(const toml::table& t, const std::string& prefix) {
     for (auto&& [k, v] : t) {
       std::string key(k.str());
@@ -148,6 +161,7 @@ private:
         problem(v.source(), "'" + path + "' must be a " + std::string(type_name(spec->type)));
         continue;
       }
+      check_range(*spec, v, path);
       if (spec->type == KeyType::table) {
         check_table(*v.as_table(), path);
       } else if (spec->type == KeyType::table_array) {
@@ -338,34 +352,6 @@ private:
   }
 
   void validate(Settings& s) {
-    const Where& dbw = s.database.where;
-    if (s.database.connect_timeout_s < 1 || s.database.lock_timeout_ms < 0 ||
-        s.database.statement_timeout_ms < 0) {
-      problem(dbw, "timeouts must be positive (connect_timeout_s at least 1)");
-    }
-    if (s.retention_days < 1 || s.retention_days > 30) {
-      problem(s.root.table.where, "retention.days must be between 1 and 30 (C1: PII is kept no "
-                                  "longer than 30 days after shipment)");
-    }
-    if (s.batch_size < 1 || s.batch_size > 1000000) {
-      problem(s.root.table.where, "purge.batch_size must be between 1 and 1000000");
-    }
-    if (s.workers < 1 || s.workers > 16) {
-      problem(s.root.table.where, "purge.workers must be between 1 and 16");
-    }
-    if (s.max_rows_per_run < 1) {
-      problem(s.root.table.where, "purge.max_rows_per_run must be at least 1");
-    }
-    if (!(s.max_fraction_of_table > 0.0 && s.max_fraction_of_table <= 1.0)) {
-      problem(s.root.table.where, "purge.max_fraction_of_table must be in (0, 1]");
-    }
-    if (s.archive_member_mib < 1 || s.archive_member_mib > 1024) {
-      problem(s.hold_where, "archive.member_mib must be between 1 and 1024");
-    }
-    if (s.hold_archive_years < 1 || s.hold_archive_years > 100) {
-      problem(s.hold_where, "hold.archive_years must be between 1 and 100");
-    }
-
     PiiTable& root = s.root.table;
     identifier(root.table, root.where, "table", true);
     identifier(root.key, root.where, "key column", false);
@@ -387,9 +373,6 @@ private:
         if (++status_rules[st] == 2) {
           problem(r.where, "status '" + st + "' appears in two never_shipped rules");
         }
-      }
-      if (r.days < 1) {
-        problem(r.where, "never_shipped days must be at least 1");
       }
       if (r.statuses.empty()) {
         problem(r.where, "never_shipped statuses lists no status");
