@@ -112,7 +112,7 @@ void discard_orphans(ArchiveRun& run) {
   ensure_spool(run.ctx.settings());
   std::set<std::string> known = cataloged_ids(run.ctx.ready_db());
   const std::string self = run.ctx.ready_db().endpoint();
-  std::filesystem::path spool = std::filesystem::canonical(run.ctx.settings().archive_spool_dir);
+  std::filesystem::path spool = std::filesystem::canonical(run.ctx.settings().archive.spool_dir);
   for (const auto& e : std::filesystem::directory_iterator(spool)) {
     std::string name = e.path().filename().string();
     bool temp = name.find(std::string(k_archive_suffix) + ".tmp-") != std::string::npos;
@@ -185,11 +185,11 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
   Written& w = run.w;
   w.id = new_archive_id();
-  w.path = s.archive_spool_dir / (w.id + k_archive_suffix);
+  w.path = s.archive.spool_dir / (w.id + k_archive_suffix);
   w.retention_until =
       tx.exec("SELECT ((($1::timestamptz AT TIME ZONE 'UTC')::date) + make_interval(years => "
               "$2::int))::date::text",
-              {run.as_of.iso, std::to_string(s.hold_archive_years)})
+              {run.as_of.iso, std::to_string(s.hold.archive_years)})
           .text(0, 0);
   Recipients rcpt = load_recipients(s);
   w.recipients_json = rcpt.json;
@@ -211,7 +211,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
 
   std::vector<TableColumns> tables = table_columns(tx, s);
   tar.add("tables.json", tables_json(tables)); // first, so a restore can create the tables
-  const size_t limit = static_cast<size_t>(s.archive_member_mib) << 20;
+  const size_t limit = static_cast<size_t>(s.archive.member_mib) << 20;
   util::JsonObject counts;
   for (const settings::PiiTable* t : s.pii_tables()) {
     std::string buffer;
@@ -279,7 +279,7 @@ void verify_written(ArchiveRun& run) {
   FileCheck c = check_file(run.w.path);
   if (c.size != run.w.size || c.sha256 != run.w.sha256) {
     throw Error(Exit::io, "archive " + run.w.id + " reads back differently from what was written",
-                "check the spool file system (" + run.ctx.settings().archive_spool_dir.string() +
+                "check the spool file system (" + run.ctx.settings().archive.spool_dir.string() +
                     "); nothing was purged");
   }
   util::crash_point("archive:verified");
@@ -386,11 +386,11 @@ int run_archive(Context& ctx, const RunOptions& opt) {
     throw Error(Exit::usage, "--as-of " + run.as_of.iso + " is in the future",
                 "archive as of now or an instant in the past");
   }
-  if (ctx.settings().hold_predicate.empty()) {
+  if (ctx.settings().hold.predicate.empty()) {
     std::cout << "archive: hold.predicate is empty, so no order is held and nothing is archived\n";
     return 0;
   }
-  if (ctx.settings().archive_recipients.empty()) {
+  if (ctx.settings().archive.recipients.empty()) {
     throw Error(Exit::config, "archive.recipients names no public key",
                 "make a pair with `lethe keygen`, keep the private key offline and list the "
                 "public key in archive.recipients");

@@ -13,9 +13,9 @@
 namespace lethe::jobs::config {
 
 void check_files(const settings::Settings& s) {
-  for (size_t i = 0; i < s.archive_recipients.size(); ++i) {
-    const std::string& file = s.archive_recipients[i];
-    std::string where = i < s.archive_recipients_where.size() ? s.archive_recipients_where[i] : "";
+  for (size_t i = 0; i < s.archive.recipients.size(); ++i) {
+    const std::string& file = s.archive.recipients[i];
+    std::string where = i < s.archive.recipients_where.size() ? s.archive.recipients_where[i] : "";
     std::error_code ec;
     if (!std::filesystem::is_regular_file(file, ec)) {
       throw Error(Exit::config,

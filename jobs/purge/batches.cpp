@@ -54,7 +54,7 @@ public:
 
   bool walk_lane(const Lane& lane, Progress* progress, Clock::time_point started) {
     long configured =
-        m_run.opt.batch_size > 0 ? m_run.opt.batch_size : m_run.ctx.settings().batch_size;
+        m_run.opt.batch_size > 0 ? m_run.opt.batch_size : m_run.ctx.settings().purge.batch_size;
     long size = configured;
     std::optional<std::pair<std::string, std::string>> last; // clock, key
     bool warned = false;
@@ -308,7 +308,7 @@ void prepare_session(db::Session& s) {
 
 void sanitize_batches(Run& run) {
   int workers =
-      run.opt.workers > 0 ? run.opt.workers : static_cast<int>(run.ctx.settings().workers);
+      run.opt.workers > 0 ? run.opt.workers : static_cast<int>(run.ctx.settings().purge.workers);
   workers = static_cast<int>(
       std::max<long long>(1, std::min<long long>(workers, run.stats.candidates / 1000 + 1)));
   std::vector<std::unique_ptr<db::Session>> extra;

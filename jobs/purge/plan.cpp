@@ -43,7 +43,7 @@ public:
     };
     const std::string shipped = quote_ident(m_s.root.shipped_at);
     lane("shipped", m_s.root.shipped_at,
-         "r." + shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention_days) +
+         "r." + shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention.days) +
              " days'");
     for (const settings::NeverShipped& rule : m_s.root.never_shipped) {
       for (const std::string& status : rule.statuses) {

@@ -54,11 +54,11 @@ void check_safety_limits(Run& run) {
                                              : static_cast<double>(run.stats.candidates) /
                                                    static_cast<double>(run.stats.root_rows);
   std::string limit;
-  if (run.stats.candidates > s.max_rows_per_run) {
-    limit = "purge.max_rows_per_run = " + std::to_string(s.max_rows_per_run);
-  } else if (fraction > s.max_fraction_of_table) {
+  if (run.stats.candidates > s.purge.max_rows_per_run) {
+    limit = "purge.max_rows_per_run = " + std::to_string(s.purge.max_rows_per_run);
+  } else if (fraction > s.purge.max_fraction_of_table) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", s.max_fraction_of_table);
+    std::snprintf(buf, sizeof buf, "%g", s.purge.max_fraction_of_table);
     limit = "purge.max_fraction_of_table = " + std::string(buf);
   }
   if (limit.empty()) {

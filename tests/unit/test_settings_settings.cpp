@@ -51,7 +51,7 @@ TEST_CASE("load: the example configuration loads with its PII map") {
   // A grandchild's parent_column defaults to its parent's key.
   CHECK(s.children[2].parent_column == "tax_info_id");
   CHECK(s.root.never_shipped.size() == 2);
-  CHECK(s.hold_predicate == "is_business_order");
+  CHECK(s.hold.predicate == "is_business_order");
 }
 
 TEST_CASE("load: defaults come from the key table") {
@@ -59,22 +59,22 @@ TEST_CASE("load: defaults come from the key table") {
   auto dflt = [](std::string_view path) {
     return std::string(settings::find_key(path)->default_value);
   };
-  CHECK(std::to_string(s.retention_days) == dflt("retention.days"));
-  CHECK(std::to_string(s.batch_size) == dflt("purge.batch_size"));
-  CHECK(std::to_string(s.max_rows_per_run) == dflt("purge.max_rows_per_run"));
-  CHECK(std::stod(dflt("purge.max_fraction_of_table")) == s.max_fraction_of_table);
+  CHECK(std::to_string(s.retention.days) == dflt("retention.days"));
+  CHECK(std::to_string(s.purge.batch_size) == dflt("purge.batch_size"));
+  CHECK(std::to_string(s.purge.max_rows_per_run) == dflt("purge.max_rows_per_run"));
+  CHECK(std::stod(dflt("purge.max_fraction_of_table")) == s.purge.max_fraction_of_table);
   CHECK(std::to_string(s.database.connect_timeout_s) == dflt("database.connect_timeout_s"));
   CHECK(std::to_string(s.database.lock_timeout_ms) == dflt("database.lock_timeout_ms"));
   CHECK(std::to_string(s.database.statement_timeout_ms) == dflt("database.statement_timeout_ms"));
   CHECK(s.database.password_credential == dflt("database.password_credential"));
-  CHECK(s.audit_anchor_file.string() == dflt("audit.anchor_file"));
-  CHECK(s.audit_spool_file.string() == dflt("audit.spool_file"));
-  CHECK(std::to_string(s.hold_archive_years) == dflt("hold.archive_years"));
-  CHECK(std::to_string(s.workers) == dflt("purge.workers"));
-  CHECK(s.archive_spool_dir.string() == dflt("archive.spool_dir"));
-  CHECK(s.archive_key_namespace == dflt("archive.key_namespace"));
-  CHECK(s.archive_key_name == dflt("archive.key_name"));
-  CHECK(std::to_string(s.archive_member_mib) == dflt("archive.member_mib"));
+  CHECK(s.audit.anchor_file.string() == dflt("audit.anchor_file"));
+  CHECK(s.audit.spool_file.string() == dflt("audit.spool_file"));
+  CHECK(std::to_string(s.hold.archive_years) == dflt("hold.archive_years"));
+  CHECK(std::to_string(s.purge.workers) == dflt("purge.workers"));
+  CHECK(s.archive.spool_dir.string() == dflt("archive.spool_dir"));
+  CHECK(s.archive.key_namespace == dflt("archive.key_namespace"));
+  CHECK(s.archive.key_name == dflt("archive.key_name"));
+  CHECK(std::to_string(s.archive.member_mib) == dflt("archive.member_mib"));
 }
 
 TEST_CASE("load: an unknown key is reported with file:line:column and a suggestion") {

@@ -210,35 +210,35 @@ private:
         integer(db, "statement_timeout_ms", s.database.statement_timeout_ms);
 
     if (const toml::table* a = doc["audit"].as_table()) {
-      s.audit_anchor_file = str(*a, "anchor_file", s.audit_anchor_file.string());
-      s.audit_spool_file = str(*a, "spool_file", s.audit_spool_file.string());
+      s.audit.anchor_file = str(*a, "anchor_file", s.audit.anchor_file.string());
+      s.audit.spool_file = str(*a, "spool_file", s.audit.spool_file.string());
     }
     if (const toml::table* r = doc["retention"].as_table()) {
-      s.retention_days = integer(*r, "days", s.retention_days);
+      s.retention.days = integer(*r, "days", s.retention.days);
     }
     if (const toml::table* p = doc["purge"].as_table()) {
-      s.batch_size = integer(*p, "batch_size", s.batch_size);
-      s.workers = integer(*p, "workers", s.workers);
-      s.max_rows_per_run = integer(*p, "max_rows_per_run", s.max_rows_per_run);
-      s.max_fraction_of_table =
-          (*p)["max_fraction_of_table"].value<double>().value_or(s.max_fraction_of_table);
+      s.purge.batch_size = integer(*p, "batch_size", s.purge.batch_size);
+      s.purge.workers = integer(*p, "workers", s.purge.workers);
+      s.purge.max_rows_per_run = integer(*p, "max_rows_per_run", s.purge.max_rows_per_run);
+      s.purge.max_fraction_of_table =
+          (*p)["max_fraction_of_table"].value<double>().value_or(s.purge.max_fraction_of_table);
     }
     if (const toml::table* a = doc["archive"].as_table()) {
-      s.archive_spool_dir = str(*a, "spool_dir", s.archive_spool_dir.string());
+      s.archive.spool_dir = str(*a, "spool_dir", s.archive.spool_dir.string());
       if (const toml::array* r = (*a)["recipients"].as_array()) {
         for (const toml::node& n : *r) {
-          s.archive_recipients.push_back(n.value<std::string>().value_or(""));
-          s.archive_recipients_where.push_back(where(n.source()));
+          s.archive.recipients.push_back(n.value<std::string>().value_or(""));
+          s.archive.recipients_where.push_back(where(n.source()));
         }
       }
-      s.archive_key_namespace = str(*a, "key_namespace", s.archive_key_namespace);
-      s.archive_key_name = str(*a, "key_name", s.archive_key_name);
-      s.archive_member_mib = integer(*a, "member_mib", s.archive_member_mib);
+      s.archive.key_namespace = str(*a, "key_namespace", s.archive.key_namespace);
+      s.archive.key_name = str(*a, "key_name", s.archive.key_name);
+      s.archive.member_mib = integer(*a, "member_mib", s.archive.member_mib);
     }
     if (const toml::table* h = doc["hold"].as_table()) {
-      s.hold_predicate = str(*h, "predicate");
-      s.hold_where = where(h->source());
-      s.hold_archive_years = integer(*h, "archive_years", s.hold_archive_years);
+      s.hold.predicate = str(*h, "predicate");
+      s.hold.where = where(h->source());
+      s.hold.archive_years = integer(*h, "archive_years", s.hold.archive_years);
     }
 
     const toml::table& pii = *doc["pii"].as_table();
@@ -314,27 +314,27 @@ private:
         s.database.statement_timeout_ms < 0) {
       problem(dbw, "timeouts must be positive (connect_timeout_s at least 1)");
     }
-    if (s.retention_days < 1 || s.retention_days > 30) {
+    if (s.retention.days < 1 || s.retention.days > 30) {
       problem(s.root.table.where, "retention.days must be between 1 and 30 (C1: PII is kept no "
                                   "longer than 30 days after shipment)");
     }
-    if (s.batch_size < 1 || s.batch_size > 1000000) {
+    if (s.purge.batch_size < 1 || s.purge.batch_size > 1000000) {
       problem(s.root.table.where, "purge.batch_size must be between 1 and 1000000");
     }
-    if (s.workers < 1 || s.workers > 16) {
+    if (s.purge.workers < 1 || s.purge.workers > 16) {
       problem(s.root.table.where, "purge.workers must be between 1 and 16");
     }
-    if (s.max_rows_per_run < 1) {
+    if (s.purge.max_rows_per_run < 1) {
       problem(s.root.table.where, "purge.max_rows_per_run must be at least 1");
     }
-    if (!(s.max_fraction_of_table > 0.0 && s.max_fraction_of_table <= 1.0)) {
+    if (!(s.purge.max_fraction_of_table > 0.0 && s.purge.max_fraction_of_table <= 1.0)) {
       problem(s.root.table.where, "purge.max_fraction_of_table must be in (0, 1]");
     }
-    if (s.archive_member_mib < 1 || s.archive_member_mib > 1024) {
-      problem(s.hold_where, "archive.member_mib must be between 1 and 1024");
+    if (s.archive.member_mib < 1 || s.archive.member_mib > 1024) {
+      problem(s.hold.where, "archive.member_mib must be between 1 and 1024");
     }
-    if (s.hold_archive_years < 1 || s.hold_archive_years > 100) {
-      problem(s.hold_where, "hold.archive_years must be between 1 and 100");
+    if (s.hold.archive_years < 1 || s.hold.archive_years > 100) {
+      problem(s.hold.where, "hold.archive_years must be between 1 and 100");
     }
 
     PiiTable& root = s.root.table;
@@ -477,9 +477,9 @@ std::string pii_map_digest(const Settings& s) {
       field(st);
     }
   }
-  field(std::to_string(s.retention_days));
-  field(s.hold_predicate);
-  field(std::to_string(s.hold_archive_years));
+  field(std::to_string(s.retention.days));
+  field(s.hold.predicate);
+  field(std::to_string(s.hold.archive_years));
   for (const PiiTable* t : s.pii_tables()) {
     text += "\n";
     field(t->table);
