@@ -68,14 +68,15 @@ int run_config_keys(bool json) {
                        .add("key", k.path)
                        .add("type", settings::type_name(k.type))
                        .add("required", k.required)
-                       .add("default", k.default_value)
+                       .add("default", settings::default_text(k))
                        .add("meaning", k.meaning)
                        .str()
                 << "\n";
     } else {
       std::cout << k.path << "  (" << settings::type_name(k.type)
                 << (k.required ? ", required" : "")
-                << (k.default_value.empty() ? "" : ", default " + std::string(k.default_value))
+                << (settings::default_text(k).empty() ? ""
+                                                      : ", default " + settings::default_text(k))
                 << ")\n    " << k.meaning << "\n";
     }
   }

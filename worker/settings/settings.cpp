@@ -10,6 +10,8 @@
 #include <map>
 #include <regex>
 #include <toml++/toml.h>
+#include <type_traits>
+#include <variant>
 
 namespace lethe::settings {
 namespace {
@@ -54,11 +56,12 @@ public:
   explicit Loader(std::string name) : m_name(std::move(name)) {}
 
   Settings run(const toml::table& doc) {
-    check_table(doc, "");
+    Settings s;
+    check_table(doc, "", s);
     if (!m_problems.empty()) {
       fail();
     }
-    Settings s = build(doc);
+    s = build(doc, std::move(s));
     validate(s);
     if (!m_problems.empty()) {
       fail();
@@ -125,7 +128,37 @@ private:
     return false;
   }
 
-  void check_table(const toml::table& t, const std::string& prefix) {
+  // Stores a value of the right type into the member its key is bound to, and checks its range
+  // there, so a value error names the value's own file:line:column.
+  void bind(const KeySpec& spec, const toml::node& v, Settings& s) {
+    std::visit(
+        [&](auto ref) {
+          if constexpr (!std::is_same_v<decltype(ref), std::monostate>) {
+            auto& member = ref(s);
+            using V = std::remove_cvref_t<decltype(member)>;
+            if constexpr (std::is_same_v<V, long> || std::is_same_v<V, double>) {
+              member = static_cast<V>(
+                  *v.value<std::conditional_t<std::is_same_v<V, long>, int64_t, double>>());
+              if (!spec.range.contains(static_cast<double>(member))) {
+                problem(v.source(), std::string(spec.path) + " must be " + spec.range.text() +
+                                        std::string(spec.range.why));
+              }
+            } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+              for (const toml::node& e : *v.as_array()) {
+                member.push_back(*e.value<std::string>());
+                if (spec.element_where != nullptr) {
+                  spec.element_where(s).push_back(where(e.source()));
+                }
+              }
+            } else {
+              member = *v.value<std::string>();
+            }
+          }
+        },
+        spec.bind);
+  }
+
+  void check_table(const toml::table& t, const std::string& prefix, Settings& s) {
     for (auto&& [k, v] : t) {
       std::string key(k.str());
       std::string path = prefix.empty() ? key : prefix + "." + key;
@@ -139,11 +172,13 @@ private:
         continue;
       }
       if (spec->type == KeyType::table) {
-        check_table(*v.as_table(), path);
+        check_table(*v.as_table(), path, s);
       } else if (spec->type == KeyType::table_array) {
         for (const toml::node& e : *v.as_array()) {
-          check_table(*e.as_table(), path + "[]");
+          check_table(*e.as_table(), path + "[]", s);
         }
+      } else {
+        bind(*spec, v, s);
       }
     }
     for (const KeySpec& k : key_table()) {
@@ -196,49 +231,12 @@ private:
     return out;
   }
 
-  Settings build(const toml::table& doc) {
-    Settings s;
-    const toml::table& db = *doc["database"].as_table();
-    s.database.where = where(db.source());
-    s.database.dsn = str(db, "dsn");
-    s.database.sslrootcert = str(db, "sslrootcert");
-    s.database.password_file = str(db, "password_file");
-    s.database.password_credential = str(db, "password_credential", s.database.password_credential);
-    s.database.connect_timeout_s = integer(db, "connect_timeout_s", s.database.connect_timeout_s);
-    s.database.lock_timeout_ms = integer(db, "lock_timeout_ms", s.database.lock_timeout_ms);
-    s.database.statement_timeout_ms =
-        integer(db, "statement_timeout_ms", s.database.statement_timeout_ms);
-
-    if (const toml::table* a = doc["audit"].as_table()) {
-      s.audit.anchor_file = str(*a, "anchor_file", s.audit.anchor_file.string());
-      s.audit.spool_file = str(*a, "spool_file", s.audit.spool_file.string());
-    }
-    if (const toml::table* r = doc["retention"].as_table()) {
-      s.retention.days = integer(*r, "days", s.retention.days);
-    }
-    if (const toml::table* p = doc["purge"].as_table()) {
-      s.purge.batch_size = integer(*p, "batch_size", s.purge.batch_size);
-      s.purge.workers = integer(*p, "workers", s.purge.workers);
-      s.purge.max_rows_per_run = integer(*p, "max_rows_per_run", s.purge.max_rows_per_run);
-      s.purge.max_fraction_of_table =
-          (*p)["max_fraction_of_table"].value<double>().value_or(s.purge.max_fraction_of_table);
-    }
-    if (const toml::table* a = doc["archive"].as_table()) {
-      s.archive.spool_dir = str(*a, "spool_dir", s.archive.spool_dir.string());
-      if (const toml::array* r = (*a)["recipients"].as_array()) {
-        for (const toml::node& n : *r) {
-          s.archive.recipients.push_back(n.value<std::string>().value_or(""));
-          s.archive.recipients_where.push_back(where(n.source()));
-        }
-      }
-      s.archive.key_namespace = str(*a, "key_namespace", s.archive.key_namespace);
-      s.archive.key_name = str(*a, "key_name", s.archive.key_name);
-      s.archive.member_mib = integer(*a, "member_mib", s.archive.member_mib);
-    }
+  // The keys bound in the key table are already stored by check_table; this adds the sections'
+  // locations and reads the PII map.
+  Settings build(const toml::table& doc, Settings s) {
+    s.database.where = where(doc["database"].node()->source());
     if (const toml::table* h = doc["hold"].as_table()) {
-      s.hold.predicate = str(*h, "predicate");
       s.hold.where = where(h->source());
-      s.hold.archive_years = integer(*h, "archive_years", s.hold.archive_years);
     }
 
     const toml::table& pii = *doc["pii"].as_table();
@@ -309,34 +307,6 @@ private:
   }
 
   void validate(Settings& s) {
-    const Where& dbw = s.database.where;
-    if (s.database.connect_timeout_s < 1 || s.database.lock_timeout_ms < 0 ||
-        s.database.statement_timeout_ms < 0) {
-      problem(dbw, "timeouts must be positive (connect_timeout_s at least 1)");
-    }
-    if (s.retention.days < 1 || s.retention.days > 30) {
-      problem(s.root.table.where, "retention.days must be between 1 and 30 (C1: PII is kept no "
-                                  "longer than 30 days after shipment)");
-    }
-    if (s.purge.batch_size < 1 || s.purge.batch_size > 1000000) {
-      problem(s.root.table.where, "purge.batch_size must be between 1 and 1000000");
-    }
-    if (s.purge.workers < 1 || s.purge.workers > 16) {
-      problem(s.root.table.where, "purge.workers must be between 1 and 16");
-    }
-    if (s.purge.max_rows_per_run < 1) {
-      problem(s.root.table.where, "purge.max_rows_per_run must be at least 1");
-    }
-    if (!(s.purge.max_fraction_of_table > 0.0 && s.purge.max_fraction_of_table <= 1.0)) {
-      problem(s.root.table.where, "purge.max_fraction_of_table must be in (0, 1]");
-    }
-    if (s.archive.member_mib < 1 || s.archive.member_mib > 1024) {
-      problem(s.hold.where, "archive.member_mib must be between 1 and 1024");
-    }
-    if (s.hold.archive_years < 1 || s.hold.archive_years > 100) {
-      problem(s.hold.where, "hold.archive_years must be between 1 and 100");
-    }
-
     PiiTable& root = s.root.table;
     identifier(root.table, root.where, "table", true);
     identifier(root.key, root.where, "key column", false);
