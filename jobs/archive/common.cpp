@@ -1,5 +1,7 @@
 #include "jobs/archive/common.hpp"
 
+#include "worker/db/catalog.hpp"
+
 #include "worker/crypto/hash.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
@@ -70,10 +72,7 @@ std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Set
   for (const settings::PiiTable* t : s.pii_tables()) {
     TableColumns tc;
     tc.table = t->table;
-    db::Rows r = tx.exec("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                         "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
-                         "attisdropped ORDER BY attnum",
-                         {db::quote_ident(t->table)});
+    db::Rows r = tx.exec(db::k_columns_query, {db::quote_ident(t->table)});
     for (size_t i = 0; i < r.size(); ++i) {
       tc.columns.emplace_back(r.text(i, 0), r.text(i, 1));
     }

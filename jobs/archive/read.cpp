@@ -2,7 +2,7 @@
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
 #include "worker/archive/tar.hpp"
-#include "worker/audit/runs.hpp"
+#include "worker/runtime/runs.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"

@@ -3,14 +3,16 @@
 // sanitize the archived orders.
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
-#include "jobs/purge/purge.hpp"
 #include "worker/archive/tar.hpp"
-#include "worker/audit/runs.hpp"
 #include "worker/crypto/esdk.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
+#include "worker/runtime/locks.hpp"
+#include "worker/runtime/run_scope.hpp"
+#include "worker/runtime/runs.hpp"
+#include "worker/sanitize/engine.hpp"
 #include "worker/util/faults.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
@@ -55,6 +57,7 @@ struct ArchiveRun {
   Written w;
   long long orphans = 0;
   long long run_id = 0;
+  runtime::RunScope* scope = nullptr; // the run's bookkeeping, once begun
   std::filesystem::file_time_type started = std::filesystem::file_time_type::clock::now();
   bool recorded = false;
 };
@@ -323,10 +326,10 @@ void record_archive(ArchiveRun& run) {
                           "array_agg(order_key::text ORDER BY 1) FROM ") +
                   k_keys_table + "))",
               {w.id, std::to_string(stored.seq)});
-      audit::add_progress(tx, run.run_id, -1,
-                          {{"orders_archived", w.orders},
-                           {"bytes", static_cast<long long>(w.size)},
-                           {"members", static_cast<long long>(w.members.size())}});
+      runtime::add_progress(tx, run.run_id, -1,
+                            {{"orders_archived", w.orders},
+                             {"bytes", static_cast<long long>(w.size)},
+                             {"members", static_cast<long long>(w.members.size())}});
     });
   } catch (const db::DbError& e) {
     if (e.sqlstate() == "08007") {
@@ -354,7 +357,7 @@ int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
     std::error_code ec;
     std::filesystem::remove(run.w.path, ec); // else the next run discards it as an orphan
   }
-  audit::finish_run(run.ctx, run.run_id, audit::Kind::run, "interrupted", "interrupted",
+  run.scope->finish(runtime::Outcome::interrupted, "interrupted",
                     util::JsonObject()
                         .add("orders_archived", run.recorded ? run.w.orders : 0)
                         .add("rows_sanitized", rows_sanitized)
@@ -374,12 +377,59 @@ int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
   return static_cast<int>(Exit::temporary);
 }
 
+// The last step: every due order an archive holds (this run's, and any an earlier run
+// archived but did not get to sanitize) is sanitized through the engine, then the touched
+// tables are vacuumed. The caller holds the PII writers' lock.
+sanitize::Stats sanitize_archived(ArchiveRun& run) {
+  const settings::Settings& s = run.ctx.settings();
+  sanitize::Job job{run.ctx,   {s.purge.batch_size, static_cast<int>(s.purge.workers)},
+                    run.as_of, {},
+                    {},        run.run_id,
+                    {}};
+  sanitize::plan(job, sanitize::Selection::archived_due(), sanitize::Action::sanitize);
+  sanitize::load_hmac_key(job);
+  sanitize::run_batches(job);
+  sanitize::vacuum_touched_tables(job);
+  return job.stats;
+}
+
+// The archive's steps up to its record; returns their seconds. Throws Interrupted on a stop.
+double archive_steps(ArchiveRun& run) {
+  auto started = std::chrono::steady_clock::now();
+  auto step = [&](const char* name, const std::function<void()>& f) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    log::event(
+        log::Level::debug, "archive.step",
+        {{"step", name},
+         {"ms",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
+  };
+  step("discard_orphans", [&] { discard_orphans(run); });
+  stop_if_requested();
+  run.ctx.ready_db().transact([&](db::Transaction& tx) {
+    // One snapshot for every table, so the members agree with each other.
+    tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+    step("select_held_orders", [&] { run.w.orders = select_held_orders(run, tx); });
+    if (run.w.orders > 0) {
+      step("write_archive", [&] { write_archive(run, tx); });
+    }
+  });
+  if (run.w.orders > 0) {
+    stop_if_requested();
+    step("verify_written", [&] { verify_written(run); });
+    stop_if_requested();
+    step("record_archive", [&] { record_archive(run); });
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
 } // namespace
 
 int run_archive(Context& ctx, const RunOptions& opt) {
   util::install_stop_handlers();
   ArchiveRun run{ctx, opt, {}, {}, 0, 0};
-  purge::lock_pii_writers(ctx, "archive");
+  runtime::lock_pii_writers(ctx, "archive");
   run.started = std::filesystem::file_time_type::clock::now();
   run.as_of = db::resolve_instant(ctx.ready_db(), opt.as_of);
   if (run.as_of.future) {
@@ -395,44 +445,24 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                 "make a pair with `lethe keygen`, keep the private key offline and list the "
                 "public key in archive.recipients");
   }
-  run.run_id = audit::begin_run(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
-  purge::RunStats sanitized;
-  auto started = std::chrono::steady_clock::now();
+  runtime::RunScope scope(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
+  run.run_id = scope.id();
+  run.scope = &scope;
+  scope.counts_on_failure(
+      [&run] { return util::JsonObject().add("orphans_discarded", run.orphans).str(); });
+  sanitize::Stats sanitized;
   double write_s = 0;
-  try {
-    auto step = [&](const char* name, const std::function<void()>& f) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      log::event(
-          log::Level::debug, "archive.step",
-          {{"step", name},
-           {"ms",
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
-    };
-    step("discard_orphans", [&] { discard_orphans(run); });
-    stop_if_requested();
-    ctx.ready_db().transact([&](db::Transaction& tx) {
-      // One snapshot for every table, so the members agree with each other.
-      tx.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
-      step("select_held_orders", [&] { run.w.orders = select_held_orders(run, tx); });
-      if (run.w.orders > 0) {
-        step("write_archive", [&] { write_archive(run, tx); });
-      }
-    });
-    if (run.w.orders > 0) {
-      stop_if_requested();
-      step("verify_written", [&] { verify_written(run); });
-      stop_if_requested();
-      step("record_archive", [&] { record_archive(run); });
+  bool stopped = scope.watch([&] {
+    try {
+      write_s = archive_steps(run);
+      sanitized = sanitize_archived(run);
+      return false;
+    } catch (const Interrupted&) {
+      return true;
     }
-    write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    sanitized = purge::sanitize_archived_orders(ctx, run.as_of.iso, run.run_id);
-  } catch (const Interrupted&) {
+  });
+  if (stopped) {
     return interrupted(run);
-  } catch (const Error& e) {
-    audit::finish_run(ctx, run.run_id, audit::Kind::run, "failed", exit_name(e.code()),
-                      util::JsonObject().add("orphans_discarded", run.orphans).str());
-    throw;
   }
   if (sanitized.exit_reason == "interrupted") {
     return interrupted(run, sanitized.total_sanitized());
@@ -445,9 +475,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                            .add("orphans_discarded", run.orphans)
                            .str();
   std::string reason = run.w.orders == 0 ? "nothing_held" : "done";
-  audit::finish_run(
-      ctx, run.run_id, audit::Kind::run, "done", reason, counts,
-      util::JsonObject().add("archive_id", run.w.id).add("as_of", run.as_of.iso).str());
+  scope.finish(runtime::Outcome::done, reason, counts,
+               util::JsonObject().add("archive_id", run.w.id).add("as_of", run.as_of.iso).str());
   if (opt.json) {
     std::cout << util::JsonObject()
                      .add("exit_reason", reason)

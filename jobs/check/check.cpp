@@ -1,7 +1,7 @@
 #include "jobs/check/check.hpp"
 
 #include "worker/db/clock.hpp"
-#include "worker/db/pii_sql.hpp"
+#include "worker/sanitize/overdue.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/json.hpp"
 
@@ -10,8 +10,6 @@
 
 namespace lethe::jobs::check {
 namespace {
-
-using settings::PiiTable;
 
 std::string format_age(double seconds) {
   if (seconds < 0) {
@@ -24,47 +22,15 @@ std::string format_age(double seconds) {
 
 } // namespace
 
-long long CheckResult::overdue_total() const {
-  long long n = 0;
-  for (const TableStatus& t : tables) {
-    n += t.overdue;
-  }
-  return n;
-}
-
-CheckResult overdue_pii(Context& ctx, const std::string& as_of) {
-  db::Session& session = ctx.ready_db();
-  const settings::Settings& s = ctx.settings();
-  CheckResult out;
-  out.as_of = db::resolve_instant(session, as_of).iso;
-  for (const PiiTable* t : s.pii_tables()) {
-    std::string owner = t == &s.root.table ? "r" : "c0";
-    std::string sql = "SELECT count(*) FILTER (WHERE NOT r.held), count(*) FILTER (WHERE r.held), "
-                      "extract(epoch FROM $1::timestamptz - min(r.due_at) FILTER (WHERE NOT "
-                      "r.held)) FROM " +
-                      db::state_path_to_root(s, *t) + " WHERE " + owner +
-                      ".has_pii AND r.due_at <= $1::timestamptz";
-    db::Rows r = session.exec(sql, {out.as_of});
-    TableStatus st;
-    st.table = t->table;
-    st.overdue = r.integer(0, 0);
-    st.held = r.integer(0, 1);
-    st.oldest_overdue_s = r.at(0, 2) ? std::stod(*r.at(0, 2)) : -1.0;
-    out.tables.push_back(st);
-  }
-  return out;
-}
-
 int run_check(Context& ctx, const CheckOptions& opts) {
-  CheckResult res = overdue_pii(ctx, opts.as_of);
+  db::Session& session = ctx.ready_db();
+  sanitize::Overdue res = sanitize::overdue_pii(
+      session, ctx.settings(), db::resolve_instant(session, opts.as_of).iso);
   long long overdue = res.overdue_total();
-  long long held = 0;
-  for (const TableStatus& t : res.tables) {
-    held += t.held;
-  }
+  long long held = res.held_total();
   if (opts.json) {
     std::string tables = "[";
-    for (const TableStatus& t : res.tables) {
+    for (const sanitize::TableOverdue& t : res.tables) {
       tables +=
           (tables.size() > 1 ? "," : "") + util::JsonObject()
                                                .add("table", t.table)
@@ -87,7 +53,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
                 res.as_of.c_str(), ctx.settings().retention.days);
     std::printf("  %-36s %10s %10s %12s\n", "table", "overdue", "held", "oldest");
-    for (const TableStatus& t : res.tables) {
+    for (const sanitize::TableOverdue& t : res.tables) {
       std::printf("  %-36s %10lld %10lld %12s\n", t.table.c_str(), t.overdue, t.held,
                   format_age(t.oldest_overdue_s).c_str());
     }

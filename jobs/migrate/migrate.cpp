@@ -1,6 +1,6 @@
 #include "jobs/migrate/migrate.hpp"
 
-#include "worker/audit/runs.hpp"
+#include "worker/runtime/run_scope.hpp"
 #include "worker/db/migrations.hpp"
 #include "worker/log/log.hpp"
 #include "worker/util/json.hpp"
@@ -22,14 +22,13 @@ int run_migrate(Context& ctx) {
   for (int v : o.applied) {
     applied += (applied.empty() ? "" : ",") + std::to_string(v);
   }
-  long long run = audit::begin_run(ctx, "{}");
+  runtime::RunScope run(ctx, "{}");
   std::string counts = util::JsonObject()
                            .add("from_version", o.from)
                            .add("to_version", o.to)
                            .add("applied", static_cast<long>(o.applied.size()))
                            .str();
-  audit::finish_run(ctx, run, audit::Kind::run, "done",
-                    o.applied.empty() ? "up_to_date" : "migrated", counts);
+  run.finish(runtime::Outcome::done, o.applied.empty() ? "up_to_date" : "migrated", counts);
   log::event(log::Level::info, "migrate.done",
              {{"from", o.from}, {"to", o.to}, {"applied", applied.empty() ? "none" : applied}});
   std::cout << "lethe schema: version " << o.from << " -> " << o.to

@@ -1,4 +1,4 @@
-// Job runs (worker/audit/runs.cpp): a killed run is closed by the next run of any job as
+// Job runs (worker/runtime/runs.cpp, RunScope): a killed run is closed by the next run of any job as
 // "abandoned", with an audit record whose counts are what its committed work shows.
 #include "support/cluster.hpp"
 
@@ -196,5 +196,37 @@ TEST_CASE("job runs: a closing record that could not commit is spooled with its 
         "done");
   CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE outcome = 'abandoned'").integer(0, 0) ==
         0);
+  CHECK(t.lethe("audit verify").exit == 0);
+}
+
+TEST_CASE("run scope: a failure that is not a lethe::Error closes the run as failed, with the "
+          "counts that committed, at once") {
+  test::TestDb t("runs_unexpected_failure", 3000, "2026-06-30");
+  t.migrate_and_grant();
+  auto s = t.admin();
+  long long before = rows_with_pii(*s);
+  // A std::runtime_error after the first committed batch: the run must not stay "running".
+  test::RunResult failed = test::run_shell(
+      "LETHE_THROW_AT=sanitize:batch_committed " LETHE_BIN " --config " +
+          roomy_config(t).string() + " purge --workers 1 --batch-size 20 --as-of '" + k_as_of +
+          "'",
+      t.dir());
+  INFO(failed.err);
+  CHECK(failed.exit == 70);
+  CHECK(failed.err.find("HINT:") != std::string::npos);
+  long long sanitized = before - rows_with_pii(*s);
+  REQUIRE(sanitized > 0);
+  db::Rows run = s->exec("SELECT outcome, exit_reason, finished_at IS NOT NULL, run_id FROM "
+                         "lethe.job_runs WHERE job = 'purge'");
+  REQUIRE(run.size() == 1);
+  CHECK(run.text(0, 0) == "failed");
+  CHECK(run.text(0, 1) == "internal");
+  CHECK(run.text(0, 2) == "t");
+  db::Rows rec = s->exec("SELECT outcome, exit_reason, counts FROM lethe.audit_log WHERE run_id = "
+                         "$1",
+                         {run.text(0, 3)});
+  REQUIRE(rec.size() == 1);
+  CHECK(rec.text(0, 0) == "failed");
+  CHECK(count_in(rec.text(0, 2), "rows_sanitized") == sanitized);
   CHECK(t.lethe("audit verify").exit == 0);
 }

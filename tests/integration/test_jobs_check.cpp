@@ -1,6 +1,8 @@
 // C1 monitoring: `lethe check` counts PII past its deadline, from the data, at the boundaries.
-#include "jobs/check/check.hpp"
 #include "support/cluster.hpp"
+#include "worker/db/clock.hpp"
+#include "worker/runtime/context.hpp"
+#include "worker/sanitize/overdue.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -14,6 +16,12 @@ void add_order(db::Session& s, const std::string& id, const std::string& status,
                const std::string& shipped_age, const std::string& update_age, bool business,
                bool with_pii) {
   test::insert_order(s, k_as_of, {id, status, shipped_age, update_age, business, with_pii});
+}
+
+// The overdue counts as `lethe check` reads them, as of `as_of` resolved by the database.
+sanitize::Overdue overdue_pii(Context& ctx, const std::string& as_of) {
+  db::Session& s = ctx.ready_db();
+  return sanitize::overdue_pii(s, ctx.settings(), db::resolve_instant(s, as_of).iso);
 }
 
 } // namespace
@@ -31,7 +39,7 @@ TEST_CASE("check: exactly the rows past their deadline, held rows apart, exit 1 
   add_order(*s, "G-clean-40d", "Shipped", "40 days", "40 days", false, false);
 
   Context ctx(t.settings(), util::Identity{"t", "t", ""}, "check");
-  jobs::check::CheckResult res = jobs::check::overdue_pii(ctx, k_as_of);
+  sanitize::Overdue res = overdue_pii(ctx, k_as_of);
   REQUIRE(res.tables.size() == 4);
   CHECK(res.tables[0].table == "public.orders");
   CHECK(res.tables[0].overdue == 3); // B, C, D
@@ -47,7 +55,7 @@ TEST_CASE("check: exactly the rows past their deadline, held rows apart, exit 1 
   test::require_no_pii(r.out + r.err, t.pii_values());
 
   // An hour earlier, B is not due yet and C is an hour from due.
-  CHECK(jobs::check::overdue_pii(ctx, "2026-06-30 10:59:59+00").tables[0].overdue == 1);
+  CHECK(overdue_pii(ctx, "2026-06-30 10:59:59+00").tables[0].overdue == 1);
 
   // Sanitize what is due: the check passes.
   s->exec("UPDATE orders SET buyer_email = NULL, buyer_name = '[redacted]' "

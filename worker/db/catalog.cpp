@@ -62,12 +62,15 @@ public:
   Checker(Session& session, const settings::Settings& s) : m_session(session), m_s(s) {}
 
   CatalogReport run() {
-    for (const PiiTable* t : m_s.pii_tables()) {
-      check_table(*t);
+    for (const std::vector<const PiiTable*>& tables : {m_s.pii_tables(), m_s.kept_tables()}) {
+      for (const PiiTable* t : tables) {
+        check_table(*t);
+      }
     }
     if (m_report.problems.empty()) {
       check_hold();
       check_views();
+      check_references();
     }
     return m_report;
   }
@@ -178,12 +181,36 @@ private:
       }
       return;
     }
-    if (t.strategy != settings::TableStrategy::delete_row &&
+    if (t.strategy == settings::TableStrategy::columns &&
         !row_identity(m_session, m_s, t).has_value()) {
       m_report.problems.push_back(t.where + ": " + t.table +
                                   " has no primary key or unique not-null column to tell its "
                                   "rows apart; add one (ALTER TABLE … ADD PRIMARY KEY) or name "
                                   "one with key");
+    }
+  }
+
+  // Tables that reference a mapped table by foreign key but are not in the map: Amazon
+  // Information a deletion request would not erase (and that would block erasing the order).
+  void check_references() {
+    std::vector<db::Value> mapped;
+    for (const std::vector<const PiiTable*>& tables : {m_s.pii_tables(), m_s.kept_tables()}) {
+      for (const PiiTable* t : tables) {
+        mapped.emplace_back(quote_ident(t->table));
+      }
+    }
+    Rows r = m_session.exec(
+        "SELECT DISTINCT c.conrelid::regclass::text, c.confrelid::regclass::text FROM "
+        "pg_constraint c JOIN pg_namespace n ON n.oid = (SELECT relnamespace FROM pg_class WHERE "
+        "oid = c.conrelid) WHERE c.contype = 'f' AND n.nspname <> 'lethe' AND c.confrelid IN "
+        "(SELECT to_regclass(x) FROM unnest($1::text[]) AS x) AND c.conrelid NOT IN (SELECT "
+        "to_regclass(x) FROM unnest($1::text[]) AS x) ORDER BY 1, 2",
+        {array_literal(mapped)});
+    for (size_t i = 0; i < r.size(); ++i) {
+      m_report.warnings.push_back(r.text(i, 0) + " references the mapped table " + r.text(i, 1) +
+                                  " by foreign key but is not in the PII map; map it (its PII "
+                                  "columns, or strategy = \"keep\" for Amazon Information that "
+                                  "is not PII) so a deletion request erases it with its order");
     }
   }
 
@@ -242,6 +269,40 @@ std::optional<std::string> row_identity(Session& session, const settings::Settin
     return std::nullopt;
   }
   return r.text(0, 0);
+}
+
+const std::string& TableFacts::type_of(const std::string& name) const {
+  for (const auto& [column, type] : columns) {
+    if (column == name) {
+      return type;
+    }
+  }
+  throw Error(Exit::config, "column " + name + " of " + table + " does not exist",
+              "run `lethe config check` to compare the PII map with the database");
+}
+
+const TableFacts& CatalogFacts::of(const std::string& table) const {
+  for (const TableFacts& t : tables) {
+    if (t.table == table) {
+      return t;
+    }
+  }
+  throw Error(Exit::internal, "no catalog facts were read for " + table);
+}
+
+CatalogFacts read_facts(Session& session, const settings::Settings& s) {
+  CatalogFacts facts;
+  for (const settings::PiiTable* t : s.pii_tables()) {
+    TableFacts tf;
+    tf.table = t->table;
+    Rows r = session.exec(k_columns_query, {quote_ident(t->table)});
+    for (size_t i = 0; i < r.size(); ++i) {
+      tf.columns.emplace_back(r.text(i, 0), r.text(i, 1));
+    }
+    tf.row_id = row_identity(session, s, *t);
+    facts.tables.push_back(std::move(tf));
+  }
+  return facts;
 }
 
 CatalogReport check_pii_map(Session& session, const settings::Settings& s) {

@@ -701,17 +701,6 @@ std::string array_literal(const std::vector<Value>& values) {
   return out + "}";
 }
 
-std::string column_type(Session& session, const std::string& table, const std::string& column) {
-  Rows r = session.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                        "WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
-                        {quote_ident(table), column});
-  if (r.empty()) {
-    throw Error(Exit::config, "column " + column + " of " + table + " does not exist",
-                "run `lethe config check` to compare the PII map with the database");
-  }
-  return r.text(0, 0);
-}
-
 void copy_field(std::string& line, const Value& v) {
   if (!v) {
     line += "\\N";

@@ -133,9 +133,6 @@ void copy_field(std::string& line, const Value& v);
 // A PostgreSQL array literal of text values ('{"a","b"}'), for `= ANY($1::type[])`.
 std::string array_literal(const std::vector<Value>& values);
 
-// format_type() of `column` in `table`; throws Error(config) when it does not exist.
-std::string column_type(Session& session, const std::string& table, const std::string& column);
-
 // Quotes a (possibly schema-qualified) identifier for SQL: public.orders -> "public"."orders".
 std::string quote_ident(std::string_view name);
 // Quotes a string literal for SQL text (used only for lethe's own constants in generated SQL).

@@ -11,16 +11,13 @@ namespace {
 
 using K = KeyType;
 
+// clang-format off
 // Binds a key to its member: M(purge.batch_size) fills s.purge.batch_size.
-#define M(member)                                                                                  \
-  +[](Settings & s) -> auto& {                                                                     \
-    return s.member;                                                                               \
-  }
+#define M(member) +[](Settings& s) -> auto& { return s.member; }
 #define W(member) +[](Settings& s) -> std::vector<Where>& { return s.member; }
 
 constexpr std::string_view k_c1 = " (C1: PII is kept no longer than 30 days after shipment)";
 
-// clang-format off
 constexpr std::array k_keys{
   KeySpec{"database", K::table, true,
           "how lethe reaches the order database"},
@@ -126,7 +123,9 @@ constexpr std::array k_keys{
   KeySpec{"pii.children[].parent_column", K::string, false,
           "referenced column of the parent; default: the root key when the parent is the root"},
   KeySpec{"pii.children[].strategy", K::string, false,
-          "columns (sanitize the listed columns) or delete-row (delete the whole row)",
+          "columns (sanitize the listed columns), delete-row (delete the whole row) or keep (Amazon "
+          "Information that is not PII: left by the purge, erased with its order by a deletion "
+          "request; lists no columns)",
           {}, {}, nullptr, "columns"},
   KeySpec{"pii.children[].key", K::string, false,
           "unique not-null key column that tells this table's rows apart (default: its primary "

@@ -66,7 +66,17 @@ public:
     if (!m_problems.empty()) {
       fail();
     }
+    separate_keep_tables(s);
     return s;
+  }
+
+  // Moves the keep tables out of `children` (order kept), once the map is valid.
+  static void separate_keep_tables(Settings& s) {
+    std::vector<PiiTable> pii;
+    for (PiiTable& c : s.children) {
+      (c.strategy == TableStrategy::keep ? s.keep_tables : pii).push_back(std::move(c));
+    }
+    s.children = std::move(pii);
   }
 
   [[noreturn]] void fail() const {
@@ -274,9 +284,11 @@ private:
         std::string strategy = str(t, "strategy", "columns");
         if (strategy == "delete-row") {
           c.strategy = TableStrategy::delete_row;
+        } else if (strategy == "keep") {
+          c.strategy = TableStrategy::keep;
         } else if (strategy != "columns") {
           problem(t["strategy"].node()->source(),
-                  "table strategy '" + strategy + "' is not one of columns, delete-row");
+                  "table strategy '" + strategy + "' is not one of columns, delete-row, keep");
         }
         c.columns = columns(t);
         s.children.push_back(std::move(c));
@@ -290,6 +302,23 @@ private:
     if (!valid_identifier(name, qualified)) {
       problem(w, what + " '" + name + "' is not a plain SQL identifier" +
                      (qualified ? " (schema.table or table)" : ""));
+    }
+  }
+
+  // A keep table holds no PII column; a PII table never descends from a keep table (its
+  // membership in an order and its state view walk up through PII tables only).
+  void validate_keep(const PiiTable& c, const std::map<std::string, const PiiTable*>& known) {
+    auto parent = known.find(c.parent);
+    if (c.strategy == TableStrategy::keep && !c.columns.empty()) {
+      problem(c.where, "keep table " + c.table +
+                           " lists PII columns; a keep table holds no PII (use strategy "
+                           "columns for a table with PII)");
+    }
+    if (c.strategy != TableStrategy::keep && parent != known.end() &&
+        parent->second->strategy == TableStrategy::keep) {
+      problem(c.where, "PII table " + c.table + " has the keep table " + c.parent +
+                           " as its parent; link it to a PII table (or give " + c.parent +
+                           " strategy columns)");
     }
   }
 
@@ -363,6 +392,7 @@ private:
       if (!c.parent_column.empty()) {
         identifier(c.parent_column, c.where, "parent_column", false);
       }
+      validate_keep(c, known);
       if (c.strategy == TableStrategy::columns && c.columns.empty()) {
         problem(c.where, "child " + c.table +
                              " lists no columns; list them or use strategy "
@@ -401,10 +431,20 @@ std::vector<const PiiTable*> Settings::pii_tables() const {
   return out;
 }
 
+std::vector<const PiiTable*> Settings::kept_tables() const {
+  std::vector<const PiiTable*> out;
+  for (const PiiTable& c : keep_tables) {
+    out.push_back(&c);
+  }
+  return out;
+}
+
 const PiiTable* Settings::find_table(const std::string& name) const {
-  for (const PiiTable* t : pii_tables()) {
-    if (t->table == name) {
-      return t;
+  for (const std::vector<const PiiTable*>& tables : {pii_tables(), kept_tables()}) {
+    for (const PiiTable* t : tables) {
+      if (t->table == name) {
+        return t;
+      }
     }
   }
   return nullptr;
@@ -463,6 +503,14 @@ std::string pii_map_digest(const Settings& s) {
       field(std::to_string(static_cast<int>(c.strategy)));
       field(c.value);
     }
+  }
+  for (const PiiTable* t : s.kept_tables()) {
+    text += "\nkeep:";
+    field(t->table);
+    field(t->parent);
+    field(t->link);
+    field(t->parent_column);
+    field(t->key);
   }
   return crypto::hex(crypto::sha256(text));
 }

@@ -14,7 +14,10 @@ inline constexpr const char* k_default_config_path = "/etc/lethe/lethe.toml";
 using Where = std::string;
 
 enum class Strategy { set_null, constant, hmac };
-enum class TableStrategy { columns, delete_row };
+// columns: each PII column by its own strategy; delete_row: the row goes; keep: a table of Amazon
+// Information that is not PII (order items, fees, refunds), left by the purge and erased with
+// its order by a deletion request.
+enum class TableStrategy { columns, delete_row, keep };
 
 struct PiiColumn {
   std::string name;
@@ -100,13 +103,18 @@ struct Settings {
   Purge purge;
   std::string hmac_key_file; // pii.hmac_key_file
   Root root;
-  std::vector<PiiTable> children; // parents before their children
+  std::vector<PiiTable> children; // PII tables below the root, parents before their children
+  // strategy = "keep" tables: below a PII table or another keep table, parents first; never in
+  // pii_tables(), so nothing that reads or sanitizes PII sees them.
+  std::vector<PiiTable> keep_tables;
   Archive archive;
   Hold hold;
 
   // The root followed by the children, parents first.
   std::vector<const PiiTable*> pii_tables() const;
-  // The PII-map table named `name`, or nullptr.
+  // The keep tables, parents first.
+  std::vector<const PiiTable*> kept_tables() const;
+  // The PII-map table (PII or keep) named `name`, or nullptr.
   const PiiTable* find_table(const std::string& name) const;
 };
 

@@ -3,6 +3,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <unistd.h>
 
 namespace lethe::util {
@@ -16,6 +18,10 @@ void crash_point(const char* point) {
   const char* term = std::getenv("LETHE_TERM_AT");
   if (term != nullptr && std::strcmp(term, point) == 0) {
     ::raise(SIGTERM);
+  }
+  const char* fail = std::getenv("LETHE_THROW_AT");
+  if (fail != nullptr && std::strcmp(fail, point) == 0) {
+    throw std::runtime_error(std::string("injected failure at ") + point);
   }
 }
 

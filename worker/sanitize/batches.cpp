@@ -1,9 +1,10 @@
-// The purge's batch loop: keyset walks over the due orders, one transaction per batch, on one
-// or more connections.
-#include "jobs/purge/run.hpp"
-#include "worker/audit/runs.hpp"
+// The engine's batch loop: keyset walks over the selected orders, one transaction per batch, on
+// one or more connections.
+#include "worker/runtime/runs.hpp"
+#include "worker/sanitize/engine.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
+#include "worker/util/faults.hpp"
 #include "worker/util/signals.hpp"
 
 #include <algorithm>
@@ -13,7 +14,7 @@
 #include <set>
 #include <thread>
 
-namespace lethe::jobs::purge {
+namespace lethe::sanitize {
 namespace {
 
 constexpr long k_min_batch = 20;
@@ -34,7 +35,7 @@ bool pseudonymized(const std::string& v) {
 
 class Worker {
 public:
-  Worker(Run& run, db::Session& session, int index, int count, std::atomic<bool>& abort,
+  Worker(Job& run, db::Session& session, int index, int count, std::atomic<bool>& abort,
          std::atomic<long long>& done)
       : m_run(run), m_s(session), m_index(index), m_count(count), m_abort(abort), m_done(done) {
     m_tally.sanitized.assign(run.plan.steps.size(), 0);
@@ -53,8 +54,7 @@ public:
   }
 
   bool walk_lane(const Lane& lane, Progress* progress, Clock::time_point started) {
-    long configured =
-        m_run.opt.batch_size > 0 ? m_run.opt.batch_size : m_run.ctx.settings().purge.batch_size;
+    long configured = m_run.limits.batch_size;
     long size = configured;
     std::optional<std::pair<std::string, std::string>> last; // clock, key
     bool warned = false;
@@ -99,6 +99,7 @@ public:
       auto t0 = Clock::now();
       if (sanitize_batch(keys)) {
         ++m_tally.batches;
+        util::crash_point("sanitize:batch_committed");
         m_tally.orders_done += m_last_guarded;
         m_done += m_last_guarded;
         log::event(log::Level::debug, "purge.batch",
@@ -144,7 +145,7 @@ private:
 
   // Rows of the step's table whose PII this batch changed, each counted once.
   long long sanitize_step(db::Transaction& tx, const TableStep& st, const std::string& keys) {
-    if (st.table->strategy == settings::TableStrategy::delete_row) {
+    if (st.deletes) {
       return static_cast<long long>(tx.exec(st.sanitize, {keys}).affected());
     }
     std::set<std::string> changed;
@@ -214,7 +215,7 @@ private:
       }
     }
     items.emplace_back("rows_sanitized", rows);
-    audit::add_progress(tx, m_run.run_id, m_index, items);
+    runtime::add_progress(tx, m_run.run_id, m_index, items);
   }
 
   // One batch in one transaction: children first, the root last. Returns false when its
@@ -276,7 +277,7 @@ private:
     }
   }
 
-  Run& m_run;
+  Job& m_run;
   db::Session& m_s;
   int m_index;
   int m_count;
@@ -286,8 +287,8 @@ private:
   Tally m_tally;
 };
 
-void merge(Run& run, const Tally& t) {
-  RunStats& st = run.stats;
+void merge(Job& run, const Tally& t) {
+  Stats& st = run.stats;
   st.add(t);
   for (size_t i = 0; i < run.plan.steps.size(); ++i) {
     TableStats* ts = st.find(run.plan.steps[i].table->table);
@@ -306,9 +307,9 @@ void prepare_session(db::Session& s) {
   s.exec("SET enable_seqscan = off");
 }
 
-void sanitize_batches(Run& run) {
-  int workers =
-      run.opt.workers > 0 ? run.opt.workers : static_cast<int>(run.ctx.settings().purge.workers);
+// Runs the workers; wipes nothing (run_batches does, on every path).
+static void walk_all(Job& run) {
+  int workers = run.limits.workers;
   workers = static_cast<int>(
       std::max<long long>(1, std::min<long long>(workers, run.stats.candidates / 1000 + 1)));
   std::vector<std::unique_ptr<db::Session>> extra;
@@ -316,7 +317,7 @@ void sanitize_batches(Run& run) {
     extra.push_back(db::connect(run.ctx.settings()));
     prepare_session(*extra.back());
     if (run.run_id > 0) {
-      audit::join_run(*extra.back(), run.run_id);
+      runtime::join_run(*extra.back(), run.run_id);
     }
   }
   std::atomic<bool> abort{false};
@@ -369,4 +370,14 @@ void sanitize_batches(Run& run) {
   }
 }
 
-} // namespace lethe::jobs::purge
+void run_batches(Job& job) {
+  try {
+    walk_all(job);
+  } catch (...) {
+    job.hmac_key.wipe();
+    throw;
+  }
+  job.hmac_key.wipe();
+}
+
+} // namespace lethe::sanitize

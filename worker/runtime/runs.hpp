@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace lethe::audit {
+namespace lethe::runtime {
 
 // Closes every abandoned run (see above) with an audit record; inserts a running row for
 // `ctx.job()` with `options_json`, locked for this session; returns its run id.
@@ -32,8 +32,8 @@ size_t close_abandoned_runs(Context& ctx);
 
 // Records the run's end in job_runs and writes its audit record (kind run, or refusal/alarm),
 // in one transaction.
-void finish_run(Context& ctx, long long run_id, Kind kind, const std::string& outcome,
+void finish_run(Context& ctx, long long run_id, audit::Kind kind, const std::string& outcome,
                 const std::string& exit_reason, const std::string& counts_json,
                 const std::string& details_json = "{}");
 
-} // namespace lethe::audit
+} // namespace lethe::runtime

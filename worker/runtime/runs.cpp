@@ -1,10 +1,10 @@
-#include "worker/audit/runs.hpp"
+#include "worker/runtime/runs.hpp"
 
 #include "worker/log/log.hpp"
 #include "worker/settings/settings.hpp"
 #include "worker/util/json.hpp"
 
-namespace lethe::audit {
+namespace lethe::runtime {
 namespace {
 
 // The run's advisory lock: classid for lethe's runs, objid from the run id.
@@ -23,8 +23,8 @@ std::string progress_counts(db::Transaction& tx, const std::string& run_id) {
 }
 
 // Closes run `run_id` when no session holds its lock; the closing record, once committed.
-std::optional<Stored> close_if_abandoned(Context& ctx, const std::string& run_id) {
-  std::optional<Stored> closed;
+std::optional<audit::Stored> close_if_abandoned(Context& ctx, const std::string& run_id) {
+  std::optional<audit::Stored> closed;
   ctx.ready_db().transact([&](db::Transaction& tx) {
     if (tx.exec(std::string("SELECT pg_try_advisory_xact_lock(") + k_run_lock_key + ")", {run_id})
             .text(0, 0) != "t") {
@@ -42,10 +42,10 @@ std::optional<Stored> close_if_abandoned(Context& ctx, const std::string& run_id
     if (run.at(0, 2)) {
       details.add("backend_pid", run.integer(0, 2));
     }
-    Record r{Kind::run,    run.text(0, 0),     "abandoned",
-             "abandoned",  std::stoll(run_id), progress_counts(tx, run_id),
-             details.str()};
-    closed = ctx.trail().append_in(tx, r, Closes::run);
+    audit::Record r{audit::Kind::run, run.text(0, 0),     "abandoned",
+                    "abandoned",      std::stoll(run_id), progress_counts(tx, run_id),
+                    details.str()};
+    closed = ctx.trail().append_in(tx, r, audit::Closes::run);
   });
   return closed;
 }
@@ -57,7 +57,7 @@ size_t close_abandoned_runs(Context& ctx) {
       "SELECT run_id FROM lethe.job_runs WHERE outcome = 'running' ORDER BY run_id");
   size_t closed = 0;
   for (size_t i = 0; i < running.size(); ++i) {
-    std::optional<Stored> s = close_if_abandoned(ctx, running.text(i, 0));
+    std::optional<audit::Stored> s = close_if_abandoned(ctx, running.text(i, 0));
     if (s) {
       ++closed;
       log::event(log::Level::notice, "run.abandoned_closed",
@@ -107,11 +107,12 @@ void add_progress(db::Transaction& tx, long long run_id, int worker,
            db::array_literal(amounts)});
 }
 
-void finish_run(Context& ctx, long long run_id, Kind kind, const std::string& outcome,
+void finish_run(Context& ctx, long long run_id, audit::Kind kind, const std::string& outcome,
                 const std::string& exit_reason, const std::string& counts_json,
                 const std::string& details_json) {
-  ctx.record(Record{kind, ctx.job(), outcome, exit_reason, run_id, counts_json, details_json},
-             Closes::run);
+  ctx.record(
+      audit::Record{kind, ctx.job(), outcome, exit_reason, run_id, counts_json, details_json},
+      audit::Closes::run);
 }
 
-} // namespace lethe::audit
+} // namespace lethe::runtime

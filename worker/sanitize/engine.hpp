@@ -1,0 +1,66 @@
+// The sanitize engine: walks the orders a Selection takes in small committed batches, over one
+// or more connections, and applies an Action to every PII-map table's rows of each batch
+// (children deepest first, the root last). Used by the purge, the archive job and, next,
+// deletion requests; each is a runbook over it.
+//
+// Promises: one transaction per batch, whose guard re-checks the selection, so a crash or a
+// stop loses at most the open batch and the next run continues from the data; each batch adds
+// its counts to the run's progress in the same transaction; batch size adapts to keep a
+// transaction near 0.15 s; lock timeouts back off and retry, then leave the batch for the next
+// run (counted as skipped); plans stay index-driven (checked with EXPLAIN).
+#pragma once
+
+#include "worker/db/clock.hpp"
+#include "worker/runtime/context.hpp"
+#include "worker/sanitize/plan.hpp"
+#include "worker/sanitize/stats.hpp"
+#include "worker/util/secret.hpp"
+
+#include <chrono>
+#include <string>
+
+namespace lethe::sanitize {
+
+using Clock = std::chrono::steady_clock;
+
+inline double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// How hard the engine works: the configured defaults or a command's overrides.
+struct Limits {
+  long batch_size = 1000; // starting size; adapts between 20 and 8× this
+  int workers = 2;        // connections, each taking the orders whose key hashes to its share
+};
+
+// One engine run: its plan, its instant, and what it did.
+struct Job {
+  Context& ctx;
+  Limits limits;
+  db::Instant as_of;
+  Plan plan;
+  Stats stats;
+  long long run_id = 0;   // the job_runs row batches report progress to (0: none)
+  util::Secret hmac_key; // wiped when the run ends
+};
+
+// Session settings for batch work: index-driven plans only.
+void prepare_session(db::Session& s);
+
+// Reads the catalog facts and builds `job.plan` for `sel` and `action` on the context's session
+// (prepared for batch work); fills stats.candidates (orders the selection takes now).
+void plan(Job& job, const Selection& sel, Action action);
+
+// Reads the hmac key when the map has hmac columns and the configuration names a key file.
+void load_hmac_key(Job& job);
+
+// Walks the planned orders in batches over `job.limits.workers` connections (disjoint by key
+// hash) and applies the plan; fills job.stats. Stops early on SIGTERM (exit reason
+// "interrupted"). Wipes the hmac key at the end, on every path.
+void run_batches(Job& job);
+
+// VACUUM (ANALYZE) of every table the job changed, where the role may (PostgreSQL 15: the
+// owner); reports each table's dead tuples after it.
+void vacuum_touched_tables(Job& job);
+
+} // namespace lethe::sanitize

@@ -1,0 +1,248 @@
+#include "worker/sanitize/plan.hpp"
+
+#include "worker/db/pii_sql.hpp"
+#include "worker/util/error.hpp"
+
+namespace lethe::sanitize {
+namespace {
+
+using db::quote_ident;
+using settings::PiiTable;
+using settings::Strategy;
+using settings::TableStrategy;
+
+class Builder {
+public:
+  Builder(const settings::Settings& s, const db::CatalogFacts& facts, const Selection& sel,
+          Action action)
+      : m_s(s), m_facts(facts), m_sel(sel), m_action(action) {}
+
+  Plan build() {
+    const PiiTable& root = m_s.root.table;
+    Plan p;
+    p.key_type = m_facts.of(root.table).type_of(root.key);
+    m_key_array = "$1::" + p.key_type + "[]";
+    m_k = "r." + quote_ident(root.key);
+    m_view = db::state_view(root.table) + " r";
+    const std::string with_pii = "(r.has_pii" + children_with_pii(root, "r") + ")";
+    std::string taken = selected(with_pii);
+    if (m_sel.kind == Selection::Kind::orders) {
+      orders_lane(p, taken);
+    } else {
+      clock_lanes(p, taken);
+    }
+    p.count_candidates = "SELECT count(*) FROM " + m_view + " WHERE " + taken;
+    p.count_held = "SELECT count(*) FROM " + m_view +
+                   " WHERE r.due_at <= $1::timestamptz AND r.held AND " + with_pii;
+    p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
+    p.guard = "SELECT " + m_k + "::text FROM " + m_view + " WHERE " + m_k + " = ANY(" +
+              m_key_array + ") AND " + guard_condition();
+    if (m_action == Action::erase) {
+      // Keep tables hang below PII tables (never the other way round): they go first.
+      std::vector<const PiiTable*> kept = m_s.kept_tables();
+      for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+        p.steps.push_back(erase_step(**it));
+      }
+    }
+    std::vector<const PiiTable*> tables = m_s.pii_tables();
+    for (auto it = tables.rbegin(); it != tables.rend(); ++it) {
+      p.steps.push_back(m_action == Action::erase ? erase_step(**it) : step(**it));
+    }
+    return p;
+  }
+
+private:
+  // SQL predicate over the root's state view (alias r, $1 the run's instant): the orders the
+  // selection takes now.
+  std::string selected(const std::string& with_pii) const {
+    switch (m_sel.kind) {
+    case Selection::Kind::due:
+      return "r.due_at <= $1::timestamptz AND NOT r.held AND " + with_pii;
+    case Selection::Kind::archived_due:
+      return "r.due_at <= $1::timestamptz AND NOT r.held AND " + with_pii +
+             " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.order_key = " + m_k +
+             "::text)";
+    case Selection::Kind::orders:
+      // Every statement of a plan takes the same parameters; an explicit list needs no clock.
+      return m_k + "::text = ANY(" + orders_literal() + ") AND $1::timestamptz IS NOT NULL";
+    }
+    return "false";
+  }
+
+  // The guard's test of a batch's order (r, $2 the run's instant) inside its transaction.
+  std::string guard_condition() const {
+    if (m_sel.kind == Selection::Kind::orders) {
+      return "$2::timestamptz IS NOT NULL";
+    }
+    return "r.due_at <= $2::timestamptz AND NOT r.held";
+  }
+
+  // The selection's order keys as an SQL text[] literal (order ids, never PII).
+  std::string orders_literal() const {
+    std::vector<db::Value> keys(m_sel.order_keys.begin(), m_sel.order_keys.end());
+    return db::quote_literal(db::array_literal(keys)) + "::text[]";
+  }
+
+  // Workers split the orders by a hash of the key, so no two ever touch the same order.
+  std::string mine() const {
+    return " AND (hashtext(" + m_k + "::text) & 2147483647) % $3::int = $4::int";
+  }
+
+  void add_lane(Plan& p, std::string name, const std::string& clock, const std::string& clock_type,
+                const std::string& where) {
+    std::string head =
+        "SELECT " + clock + "::text, " + m_k + "::text FROM " + m_view + " WHERE " + where + mine();
+    std::string order = " ORDER BY " + clock + ", " + m_k + " LIMIT $2";
+    p.lanes.push_back(Lane{std::move(name), head + order,
+                           head + " AND (" + clock + ", " + m_k + ") > ($5::" + clock_type +
+                               ", $6::" + p.key_type + ")" + order});
+  }
+
+  void clock_lanes(Plan& p, const std::string& taken) {
+    const std::string shipped = "r." + quote_ident(m_s.root.shipped_at);
+    add_lane(p, "shipped", shipped, "timestamptz",
+             shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention.days) +
+                 " days' AND " + taken);
+    for (const settings::NeverShipped& rule : m_s.root.never_shipped) {
+      for (const std::string& status : rule.statuses) {
+        add_lane(p, "never shipped: " + status, "r." + quote_ident(rule.since), "timestamptz",
+                 shipped + " IS NULL AND r." + quote_ident(m_s.root.status) + " = " +
+                     db::quote_literal(status) + " AND r." + quote_ident(rule.since) +
+                     " <= $1::timestamptz - interval '" + std::to_string(rule.days) +
+                     " days' AND " + taken);
+      }
+    }
+  }
+
+  // Explicit orders are few (one request's): walked by key, the clock column is the key's text.
+  void orders_lane(Plan& p, const std::string& taken) {
+    add_lane(p, "orders", m_k + "::text", "text", taken);
+  }
+
+  // " OR EXISTS (…)" for each child of `t` (alias `alias`) that still holds PII, recursively.
+  std::string children_with_pii(const PiiTable& t, const std::string& alias) {
+    std::string out;
+    for (const PiiTable& c : m_s.children) {
+      if (c.parent != t.table) {
+        continue;
+      }
+      std::string a = "c" + std::to_string(++m_alias);
+      out += " OR EXISTS (SELECT 1 FROM " + db::state_view(c.table) + " " + a + " WHERE " + a +
+             "." + quote_ident(c.link) + " = " + alias + "." + quote_ident(c.parent_column) +
+             " AND (" + a + ".has_pii" + children_with_pii(c, a) + "))";
+    }
+    return out;
+  }
+
+  // SQL predicate: the row `alias` of `t` belongs to the batch whose root keys are $1.
+  std::string in_batch(const PiiTable& t, const std::string& alias) {
+    return db::rows_of_orders(m_s, t, alias, [this](const std::string& column) {
+      return column + " = ANY(" + m_key_array + ")";
+    });
+  }
+
+  // The column that tells `t`'s rows apart; refuses a table without one, before any work.
+  std::string row_id(const PiiTable& t) {
+    const std::optional<std::string>& id = m_facts.of(t.table).row_id;
+    if (!id) {
+      throw Error(Exit::config,
+                  t.where + ": " + t.table +
+                      " has no primary key or unique not-null column, so its rows cannot be told "
+                      "apart",
+                  "add a primary key (or a unique not-null column) to " + t.table +
+                      ", or name one with key in the PII map; `lethe config check` finds such "
+                      "tables");
+    }
+    return *id;
+  }
+
+  // SET list of the null and constant columns; a NULL stays NULL (the state view tells).
+  static std::string constant_sets(const PiiTable& t) {
+    std::string sets;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      const settings::PiiColumn& c = t.columns[i];
+      if (c.strategy == Strategy::hmac) {
+        continue;
+      }
+      std::string value = c.strategy == Strategy::set_null
+                              ? std::string("NULL")
+                              : "CASE WHEN v." + db::null_flag(i) + " THEN NULL ELSE " +
+                                    db::quote_literal(c.value) + " END";
+      sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = " + value;
+    }
+    return sets;
+  }
+
+  // Erase: every row of `t` that belongs to the batch's orders, whatever it holds.
+  TableStep erase_step(const PiiTable& t) {
+    TableStep st;
+    st.table = &t;
+    st.sanitize = "DELETE FROM " + quote_ident(t.table) + " x WHERE " + in_batch(t, "x");
+    st.deletes = true;
+    return st;
+  }
+
+  TableStep step(const PiiTable& t) {
+    TableStep st;
+    st.table = &t;
+    std::string table = quote_ident(t.table);
+    if (t.strategy == TableStrategy::delete_row) {
+      st.sanitize = "DELETE FROM " + table + " x WHERE " + in_batch(t, "x");
+      st.deletes = true;
+      return st;
+    }
+    std::string id_column = row_id(t);
+    std::string id = quote_ident(id_column);
+    std::string sets = constant_sets(t);
+    if (!sets.empty()) {
+      // Only rows that still hold PII are written, matched by their own identity, so clean rows
+      // make no dead tuples and the count is of rows whose PII changed.
+      st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + db::state_view(t.table) +
+                    " v WHERE v." + db::k_row_id + " = x." + id + " AND v.has_pii AND " +
+                    in_batch(t, "x") + " RETURNING x." + id + "::text";
+    }
+    for (const settings::PiiColumn& c : t.columns) {
+      if (c.strategy == Strategy::hmac) {
+        st.hmac_columns.push_back(c.name);
+      }
+    }
+    if (!st.hmac_columns.empty()) {
+      const std::string& id_type = m_facts.of(t.table).type_of(id_column);
+      std::string cols;
+      std::string assigns;
+      std::string arrays = "$1::" + id_type + "[]";
+      std::string names = "id";
+      for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
+        std::string c = quote_ident(st.hmac_columns[i]);
+        cols += ", x." + c + "::text";
+        assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
+        arrays += ", $" + std::to_string(i + 2) + "::text[]";
+        names += ", h" + std::to_string(i);
+      }
+      st.hmac_select =
+          "SELECT x." + id + "::text" + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
+      st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
+                       ") AS v(" + names + ") WHERE x." + id + " = v.id RETURNING x." + id +
+                       "::text";
+    }
+    return st;
+  }
+
+  const settings::Settings& m_s;
+  const db::CatalogFacts& m_facts;
+  const Selection& m_sel;
+  Action m_action;
+  std::string m_key_array;
+  std::string m_k;    // the root key column of alias r
+  std::string m_view; // the root's state view, alias r
+  int m_alias = 0;
+};
+
+} // namespace
+
+Plan build_plan(const settings::Settings& s, const db::CatalogFacts& facts, const Selection& sel,
+                Action action) {
+  return Builder(s, facts, sel, action).build();
+}
+
+} // namespace lethe::sanitize

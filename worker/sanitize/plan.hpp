@@ -1,0 +1,57 @@
+// The sanitize engine's SQL, derived purely from the PII map, the catalog facts read once per
+// run, a Selection and an Action: which root orders a batch takes, and what each table's rows of
+// that batch undergo. Every statement reads only lethe's state views and key/link columns, so
+// the purge role needs no SELECT on PII (hmac columns aside). Built without a server, so unit
+// tests check the SQL.
+#pragma once
+
+#include "worker/db/catalog.hpp"
+#include "worker/sanitize/selection.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <string>
+#include <vector>
+
+namespace lethe::sanitize {
+
+// What one PII-map table's rows of a batch undergo. $1 is always the batch's root keys.
+struct TableStep {
+  const settings::PiiTable* table = nullptr;
+  // UPDATE of null/constant columns (RETURNING the ids of the rows it changed), or DELETE;
+  // empty when none
+  std::string sanitize;
+  bool deletes = false; // `sanitize` is a DELETE: its count is the rows it removed
+  // hmac columns: read the values, pseudonymize them in the worker, write them back.
+  std::vector<std::string> hmac_columns;
+  std::string hmac_select; // $1 keys -> row id, then the hmac columns
+  std::string hmac_update; // $1 row ids, $2.. one text array per hmac column; RETURNING ids
+  bool skip = false;       // nothing of this table is due in this run
+};
+
+// One keyset walk over the selected orders: shipped orders by shipment time, each
+// never-shipped status by its own clock (walking the clock rather than the key keeps the heap
+// access in the table's physical, arrival order); explicit orders by key.
+// Parameters: $1 as_of, $2 limit, $3 workers, $4 this worker; `next` adds $5 last clock (as
+// text) and $6 last key. Both return (clock as text, key as text) in walk order.
+struct Lane {
+  std::string name; // "shipped", "never shipped: Canceled", "orders"
+  std::string first;
+  std::string next;
+};
+
+struct Plan {
+  std::string key_type; // format_type of the root key
+  std::vector<Lane> lanes;
+  std::string count_candidates; // $1 as_of: the orders the selection takes now
+  std::string count_held;       // $1 as_of: orders with PII due but held for the archive
+  std::string count_root;       // all root rows
+  std::string guard;            // $1 keys, $2 as_of: those the selection still takes
+  std::vector<TableStep> steps; // deepest tables first, the root last
+};
+
+// Builds the plan. Throws Error(config) for a table whose rows cannot be told apart (no key in
+// the map, no primary or unique not-null key in the catalog).
+Plan build_plan(const settings::Settings& s, const db::CatalogFacts& facts, const Selection& sel,
+                Action action = Action::sanitize);
+
+} // namespace lethe::sanitize

@@ -1,0 +1,33 @@
+// What the sanitize engine works on (which orders) and what it does to them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lethe::sanitize {
+
+// Which root orders a run takes. Every kind is re-checked inside each batch's transaction (the
+// guard), so an order that stops qualifying between the walk and the batch is left alone.
+struct Selection {
+  enum class Kind {
+    due,          // PII past its clock as of the run's instant, not held (the nightly purge)
+    archived_due, // as `due`, and some archive holds the order (the archive job's last step)
+    orders,       // exactly these orders, due or not (a deletion request's resolved scope)
+  };
+  Kind kind = Kind::due;
+  // Kind::orders: the root keys, as text. Order ids are not PII; a buyer or seller scope is
+  // resolved to order keys (with bind parameters) before it becomes a Selection.
+  std::vector<std::string> order_keys;
+
+  static Selection due() { return {Kind::due, {}}; }
+  static Selection archived_due() { return {Kind::archived_due, {}}; }
+  static Selection orders(std::vector<std::string> keys) { return {Kind::orders, std::move(keys)}; }
+};
+
+// What happens to the selected orders' rows.
+enum class Action {
+  sanitize, // each PII column by its strategy (null, constant, hmac); delete-row tables deleted
+  erase,    // every mapped row of the orders deleted, deepest table first, the root last
+};
+
+} // namespace lethe::sanitize
