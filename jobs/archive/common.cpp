@@ -13,7 +13,7 @@
 namespace lethe::jobs::archive {
 
 void ensure_spool(const settings::Settings& s) {
-  const std::filesystem::path& dir = s.archive_spool_dir;
+  const std::filesystem::path& dir = s.archive.spool_dir;
   std::error_code ec;
   if (!std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
@@ -97,20 +97,20 @@ std::string tables_json(const std::vector<TableColumns>& tables) {
 
 Recipients load_recipients(const settings::Settings& s) {
   Recipients out;
-  out.owned.reserve(s.archive_recipients.size());
+  out.owned.reserve(s.archive.recipients.size());
   std::string json = "[";
-  for (const std::string& file : s.archive_recipients) {
+  for (const std::string& file : s.archive.recipients) {
     out.owned.push_back(crypto::load_public_key(file));
     json += (json.size() > 1 ? "," : "") +
             util::JsonObject()
-                .add("namespace", s.archive_key_namespace)
-                .add("name", s.archive_key_name)
+                .add("namespace", s.archive.key_namespace)
+                .add("name", s.archive.key_name)
                 .add("file", file)
                 .add("sha256", crypto::hex(crypto::sha256(util::read_file(file))))
                 .str();
   }
   for (const crypto::RsaKey& k : out.owned) {
-    out.keys.push_back({s.archive_key_namespace, s.archive_key_name, &k});
+    out.keys.push_back({s.archive.key_namespace, s.archive.key_name, &k});
   }
   out.json = json + "]";
   return out;

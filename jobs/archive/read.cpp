@@ -107,7 +107,7 @@ void read_members(const settings::Settings& s, const std::string& path, const st
                 "fetch it back from cold storage to this path first");
   }
   crypto::esdk::DecryptParams params;
-  params.keys.push_back({s.archive_key_namespace, s.archive_key_name, &key});
+  params.keys.push_back({s.archive.key_namespace, s.archive.key_name, &key});
   std::string pending;
   size_t pending_at = 0;
   crypto::esdk::Decryptor dec(params, [&](const unsigned char* p, size_t n) {
@@ -185,8 +185,8 @@ void read_archive(db::Session& db, const settings::Settings& s, const std::strin
     throw KeyMismatch(
         "the private key does not fit archive " + id + " (" +
             (e.fault() == crypto::esdk::Fault::no_matching_key
-                 ? "no data key is wrapped for " + s.archive_key_namespace + "/" +
-                       s.archive_key_name
+                 ? "no data key is wrapped for " + s.archive.key_namespace + "/" +
+                       s.archive.key_name
                  : "it does not unwrap the data key") +
             "); the file itself was not found damaged; it was written to " + written_to(db, id),
         "pass --private-key with the private half of one of those public keys (and the "

@@ -115,7 +115,7 @@ void discard_orphans(ArchiveRun& run) {
   ensure_spool(run.ctx.settings());
   std::set<std::string> known = cataloged_ids(run.ctx.ready_db());
   const std::string self = run.ctx.ready_db().endpoint();
-  std::filesystem::path spool = std::filesystem::canonical(run.ctx.settings().archive_spool_dir);
+  std::filesystem::path spool = std::filesystem::canonical(run.ctx.settings().archive.spool_dir);
   for (const auto& e : std::filesystem::directory_iterator(spool)) {
     std::string name = e.path().filename().string();
     bool temp = name.find(std::string(k_archive_suffix) + ".tmp-") != std::string::npos;
@@ -188,11 +188,11 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
   Written& w = run.w;
   w.id = new_archive_id();
-  w.path = s.archive_spool_dir / (w.id + k_archive_suffix);
+  w.path = s.archive.spool_dir / (w.id + k_archive_suffix);
   w.retention_until =
       tx.exec("SELECT ((($1::timestamptz AT TIME ZONE 'UTC')::date) + make_interval(years => "
               "$2::int))::date::text",
-              {run.as_of.iso, std::to_string(s.hold_archive_years)})
+              {run.as_of.iso, std::to_string(s.hold.archive_years)})
           .text(0, 0);
   Recipients rcpt = load_recipients(s);
   w.recipients_json = rcpt.json;
@@ -214,7 +214,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
 
   std::vector<TableColumns> tables = table_columns(tx, s);
   tar.add("tables.json", tables_json(tables)); // first, so a restore can create the tables
-  const size_t limit = static_cast<size_t>(s.archive_member_mib) << 20;
+  const size_t limit = static_cast<size_t>(s.archive.member_mib) << 20;
   util::JsonObject counts;
   for (const settings::PiiTable* t : s.pii_tables()) {
     std::string buffer;
@@ -282,7 +282,7 @@ void verify_written(ArchiveRun& run) {
   FileCheck c = check_file(run.w.path);
   if (c.size != run.w.size || c.sha256 != run.w.sha256) {
     throw Error(Exit::io, "archive " + run.w.id + " reads back differently from what was written",
-                "check the spool file system (" + run.ctx.settings().archive_spool_dir.string() +
+                "check the spool file system (" + run.ctx.settings().archive.spool_dir.string() +
                     "); nothing was purged");
   }
   util::crash_point("archive:verified");
@@ -382,8 +382,10 @@ int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
 // tables are vacuumed. The caller holds the PII writers' lock.
 sanitize::Stats sanitize_archived(ArchiveRun& run) {
   const settings::Settings& s = run.ctx.settings();
-  sanitize::Job job{
-      run.ctx, {s.batch_size, static_cast<int>(s.workers)}, run.as_of, {}, {}, run.run_id, {}};
+  sanitize::Job job{run.ctx,   {s.purge.batch_size, static_cast<int>(s.purge.workers)},
+                    run.as_of, {},
+                    {},        run.run_id,
+                    {}};
   sanitize::plan(job, sanitize::Selection::archived_due(), sanitize::Action::sanitize);
   sanitize::load_hmac_key(job);
   sanitize::run_batches(job);
@@ -434,11 +436,11 @@ int run_archive(Context& ctx, const RunOptions& opt) {
     throw Error(Exit::usage, "--as-of " + run.as_of.iso + " is in the future",
                 "archive as of now or an instant in the past");
   }
-  if (ctx.settings().hold_predicate.empty()) {
+  if (ctx.settings().hold.predicate.empty()) {
     std::cout << "archive: hold.predicate is empty, so no order is held and nothing is archived\n";
     return 0;
   }
-  if (ctx.settings().archive_recipients.empty()) {
+  if (ctx.settings().archive.recipients.empty()) {
     throw Error(Exit::config, "archive.recipients names no public key",
                 "make a pair with `lethe keygen`, keep the private key offline and list the "
                 "public key in archive.recipients");

@@ -10,7 +10,7 @@ namespace lethe::jobs::audit {
 
 int run_verify(Context& ctx, bool json) {
   lethe::audit::VerifyReport rep =
-      lethe::audit::verify(ctx.ready_db(), ctx.settings().audit_anchor_file);
+      lethe::audit::verify(ctx.ready_db(), ctx.settings().audit.anchor_file);
   if (!rep.warning.empty()) {
     log::event(log::Level::warning, "audit.anchor_torn", {{"detail", rep.warning}});
   }
@@ -63,7 +63,7 @@ int run_reanchor(Context& ctx, const std::string& operator_name, const std::stri
   }
   lethe::audit::Stored s = lethe::audit::reanchor(ctx.ready_db(), ctx.trail(), reason);
   std::cout << "audit trail re-anchored at record " << s.seq << " by " << s.actor << " ("
-            << ctx.settings().audit_anchor_file.string() << ")\n";
+            << ctx.settings().audit.anchor_file.string() << ")\n";
   return 0;
 }
 

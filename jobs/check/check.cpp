@@ -42,7 +42,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     tables += "]";
     std::cout << util::JsonObject()
                      .add("as_of", res.as_of)
-                     .add("retention_days", ctx.settings().retention_days)
+                     .add("retention_days", ctx.settings().retention.days)
                      .add("overdue", overdue)
                      .add("held_awaiting_archive", held)
                      .add("ok", overdue == 0)
@@ -51,7 +51,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
               << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
-                res.as_of.c_str(), ctx.settings().retention_days);
+                res.as_of.c_str(), ctx.settings().retention.days);
     std::printf("  %-36s %10s %10s %12s\n", "table", "overdue", "held", "oldest");
     for (const sanitize::TableOverdue& t : res.tables) {
       std::printf("  %-36s %10lld %10lld %12s\n", t.table.c_str(), t.overdue, t.held,

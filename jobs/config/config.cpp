@@ -13,9 +13,9 @@
 namespace lethe::jobs::config {
 
 void check_files(const settings::Settings& s) {
-  for (size_t i = 0; i < s.archive_recipients.size(); ++i) {
-    const std::string& file = s.archive_recipients[i];
-    std::string where = i < s.archive_recipients_where.size() ? s.archive_recipients_where[i] : "";
+  for (size_t i = 0; i < s.archive.recipients.size(); ++i) {
+    const std::string& file = s.archive.recipients[i];
+    std::string where = i < s.archive.recipients_where.size() ? s.archive.recipients_where[i] : "";
     std::error_code ec;
     if (!std::filesystem::is_regular_file(file, ec)) {
       throw Error(Exit::config,
@@ -68,14 +68,15 @@ int run_config_keys(bool json) {
                        .add("key", k.path)
                        .add("type", settings::type_name(k.type))
                        .add("required", k.required)
-                       .add("default", k.default_value)
+                       .add("default", settings::default_text(k))
                        .add("meaning", k.meaning)
                        .str()
                 << "\n";
     } else {
       std::cout << k.path << "  (" << settings::type_name(k.type)
                 << (k.required ? ", required" : "")
-                << (k.default_value.empty() ? "" : ", default " + std::string(k.default_value))
+                << (settings::default_text(k).empty() ? ""
+                                                      : ", default " + settings::default_text(k))
                 << ")\n    " << k.meaning << "\n";
     }
   }

@@ -19,8 +19,8 @@ using sanitize::Job;
 
 sanitize::Limits limits(const Context& ctx, const PurgeOptions& opt) {
   const settings::Settings& s = ctx.settings();
-  return {opt.batch_size > 0 ? opt.batch_size : s.batch_size,
-          opt.workers > 0 ? opt.workers : static_cast<int>(s.workers)};
+  return {opt.batch_size > 0 ? opt.batch_size : s.purge.batch_size,
+          opt.workers > 0 ? opt.workers : static_cast<int>(s.purge.workers)};
 }
 
 void resolve_clock(Job& job, const PurgeOptions& opt) {
@@ -55,11 +55,11 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
                                              : static_cast<double>(job.stats.candidates) /
                                                    static_cast<double>(job.stats.root_rows);
   std::string limit;
-  if (job.stats.candidates > s.max_rows_per_run) {
-    limit = "purge.max_rows_per_run = " + std::to_string(s.max_rows_per_run);
-  } else if (fraction > s.max_fraction_of_table) {
+  if (job.stats.candidates > s.purge.max_rows_per_run) {
+    limit = "purge.max_rows_per_run = " + std::to_string(s.purge.max_rows_per_run);
+  } else if (fraction > s.purge.max_fraction_of_table) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", s.max_fraction_of_table);
+    std::snprintf(buf, sizeof buf, "%g", s.purge.max_fraction_of_table);
     limit = "purge.max_fraction_of_table = " + std::string(buf);
   }
   if (limit.empty()) {

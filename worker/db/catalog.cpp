@@ -215,21 +215,21 @@ private:
   }
 
   void check_hold() {
-    if (m_s.hold_predicate.empty()) {
+    if (m_s.hold.predicate.empty()) {
       return;
     }
     try {
       m_session.exec("EXPLAIN SELECT 1 FROM " + quote_ident(m_s.root.table.table) + " WHERE (" +
-                     m_s.hold_predicate + ")");
+                     m_s.hold.predicate + ")");
     } catch (const DbError& e) {
       if (e.sqlstate() == "42501") {
-        m_report.warnings.push_back(m_s.hold_where +
+        m_report.warnings.push_back(m_s.hold.where +
                                     ": this role may not read the columns of "
                                     "hold.predicate; run `lethe config check` as the owner to "
                                     "check it");
         return;
       }
-      m_report.problems.push_back(m_s.hold_where + ": hold.predicate is not a valid condition on " +
+      m_report.problems.push_back(m_s.hold.where + ": hold.predicate is not a valid condition on " +
                                   m_s.root.table.table + ": " + e.what());
     }
   }

@@ -137,7 +137,7 @@ std::string has_pii_expr(const PiiTable& t) {
 std::string due_at_expr(const Settings& s) {
   std::string out = "CASE WHEN " + quote_ident(s.root.shipped_at) + " IS NOT NULL THEN " +
                     quote_ident(s.root.shipped_at) + " + interval '" +
-                    std::to_string(s.retention_days) + " days'";
+                    std::to_string(s.retention.days) + " days'";
   for (const auto& r : s.root.never_shipped) {
     std::string statuses;
     for (const std::string& st : r.statuses) {
@@ -193,11 +193,11 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
     // held back, so the purge sanitizes it like any other. Archived means listed by an archive
     // whose catalog row has its archive_written evidence (only lethe.archive_orders writes
     // both); a destroyed archive still counts: its orders were sanitized before it was.
-    if (s.hold_predicate.empty()) {
+    if (s.hold.predicate.empty()) {
       out += ",\n         false AS held";
     } else {
       out +=
-          ",\n         (coalesce((" + s.hold_predicate +
+          ",\n         (coalesce((" + s.hold.predicate +
           "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a JOIN lethe.archives c "
           "ON c.archive_id = a.archive_id AND c.evidence_seq IS NOT NULL WHERE a.order_key = " +
           quote_ident(t.table) + "." + quote_ident(t.key) + "::text)) AS held";

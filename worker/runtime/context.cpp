@@ -10,7 +10,7 @@ namespace lethe {
 
 Context::Context(settings::Settings s, util::Identity who, std::string job)
     : m_settings(std::move(s)),
-      m_trail(m_settings.audit_anchor_file, m_settings.audit_spool_file, std::move(who)),
+      m_trail(m_settings.audit.anchor_file, m_settings.audit.spool_file, std::move(who)),
       m_job(std::move(job)) {}
 
 db::Session& Context::db() {

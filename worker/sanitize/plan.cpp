@@ -101,7 +101,7 @@ private:
   void clock_lanes(Plan& p, const std::string& taken) {
     const std::string shipped = "r." + quote_ident(m_s.root.shipped_at);
     add_lane(p, "shipped", shipped, "timestamptz",
-             shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention_days) +
+             shipped + " <= $1::timestamptz - interval '" + std::to_string(m_s.retention.days) +
                  " days' AND " + taken);
     for (const settings::NeverShipped& rule : m_s.root.never_shipped) {
       for (const std::string& status : rule.statuses) {

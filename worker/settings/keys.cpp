@@ -1,7 +1,10 @@
 #include "worker/settings/keys.hpp"
 
+#include "worker/settings/settings.hpp"
+
 #include <array>
-#include <string>
+#include <charconv>
+#include <cmath>
 
 namespace lethe::settings {
 namespace {
@@ -9,114 +12,167 @@ namespace {
 using K = KeyType;
 
 // clang-format off
+// Binds a key to its member: M(purge.batch_size) fills s.purge.batch_size.
+#define M(member) +[](Settings& s) -> auto& { return s.member; }
+#define W(member) +[](Settings& s) -> std::vector<Where>& { return s.member; }
+
+constexpr std::string_view k_c1 = " (C1: PII is kept no longer than 30 days after shipment)";
+
 constexpr std::array k_keys{
-  KeySpec{"database", K::table, true, "", "how lethe reaches the order database"},
-  KeySpec{"database.dsn", K::string, true, "",
+  KeySpec{"database", K::table, true,
+          "how lethe reaches the order database"},
+  KeySpec{"database.dsn", K::string, true,
           "libpq connection string (key=value or postgresql:// URI) without password; sslmode, if "
-          "given, must be verify-full; Unix-socket hosts are refused (TLS on every channel, C9)"},
-  KeySpec{"database.sslrootcert", K::string, true, "",
+          "given, must be verify-full; Unix-socket hosts are refused (TLS on every channel, C9)",
+          M(database.dsn)},
+  KeySpec{"database.sslrootcert", K::string, true,
           "PEM file of the CA that signed the server certificate; the server is verified against it "
-          "and its host name (sslmode=verify-full)"},
-  KeySpec{"database.password_file", K::string, false, "",
+          "and its host name (sslmode=verify-full)",
+          M(database.sslrootcert)},
+  KeySpec{"database.password_file", K::string, false,
           "file holding the database password, owned by the running user, mode 0600 or 0400; "
-          "empty: use the systemd credential below, else no password"},
-  KeySpec{"database.password_credential", K::string, false, "lethe-db-password",
+          "empty: use the systemd credential below, else no password",
+          M(database.password_file)},
+  KeySpec{"database.password_credential", K::string, false,
           "name of the systemd credential ($CREDENTIALS_DIRECTORY) holding the password; used when "
-          "password_file is empty"},
-  KeySpec{"database.connect_timeout_s", K::integer, false, "10", "seconds to wait for a connection", 1},
-  KeySpec{"database.lock_timeout_ms", K::integer, false, "2000",
-          "session lock_timeout: a batch waiting longer for a row lock backs off and retries", 0},
-  KeySpec{"database.statement_timeout_ms", K::integer, false, "300000",
-          "session statement_timeout for every statement lethe runs", 0},
+          "password_file is empty",
+          M(database.password_credential)},
+  KeySpec{"database.connect_timeout_s", K::integer, false,
+          "seconds to wait for a connection",
+          M(database.connect_timeout_s), {1}},
+  KeySpec{"database.lock_timeout_ms", K::integer, false,
+          "session lock_timeout: a batch waiting longer for a row lock backs off and retries",
+          M(database.lock_timeout_ms), {0}},
+  KeySpec{"database.statement_timeout_ms", K::integer, false,
+          "session statement_timeout for every statement lethe runs",
+          M(database.statement_timeout_ms), {0}},
 
-  KeySpec{"audit", K::table, false, "", "the tamper-evident audit trail (C13, C14, C17)"},
-  KeySpec{"audit.anchor_file", K::string, false, "/var/lib/lethe/audit-anchor",
+  KeySpec{"audit", K::table, false,
+          "the tamper-evident audit trail (C13, C14, C17)"},
+  KeySpec{"audit.anchor_file", K::string, false,
           "file outside the database to which the newest audit hash is appended and fsynced, so a "
-          "truncated or rolled-back audit table is detected"},
-  KeySpec{"audit.spool_file", K::string, false, "/var/lib/lethe/audit-spool",
+          "truncated or rolled-back audit table is detected",
+          M(audit.anchor_file)},
+  KeySpec{"audit.spool_file", K::string, false,
           "audit records that could not reach the database (refused TLS, server down) wait here "
-          "and are written to the database by the next run that connects"},
+          "and are written to the database by the next run that connects",
+          M(audit.spool_file)},
 
-  KeySpec{"retention", K::table, false, "", "how long buyer PII may stay in the live database"},
-  KeySpec{"retention.days", K::integer, false, "30",
-          "days after shipment after which an order's PII is due for purge (policy: at most 30)", 1, 30, false, "C1: PII is kept no longer than 30 days after shipment"},
+  KeySpec{"retention", K::table, false,
+          "how long buyer PII may stay in the live database"},
+  KeySpec{"retention.days", K::integer, false,
+          "days after shipment after which an order's PII is due for purge (policy: at most 30)",
+          M(retention.days), {1, 30, false, k_c1}},
 
-  KeySpec{"purge", K::table, false, "", "the nightly purge job"},
-  KeySpec{"purge.batch_size", K::integer, false, "1000",
-          "orders per committed batch (adapted at run time to keep transactions short)", 1, 1000000},
-  KeySpec{"purge.workers", K::integer, false, "2",
+  KeySpec{"purge", K::table, false,
+          "the nightly purge job"},
+  KeySpec{"purge.batch_size", K::integer, false,
+          "orders per committed batch (adapted at run time to keep transactions short)",
+          M(purge.batch_size), {1, 1000000}},
+  KeySpec{"purge.workers", K::integer, false,
           "connections that sanitize in parallel, each on its own share of the orders "
-          "(by key hash); 1 to 16", 1, 16},
-  KeySpec{"purge.max_rows_per_run", K::integer, false, "100000",
-          "safety limit (C15): refuse a run that would sanitize more root rows than this", 1},
-  KeySpec{"purge.max_fraction_of_table", K::number, false, "0.25",
+          "(by key hash); 1 to 16",
+          M(purge.workers), {1, 16}},
+  KeySpec{"purge.max_rows_per_run", K::integer, false,
+          "safety limit (C15): refuse a run that would sanitize more root rows than this",
+          M(purge.max_rows_per_run), {1}},
+  KeySpec{"purge.max_fraction_of_table", K::number, false,
           "safety limit (C15): refuse a run that would sanitize more than this share of the root "
-          "table", 0, 1, true},
+          "table",
+          M(purge.max_fraction_of_table), {0, 1, true}},
 
-  KeySpec{"pii", K::table, true, "", "the PII map: where buyer PII lives in your schema"},
-  KeySpec{"pii.hmac_key_file", K::string, false, "",
+  KeySpec{"pii", K::table, true,
+          "the PII map: where buyer PII lives in your schema"},
+  KeySpec{"pii.hmac_key_file", K::string, false,
           "key file for the hmac strategy (owner-only mode); required when a column uses hmac"},
-  KeySpec{"pii.root", K::table, true, "", "the root table: one row per order"},
-  KeySpec{"pii.root.table", K::string, true, "", "root table name, optionally schema-qualified"},
-  KeySpec{"pii.root.key", K::string, true, "", "unique, indexed key column of the root table"},
-  KeySpec{"pii.root.shipped_at", K::string, true, "",
+  KeySpec{"pii.root", K::table, true,
+          "the root table: one row per order"},
+  KeySpec{"pii.root.table", K::string, true,
+          "root table name, optionally schema-qualified"},
+  KeySpec{"pii.root.key", K::string, true,
+          "unique, indexed key column of the root table"},
+  KeySpec{"pii.root.shipped_at", K::string, true,
           "timestamptz column: when the order shipped (NULL while not shipped)"},
-  KeySpec{"pii.root.status", K::string, false, "",
+  KeySpec{"pii.root.status", K::string, false,
           "order status column; required when never_shipped rules are given"},
-  KeySpec{"pii.root.never_shipped", K::table_array, false, "",
+  KeySpec{"pii.root.never_shipped", K::table_array, false,
           "retention clocks for orders that never ship (cancelled, stuck in a status)"},
-  KeySpec{"pii.root.never_shipped[].statuses", K::string_array, true, "",
+  KeySpec{"pii.root.never_shipped[].statuses", K::string_array, true,
           "status values this clock applies to (orders whose shipped_at is NULL)"},
-  KeySpec{"pii.root.never_shipped[].since", K::string, true, "",
+  KeySpec{"pii.root.never_shipped[].since", K::string, true,
           "timestamptz column the clock starts from, e.g. the last update time"},
-  KeySpec{"pii.root.never_shipped[].days", K::integer, true, "", "days until PII is due", 1},
-  KeySpec{"pii.root.columns", K::table_array, true, "", "PII columns of the root table"},
-  KeySpec{"pii.root.columns[].name", K::string, true, "", "column name"},
-  KeySpec{"pii.root.columns[].strategy", K::string, true, "",
+  KeySpec{"pii.root.never_shipped[].days", K::integer, true,
+          "days until PII is due"},
+  KeySpec{"pii.root.columns", K::table_array, true,
+          "PII columns of the root table"},
+  KeySpec{"pii.root.columns[].name", K::string, true,
+          "column name"},
+  KeySpec{"pii.root.columns[].strategy", K::string, true,
           "null (set NULL), constant (set `value`) or hmac (keyed HMAC-SHA256, hex, prefixed "
           "'hmac:')"},
-  KeySpec{"pii.root.columns[].value", K::string, false, "", "replacement value for constant"},
-  KeySpec{"pii.children", K::table_array, false, "", "tables holding PII that hang off the root"},
-  KeySpec{"pii.children[].table", K::string, true, "", "child table name"},
-  KeySpec{"pii.children[].parent", K::string, true, "",
+  KeySpec{"pii.root.columns[].value", K::string, false,
+          "replacement value for constant"},
+  KeySpec{"pii.children", K::table_array, false,
+          "tables holding PII that hang off the root"},
+  KeySpec{"pii.children[].table", K::string, true,
+          "child table name"},
+  KeySpec{"pii.children[].parent", K::string, true,
           "the table this one links to: the root table or another child"},
-  KeySpec{"pii.children[].link", K::string, true, "", "column of this table that references the parent"},
-  KeySpec{"pii.children[].parent_column", K::string, false, "",
+  KeySpec{"pii.children[].link", K::string, true,
+          "column of this table that references the parent"},
+  KeySpec{"pii.children[].parent_column", K::string, false,
           "referenced column of the parent; default: the root key when the parent is the root"},
-  KeySpec{"pii.children[].strategy", K::string, false, "columns",
+  KeySpec{"pii.children[].strategy", K::string, false,
           "columns (sanitize the listed columns), delete-row (delete the whole row) or keep (Amazon "
           "Information that is not PII: left by the purge, erased with its order by a deletion "
-          "request; lists no columns)"},
-  KeySpec{"pii.children[].key", K::string, false, "",
+          "request; lists no columns)",
+          {}, {}, nullptr, "columns"},
+  KeySpec{"pii.children[].key", K::string, false,
           "unique not-null key column that tells this table's rows apart (default: its primary "
           "key, else a unique not-null column); required when another child links to it"},
-  KeySpec{"pii.children[].columns", K::table_array, false, "", "PII columns of this table"},
-  KeySpec{"pii.children[].columns[].name", K::string, true, "", "column name"},
-  KeySpec{"pii.children[].columns[].strategy", K::string, true, "", "null, constant or hmac"},
-  KeySpec{"pii.children[].columns[].value", K::string, false, "", "replacement value for constant"},
+  KeySpec{"pii.children[].columns", K::table_array, false,
+          "PII columns of this table"},
+  KeySpec{"pii.children[].columns[].name", K::string, true,
+          "column name"},
+  KeySpec{"pii.children[].columns[].strategy", K::string, true,
+          "null, constant or hmac"},
+  KeySpec{"pii.children[].columns[].value", K::string, false,
+          "replacement value for constant"},
 
-  KeySpec{"archive", K::table, false, "", "cold archives of held orders (C2, C7, C10)"},
-  KeySpec{"archive.spool_dir", K::string, false, "/var/lib/lethe/archive-spool",
+  KeySpec{"archive", K::table, false,
+          "cold archives of held orders (C2, C7, C10)"},
+  KeySpec{"archive.spool_dir", K::string, false,
           "directory (mode 0700) where archives are written; the operator's cold-storage process "
-          "takes them from here"},
-  KeySpec{"archive.recipients", K::string_array, false, "",
+          "takes them from here",
+          M(archive.spool_dir)},
+  KeySpec{"archive.recipients", K::string_array, false,
           "public key files (RSA 3072/4096) archives are encrypted to; the private keys stay "
-          "offline; empty: no archives are written and held orders wait"},
-  KeySpec{"archive.key_namespace", K::string, false, "lethe-archive",
-          "raw RSA keyring namespace written into each archive"},
-  KeySpec{"archive.key_name", K::string, false, "archive",
-          "raw RSA keyring key name written into each archive"},
-  KeySpec{"archive.member_mib", K::integer, false, "2",
+          "offline; empty: no archives are written and held orders wait",
+          M(archive.recipients), {}, W(archive.recipients_where)},
+  KeySpec{"archive.key_namespace", K::string, false,
+          "raw RSA keyring namespace written into each archive",
+          M(archive.key_namespace)},
+  KeySpec{"archive.key_name", K::string, false,
+          "raw RSA keyring key name written into each archive",
+          M(archive.key_name)},
+  KeySpec{"archive.member_mib", K::integer, false,
           "an archive member (part of one table's CSV) holds at most this many MiB, which bounds "
-          "the memory the archive job uses", 1, 1024},
-  KeySpec{"hold", K::table, false, "", "regulatory hold (C2): rows that must be archived first"},
-  KeySpec{"hold.predicate", K::string, false, "",
+          "the memory the archive job uses",
+          M(archive.member_mib), {1, 1024}},
+
+  KeySpec{"hold", K::table, false,
+          "regulatory hold (C2): rows that must be archived first"},
+  KeySpec{"hold.predicate", K::string, false,
           "SQL boolean over the root table's columns (e.g. is_business_order); matching orders are "
-          "archived before their PII is purged; empty: nothing is held"},
-  KeySpec{"hold.archive_years", K::integer, false, "10",
-          "years an archive of held orders is kept before `archive expire` destroys it", 1, 100},
+          "archived before their PII is purged; empty: nothing is held",
+          M(hold.predicate)},
+  KeySpec{"hold.archive_years", K::integer, false,
+          "years an archive of held orders is kept before `archive expire` destroys it",
+          M(hold.archive_years), {1, 100}},
 };
 // clang-format on
+#undef M
+#undef W
 
 } // namespace
 
@@ -133,28 +189,57 @@ const KeySpec* find_key(std::string_view path) {
   return nullptr;
 }
 
-std::string range_problem(const KeySpec& k, double value) {
-  bool low = k.min_exclusive ? value <= k.min : value < k.min;
-  if (!low && value <= k.max) {
-    return {};
+namespace {
+
+std::string number_text(double v) {
+  if (std::trunc(v) == v && std::fabs(v) < 1e15) {
+    return std::to_string(static_cast<long long>(v)); // 1000000, not 1e+06
   }
-  auto num = [](double v) {
-    std::string t = std::to_string(v);
-    t.erase(t.find_last_not_of('0') + 1);
-    if (!t.empty() && t.back() == '.') {
-      t.pop_back();
-    }
-    return t;
-  };
-  std::string out = std::string(k.path) + " must be ";
-  if (k.min_exclusive) {
-    out += "in (" + num(k.min) + ", " + num(k.max) + "]";
-  } else if (k.max == std::numeric_limits<double>::infinity()) {
-    out += "at least " + num(k.min);
-  } else {
-    out += "between " + num(k.min) + " and " + num(k.max);
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc{} ? std::string(buf, end) : std::string("?");
+}
+
+} // namespace
+
+std::string Range::text() const {
+  if (min_open) {
+    return "in (" + number_text(min) + ", " + number_text(max) + "]";
   }
-  return k.why_range.empty() ? out : out + " (" + std::string(k.why_range) + ")";
+  if (std::isinf(max)) {
+    return "at least " + number_text(min);
+  }
+  return "between " + number_text(min) + " and " + number_text(max);
+}
+
+std::string default_text(const KeySpec& key) {
+  Settings dflt;
+  return std::visit(
+      [&](auto bind) -> std::string {
+        using B = decltype(bind);
+        if constexpr (std::is_same_v<B, std::monostate>) {
+          return std::string(key.unbound_default);
+        } else {
+          using V = std::remove_cvref_t<decltype(bind(dflt))>;
+          const V& v = bind(dflt);
+          if constexpr (std::is_same_v<V, long>) {
+            return std::to_string(v);
+          } else if constexpr (std::is_same_v<V, double>) {
+            return number_text(v);
+          } else if constexpr (std::is_same_v<V, std::filesystem::path>) {
+            return v.string();
+          } else if constexpr (std::is_same_v<V, std::string>) {
+            return v;
+          } else {
+            std::string out;
+            for (const std::string& e : v) {
+              out += (out.empty() ? "" : ", ") + e;
+            }
+            return out;
+          }
+        }
+      },
+      key.bind);
 }
 
 std::string_view type_name(KeyType type) {

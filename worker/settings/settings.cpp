@@ -10,6 +10,8 @@
 #include <map>
 #include <regex>
 #include <toml++/toml.h>
+#include <type_traits>
+#include <variant>
 
 namespace lethe::settings {
 namespace {
@@ -54,11 +56,12 @@ public:
   explicit Loader(std::string name) : m_name(std::move(name)) {}
 
   Settings run(const toml::table& doc) {
-    check_table(doc, "");
+    Settings s;
+    check_table(doc, "", s);
     if (!m_problems.empty()) {
       fail();
     }
-    Settings s = build(doc);
+    s = build(doc, std::move(s));
     validate(s);
     if (!m_problems.empty()) {
       fail();
@@ -135,20 +138,37 @@ private:
     return false;
   }
 
-  // A number out of its key's range, reported where the value is written.
-  void check_range(const KeySpec& spec, const toml::node& v, const std::string& path) {
-    if (spec.type != KeyType::integer && spec.type != KeyType::number) {
-      return;
-    }
-    double value = v.value<double>().value_or(0.0);
-    std::string msg = range_problem(spec, value);
-    if (!msg.empty()) {
-      // The path as written (array elements spelled with their brackets).
-      problem(v.source(), msg.replace(0, spec.path.size(), path));
-    }
+  // Stores a value of the right type into the member its key is bound to, and checks its range
+  // there, so a value error names the value's own file:line:column.
+  void bind(const KeySpec& spec, const toml::node& v, Settings& s) {
+    std::visit(
+        [&](auto ref) {
+          if constexpr (!std::is_same_v<decltype(ref), std::monostate>) {
+            auto& member = ref(s);
+            using V = std::remove_cvref_t<decltype(member)>;
+            if constexpr (std::is_same_v<V, long> || std::is_same_v<V, double>) {
+              member = static_cast<V>(
+                  *v.value<std::conditional_t<std::is_same_v<V, long>, int64_t, double>>());
+              if (!spec.range.contains(static_cast<double>(member))) {
+                problem(v.source(), std::string(spec.path) + " must be " + spec.range.text() +
+                                        std::string(spec.range.why));
+              }
+            } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+              for (const toml::node& e : *v.as_array()) {
+                member.push_back(*e.value<std::string>());
+                if (spec.element_where != nullptr) {
+                  spec.element_where(s).push_back(where(e.source()));
+                }
+              }
+            } else {
+              member = *v.value<std::string>();
+            }
+          }
+        },
+        spec.bind);
   }
 
-  void check_table(const toml::table& t, const std::string& prefix) {
+  void check_table(const toml::table& t, const std::string& prefix, Settings& s) {
     for (auto&& [k, v] : t) {
       std::string key(k.str());
       std::string path = prefix.empty() ? key : prefix + "." + key;
@@ -161,13 +181,14 @@ private:
         problem(v.source(), "'" + path + "' must be a " + std::string(type_name(spec->type)));
         continue;
       }
-      check_range(*spec, v, path);
       if (spec->type == KeyType::table) {
-        check_table(*v.as_table(), path);
+        check_table(*v.as_table(), path, s);
       } else if (spec->type == KeyType::table_array) {
         for (const toml::node& e : *v.as_array()) {
-          check_table(*e.as_table(), path + "[]");
+          check_table(*e.as_table(), path + "[]", s);
         }
+      } else {
+        bind(*spec, v, s);
       }
     }
     for (const KeySpec& k : key_table()) {
@@ -220,49 +241,12 @@ private:
     return out;
   }
 
-  Settings build(const toml::table& doc) {
-    Settings s;
-    const toml::table& db = *doc["database"].as_table();
-    s.database.where = where(db.source());
-    s.database.dsn = str(db, "dsn");
-    s.database.sslrootcert = str(db, "sslrootcert");
-    s.database.password_file = str(db, "password_file");
-    s.database.password_credential = str(db, "password_credential", s.database.password_credential);
-    s.database.connect_timeout_s = integer(db, "connect_timeout_s", s.database.connect_timeout_s);
-    s.database.lock_timeout_ms = integer(db, "lock_timeout_ms", s.database.lock_timeout_ms);
-    s.database.statement_timeout_ms =
-        integer(db, "statement_timeout_ms", s.database.statement_timeout_ms);
-
-    if (const toml::table* a = doc["audit"].as_table()) {
-      s.audit_anchor_file = str(*a, "anchor_file", s.audit_anchor_file.string());
-      s.audit_spool_file = str(*a, "spool_file", s.audit_spool_file.string());
-    }
-    if (const toml::table* r = doc["retention"].as_table()) {
-      s.retention_days = integer(*r, "days", s.retention_days);
-    }
-    if (const toml::table* p = doc["purge"].as_table()) {
-      s.batch_size = integer(*p, "batch_size", s.batch_size);
-      s.workers = integer(*p, "workers", s.workers);
-      s.max_rows_per_run = integer(*p, "max_rows_per_run", s.max_rows_per_run);
-      s.max_fraction_of_table =
-          (*p)["max_fraction_of_table"].value<double>().value_or(s.max_fraction_of_table);
-    }
-    if (const toml::table* a = doc["archive"].as_table()) {
-      s.archive_spool_dir = str(*a, "spool_dir", s.archive_spool_dir.string());
-      if (const toml::array* r = (*a)["recipients"].as_array()) {
-        for (const toml::node& n : *r) {
-          s.archive_recipients.push_back(n.value<std::string>().value_or(""));
-          s.archive_recipients_where.push_back(where(n.source()));
-        }
-      }
-      s.archive_key_namespace = str(*a, "key_namespace", s.archive_key_namespace);
-      s.archive_key_name = str(*a, "key_name", s.archive_key_name);
-      s.archive_member_mib = integer(*a, "member_mib", s.archive_member_mib);
-    }
+  // The keys bound in the key table are already stored by check_table; this adds the sections'
+  // locations and reads the PII map.
+  Settings build(const toml::table& doc, Settings s) {
+    s.database.where = where(doc["database"].node()->source());
     if (const toml::table* h = doc["hold"].as_table()) {
-      s.hold_predicate = str(*h, "predicate");
-      s.hold_where = where(h->source());
-      s.hold_archive_years = integer(*h, "archive_years", s.hold_archive_years);
+      s.hold.where = where(h->source());
     }
 
     const toml::table& pii = *doc["pii"].as_table();
@@ -373,6 +357,9 @@ private:
         if (++status_rules[st] == 2) {
           problem(r.where, "status '" + st + "' appears in two never_shipped rules");
         }
+      }
+      if (r.days < 1) {
+        problem(r.where, "never_shipped days must be at least 1");
       }
       if (r.statuses.empty()) {
         problem(r.where, "never_shipped statuses lists no status");
@@ -500,9 +487,9 @@ std::string pii_map_digest(const Settings& s) {
       field(st);
     }
   }
-  field(std::to_string(s.retention_days));
-  field(s.hold_predicate);
-  field(std::to_string(s.hold_archive_years));
+  field(std::to_string(s.retention.days));
+  field(s.hold.predicate);
+  field(std::to_string(s.hold.archive_years));
   for (const PiiTable* t : s.pii_tables()) {
     text += "\n";
     field(t->table);

@@ -62,31 +62,53 @@ struct Database {
   Where where;
 };
 
-struct Settings {
-  std::filesystem::path source;
-  Database database;
-  std::filesystem::path audit_anchor_file = "/var/lib/lethe/audit-anchor";
-  std::filesystem::path audit_spool_file = "/var/lib/lethe/audit-spool";
-  long retention_days = 30;
+// One struct per configuration section; each member is bound once to its key in
+// worker/settings/keys.cpp, where its default is read from these initializers.
+struct Audit {
+  std::filesystem::path anchor_file = "/var/lib/lethe/audit-anchor";
+  std::filesystem::path spool_file = "/var/lib/lethe/audit-spool";
+};
+
+struct Retention {
+  long days = 30;
+};
+
+struct Purge {
   long batch_size = 1000;
   long workers = 2;
   long max_rows_per_run = 100000;
   double max_fraction_of_table = 0.25;
-  std::string hmac_key_file;
+};
+
+struct Archive {
+  std::filesystem::path spool_dir = "/var/lib/lethe/archive-spool";
+  std::vector<std::string> recipients;
+  std::vector<Where> recipients_where; // one per recipient
+  std::string key_namespace = "lethe-archive";
+  std::string key_name = "archive";
+  long member_mib = 2;
+};
+
+struct Hold {
+  std::string predicate;
+  Where where; // of the [hold] table
+  long archive_years = 10;
+};
+
+struct Settings {
+  std::filesystem::path source;
+  Database database;
+  Audit audit;
+  Retention retention;
+  Purge purge;
+  std::string hmac_key_file; // pii.hmac_key_file
   Root root;
   std::vector<PiiTable> children; // PII tables below the root, parents before their children
   // strategy = "keep" tables: below a PII table or another keep table, parents first; never in
   // pii_tables(), so nothing that reads or sanitizes PII sees them.
   std::vector<PiiTable> keep_tables;
-  std::filesystem::path archive_spool_dir = "/var/lib/lethe/archive-spool";
-  std::vector<std::string> archive_recipients;
-  std::vector<Where> archive_recipients_where; // one per recipient
-  std::string archive_key_namespace = "lethe-archive";
-  std::string archive_key_name = "archive";
-  long archive_member_mib = 2;
-  std::string hold_predicate;
-  Where hold_where;
-  long hold_archive_years = 10;
+  Archive archive;
+  Hold hold;
 
   // The root followed by the children, parents first.
   std::vector<const PiiTable*> pii_tables() const;

@@ -1,0 +1,440 @@
+#include "worker/cli/commands.hpp"
+
+#include "jobs/archive/archive.hpp"
+#include "jobs/audit/audit.hpp"
+#include "jobs/check/check.hpp"
+#include "jobs/config/config.hpp"
+#include "jobs/crypt/crypt.hpp"
+#include "jobs/migrate/migrate.hpp"
+#include "jobs/purge/purge.hpp"
+#include "worker/db/migrations.hpp"
+#include "worker/db/session.hpp"
+#include "worker/util/error.hpp"
+#include "worker/util/files.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+namespace lethe::cli {
+namespace {
+
+constexpr OptionSpec k_json = opt::flag("json", "print JSON instead of text");
+constexpr OptionSpec k_as_of =
+    opt::text("as-of", "TIMESTAMP",
+              "evaluate retention clocks at this instant instead of the database's now()");
+
+// Readers: each reads its command's options (usage errors surface here) and returns the run.
+
+Run read_version(const Args&) {
+  return [](Env&) {
+    std::cout << "lethe " << LETHE_VERSION << " (schema version " << db::known_schema_version()
+              << ")\n";
+    return 0;
+  };
+}
+
+Run read_encrypt(const Args& a) {
+  jobs::crypt::EncryptOptions o;
+  o.recipients = a.all("recipient");
+  o.key_namespace = a.text("key-namespace");
+  o.key_name = a.text("key-name");
+  o.context = a.all("context");
+  if (std::optional<long> n = a.integer("frame-length")) {
+    o.frame_length = static_cast<std::uint32_t>(*n);
+  }
+  o.in = a.text("in");
+  o.out = a.text("out");
+  return [o](Env&) { return jobs::crypt::run_encrypt(o); };
+}
+
+Run read_decrypt(const Args& a) {
+  jobs::crypt::DecryptOptions o{a.text("private-key"), a.text("key-namespace"),
+                                a.text("key-name"),    a.all("context"),
+                                a.text("in"),          a.text("out")};
+  return [o](Env&) { return jobs::crypt::run_decrypt(o); };
+}
+
+Run read_keygen(const Args& a) {
+  return [priv = a.text("out-private"), pub = a.text("out-public")](Env&) {
+    return jobs::crypt::run_keygen(priv, pub);
+  };
+}
+
+Run read_config_keys(const Args& a) {
+  return [json = a.flag("json")](Env&) { return jobs::config::run_config_keys(json); };
+}
+
+Run read_config_check(const Args& a) {
+  return [offline = a.flag("offline")](Env& env) {
+    if (!offline) {
+      return jobs::config::run_config_check(env.context());
+    }
+    const settings::Settings& s = env.settings();
+    db::validate_dsn(s.database);
+    jobs::config::check_files(s);
+    std::cout << "configuration " << s.source.string() << " is valid (not checked against a "
+              << "database)\n";
+    return 0;
+  };
+}
+
+Run read_grants(const Args&) {
+  return [](Env& env) { return jobs::config::run_grants(env.settings()); };
+}
+
+Run read_migrate(const Args&) {
+  return [](Env& env) { return jobs::migrate::run_migrate(env.context()); };
+}
+
+Run read_purge(const Args& a) {
+  jobs::purge::PurgeOptions o;
+  o.as_of = a.text("as-of");
+  o.dry_run = a.flag("dry-run");
+  o.json = a.flag("json");
+  o.force = a.flag("force");
+  o.batch_size = a.integer("batch-size").value_or(0);
+  o.workers = static_cast<int>(a.integer("workers").value_or(0));
+  return [o](Env& env) { return jobs::purge::run_purge(env.context(), o); };
+}
+
+Run read_check(const Args& a) {
+  jobs::check::CheckOptions o{a.text("as-of"), a.flag("json")};
+  return [o](Env& env) { return jobs::check::run_check(env.context(), o); };
+}
+
+Run read_archive_run(const Args& a) {
+  jobs::archive::RunOptions o{a.text("as-of"), a.flag("json")};
+  return [o](Env& env) { return jobs::archive::run_archive(env.context(), o); };
+}
+
+// --subset K/N with 1 <= K <= N.
+void read_subset(const Args& a, jobs::archive::VerifyOptions& o) {
+  std::string v = a.text("subset");
+  if (v.empty()) {
+    return;
+  }
+  int k = 0;
+  int n = 0;
+  char extra = 0;
+  if (std::sscanf(v.c_str(), "%d/%d%c", &k, &n, &extra) != 2 || n < 1 || k < 1 || k > n) {
+    throw Error(Exit::usage, "--subset takes K/N with 1 <= K <= N", "e.g. --subset 3/7");
+  }
+  o.subset_index = k;
+  o.subset_count = n;
+}
+
+Run read_archive_verify(const Args& a) {
+  jobs::archive::VerifyOptions o;
+  o.read_data = a.flag("read-data");
+  o.private_key = a.text("private-key");
+  o.max_duration_s = a.integer("max-duration").value_or(0);
+  read_subset(a, o);
+  o.json = a.flag("json");
+  return [o](Env& env) { return jobs::archive::run_verify(env.context(), o); };
+}
+
+// The one ARCHIVE argument of restore, mark-cold and mark-destroyed.
+std::string archive_id(const Args& a) {
+  if (a.positionals().size() != 1) {
+    throw Error(Exit::usage, "`lethe " + std::string(a.command().name) + "` takes one archive id",
+                "see `lethe archive list`");
+  }
+  return a.positionals()[0];
+}
+
+Run read_archive_restore(const Args& a) {
+  std::string id = archive_id(a);
+  jobs::archive::RestoreOptions o{id, a.text("private-key"), a.text("reason"), a.text("into"),
+                                  a.text("into-db")};
+  return [o](Env& env) { return jobs::archive::run_restore(env.context(), o); };
+}
+
+Run read_mark_cold(const Args& a) {
+  return
+      [id = archive_id(a)](Env& env) { return jobs::archive::run_mark(env.context(), id, "cold"); };
+}
+
+Run read_mark_destroyed(const Args& a) {
+  return [id = archive_id(a)](Env& env) {
+    return jobs::archive::run_mark(env.context(), id, "destroyed");
+  };
+}
+
+Run read_archive_list(const Args& a) {
+  return [json = a.flag("json")](Env& env) { return jobs::archive::run_list(env.context(), json); };
+}
+
+Run read_archive_expire(const Args& a) {
+  return [as_of = a.text("as-of")](Env& env) {
+    return jobs::archive::run_expire(env.context(), as_of);
+  };
+}
+
+Run read_audit_verify(const Args& a) {
+  return [json = a.flag("json")](Env& env) { return jobs::audit::run_verify(env.context(), json); };
+}
+
+Run read_audit_reanchor(const Args& a) {
+  return [who = a.text("operator"), why = a.text("reason")](Env& env) {
+    return jobs::audit::run_reanchor(env.context(), who, why);
+  };
+}
+
+Run read_audit_show(const Args& a) {
+  return [limit = a.integer("limit").value_or(50), job = a.text("job"), json = a.flag("json")](
+             Env& env) { return jobs::audit::run_show(env.context(), limit, job, json); };
+}
+
+} // namespace
+
+const std::vector<CommandSpec>& commands() {
+  static const std::vector<CommandSpec> k_commands{
+      {"migrate",
+       "",
+       "create or upgrade lethe's own schema in the database",
+       "Applies the numbered migrations this binary carries (each in one transaction, its version\n"
+       "recorded in lethe.schema_version). Safe to run again. Refuses a schema newer than this\n"
+       "binary knows. Run it as the database owner. Writes an audit record.",
+       {},
+       Needs::database,
+       read_migrate},
+      {"purge",
+       "",
+       "remove buyer PII whose retention clock has run out (C1)",
+       "Sanitizes every order due by the PII map's clocks (shipment + retention.days, or the\n"
+       "never_shipped clocks) across the root and child tables, by each column's strategy, in\n"
+       "small committed batches; held orders are skipped until archived. Refuses to run above\n"
+       "the safety limits (exit 65) unless --force; a second purge exits 75. SIGTERM finishes\n"
+       "the current batch and exits 75. Ends with VACUUM of the touched tables and statistics.",
+       {k_as_of, opt::flag("dry-run", "change nothing; print per table what would be sanitized"),
+        opt::flag("force", "run above the safety limits (recorded in the audit trail)"),
+        opt::integer("batch-size", "N",
+                     "orders in the first batch (default purge.batch_size; adapts)"),
+        opt::integer("workers", "N", "parallel connections (default purge.workers)"), k_json},
+       Needs::database,
+       read_purge},
+      {"check",
+       "",
+       "report PII past its retention deadline (monitoring probe, C1)",
+       "Counts, per PII-map table, rows that still hold PII after their deadline, and the age\n"
+       "of the oldest; rows under regulatory hold are listed apart. Reads only lethe's state\n"
+       "views, never a PII value. Exit 0 when nothing is overdue, 1 when something is.",
+       {k_as_of, k_json},
+       Needs::database,
+       read_check},
+      {"config check",
+       "",
+       "validate the configuration against the live database catalog",
+       "Loads the configuration (syntax, keys, types, PII-map shape), connects with verified\n"
+       "TLS and checks every table and column of the PII map, key indexes, the hold predicate\n"
+       "and lethe's state views. A mismatch is refused (exit 78) and recorded in the audit trail.",
+       {opt::flag("offline", "check the file only; do not connect")},
+       Needs::config,
+       read_config_check},
+      {"config keys",
+       "",
+       "list every configuration key with its type, default and meaning",
+       "The one table of keys the loader accepts.",
+       {k_json},
+       Needs::nothing,
+       read_config_keys},
+      {"grants",
+       "",
+       "print least-privilege SQL for lethe's roles, derived from the PII map",
+       "Prints a script for the database owner: state views (which rows hold PII, when they\n"
+       "fall due, no PII values) and one role per job with column-level grants (C11).",
+       {},
+       Needs::config,
+       read_grants},
+      {"audit verify",
+       "",
+       "check the audit trail's hash chain and anchor file",
+       "Recomputes every record's SHA-256 link (version 2 covers the database role that\n"
+       "inserted the record, stamped by the server) and compares the chain with the anchor\n"
+       "file (audit.anchor_file): every line must read '<seq> <sha256>' and match its record,\n"
+       "no line may name a record the table lacks, and a non-empty table needs a non-empty\n"
+       "anchor (see `lethe audit reanchor`). An unterminated last line is a torn append,\n"
+       "reported and cut off by the next append. Errors name the record and the anchor\n"
+       "file's line. Exit 65 when broken.",
+       {k_json},
+       Needs::database,
+       read_audit_verify},
+      {"audit reanchor",
+       "",
+       "start a new anchor file after it was lost or edited (audited: who and why)",
+       "When the anchor file is absent, empty or holds lines that do not parse, appends a\n"
+       "manual audit record naming --operator and --reason, keeps the old file as\n"
+       "<anchor>.replaced-<seq> and starts a new anchor file at that record. Refused (exit 65)\n"
+       "when the chain is broken or an anchor line disagrees with the table.",
+       {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
+       Needs::database,
+       read_audit_reanchor},
+      {"audit show",
+       "",
+       "list audit records, oldest first",
+       "Prints the newest records (text, or JSON lines with --json).",
+       {opt::integer("limit", "N", "how many of the newest records (default 50)"),
+        opt::text("job", "NAME", "only records of this job"), k_json},
+       Needs::database,
+       read_audit_show},
+      {"archive run",
+       "",
+       "archive held orders whose PII is due, then sanitize them (C2)",
+       "Selects held orders (hold.predicate) whose PII is due, writes one encrypted archive\n"
+       "(tar + zstd inside an AWS Encryption SDK message to archive.recipients' public keys)\n"
+       "to archive.spool_dir: temporary name, fsync, rename, fsync directory, re-read and\n"
+       "check; records it in the catalog, and only then sanitizes the archived orders.\n"
+       "Files an earlier crashed run left unrecorded are discarded first, and said so.",
+       {k_as_of, k_json},
+       Needs::database,
+       read_archive_run},
+      {"archive verify",
+       "",
+       "check cataloged archives: present, length and SHA-256; with the key, their members",
+       "Without a key: every cataloged archive in the spool (or marked cold) has the recorded\n"
+       "length and SHA-256. With --read-data --private-key: decrypts each and checks every\n"
+       "member's SHA-256 and row count against the manifest. Exit 65 when any fails.",
+       {opt::flag("read-data", "decrypt and check every member (needs --private-key)"),
+        opt::text("private-key", "KEY",
+                  "the archive private key (owner-only file or credential name)"),
+        opt::integer("max-duration", "SECONDS", "stop starting new archives after this long"),
+        opt::text("subset", "K/N",
+                  "only every N-th archive, starting with the K-th (a week: 1/7 … 7/7)"),
+        k_json},
+       Needs::database,
+       read_archive_verify},
+      {"archive restore",
+       "ARCHIVE",
+       "write an archive's members out, or load them into a scratch schema (audited)",
+       "For a legal or tax request: decrypts ARCHIVE with the offline private key and writes\n"
+       "its members (mode 0600) under --into DIR, or creates --into-db SCHEMA with one table\n"
+       "per archived table (recorded column types) and loads them. The audit record names the\n"
+       "operator and the reason.",
+       {opt::text("private-key", "KEY", "the archive private key"),
+        opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)"),
+        opt::path("into", "DIR", "write the members under DIR"),
+        opt::text("into-db", "SCHEMA", "load into a new schema of this name")},
+       Needs::database,
+       read_archive_restore},
+      {"archive list",
+       "",
+       "list cataloged archives",
+       "One line (or JSON object) per archive.",
+       {k_json},
+       Needs::database,
+       read_archive_list},
+      {"archive expire",
+       "",
+       "destroy archives past their retention-until date (C6, C17)",
+       "Overwrites and removes spooled archives past retention-until and marks them destroyed;\n"
+       "an archive in cold storage is reported (and audited) for the operator to destroy there.",
+       {k_as_of},
+       Needs::database,
+       read_archive_expire},
+      {"archive mark-cold",
+       "ARCHIVE",
+       "record that ARCHIVE was moved to cold storage",
+       "Run by the cold-storage process after it took the file from the spool.",
+       {},
+       Needs::database,
+       read_mark_cold},
+      {"archive mark-destroyed",
+       "ARCHIVE",
+       "record that ARCHIVE was destroyed in cold storage",
+       "Run after destroying an expired archive held in cold storage.",
+       {},
+       Needs::database,
+       read_mark_destroyed},
+      {"encrypt",
+       "",
+       "encrypt a stream into an AWS Encryption SDK message (suite 0x0478)",
+       "Wraps a fresh data key with RSA-OAEP-SHA256 to each recipient's public key and writes a\n"
+       "framed, key-committing message that the official AWS Encryption SDK decrypts (raw RSA\n"
+       "keyring, the same namespace and name). Reads stdin and writes stdout unless told\n"
+       "otherwise; --out appears only when the message is complete.",
+       {opt::repeated("recipient", "PUB.pem",
+                      "RSA public key (3072 or 4096 bits); repeat for more"),
+        opt::text("key-namespace", "NS", "raw RSA keyring namespace (provider id)"),
+        opt::text("key-name", "NAME", "raw RSA keyring key name (provider info)"),
+        opt::repeated("context", "K=V", "encryption context pair; repeat for more (never PII)"),
+        opt::integer("frame-length", "N", "bytes of plaintext per frame (default 65536)"),
+        opt::path("in", "FILE", "read FILE instead of stdin"),
+        opt::path("out", "FILE", "write FILE (mode 0600) instead of stdout")},
+       Needs::nothing,
+       read_encrypt},
+      {"decrypt",
+       "",
+       "decrypt an AWS Encryption SDK message (suite 0x0478) with a private key",
+       "Refuses legacy suites, reserved context keys, more than 16 wrapped keys, a commitment\n"
+       "mismatch, bad frames and trailing bytes, each with its own error (exit 65). Plaintext\n"
+       "is released frame by frame after each tag verified; --out is renamed into place only\n"
+       "after the whole message verified, and removed otherwise.",
+       {opt::text("private-key", "KEY",
+                  "PEM private key (owner-only file), or a systemd credential name"),
+        opt::text("key-namespace", "NS", "raw RSA keyring namespace the message was encrypted to"),
+        opt::text("key-name", "NAME", "raw RSA keyring key name"),
+        opt::repeated("context", "K=V", "require this encryption context pair; repeat for more"),
+        opt::path("in", "FILE", "read FILE instead of stdin"),
+        opt::path("out", "FILE", "write FILE (mode 0600) instead of stdout")},
+       Needs::nothing,
+       read_decrypt},
+      {"keygen",
+       "",
+       "make an RSA-4096 key pair for archives and backups",
+       "Writes the private key (PKCS#8 PEM, mode 0600, never overwriting) and the public key\n"
+       "(PEM, 0644). Keep the private key offline: the worker needs only the public key.",
+       {opt::path("out-private", "FILE", "where to write the private key"),
+        opt::path("out-public", "FILE", "where to write the public key")},
+       Needs::nothing,
+       read_keygen},
+      {"version",
+       "",
+       "print lethe's version and schema version",
+       "",
+       {},
+       Needs::nothing,
+       read_version},
+  };
+  return k_commands;
+}
+
+const settings::Settings& Env::settings() {
+  if (m_ctx) {
+    return m_ctx->settings();
+  }
+  if (!m_settings) {
+    m_settings = settings::load(settings::resolve_path(m_args.text("config")));
+  }
+  return *m_settings;
+}
+
+Context& Env::context() {
+  if (!m_ctx) {
+    settings();
+    m_ctx = std::make_unique<Context>(std::move(*m_settings),
+                                      util::current_identity(m_args.text("operator")),
+                                      std::string(m_args.command().name));
+    m_settings.reset();
+  }
+  return *m_ctx;
+}
+
+int run_command(const Parsed& p) {
+  Args args(p);
+  const CommandSpec& spec = args.command();
+  if (spec.read == nullptr) {
+    throw Error(Exit::internal, "command '" + std::string(spec.name) + "' has no handler",
+                "this is a bug in lethe");
+  }
+  Env env(args);
+  if (spec.needs != Needs::nothing) {
+    env.settings(); // a configuration error comes before any option's
+  }
+  Run run = spec.read(args);
+  if (spec.needs == Needs::database) {
+    env.context();
+  }
+  return run(env);
+}
+
+} // namespace lethe::cli
