@@ -1,12 +1,12 @@
 #include "jobs/check/check.hpp"
 
 #include "worker/db/clock.hpp"
-#include "worker/sanitize/overdue.hpp"
 #include "worker/log/log.hpp"
-#include "worker/util/json.hpp"
+#include "worker/sanitize/overdue.hpp"
 
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 namespace lethe::jobs::check {
 namespace {
@@ -24,31 +24,23 @@ std::string format_age(double seconds) {
 
 int run_check(Context& ctx, const CheckOptions& opts) {
   db::Session& session = ctx.ready_db();
-  sanitize::Overdue res = sanitize::overdue_pii(
-      session, ctx.settings(), db::resolve_instant(session, opts.as_of).iso);
+  sanitize::Overdue res =
+      sanitize::overdue_pii(session, ctx.settings(), db::resolve_instant(session, opts.as_of).iso);
   long long overdue = res.overdue_total();
   long long held = res.held_total();
   if (opts.json) {
-    std::string tables = "[";
+    nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const sanitize::TableOverdue& t : res.tables) {
-      tables +=
-          (tables.size() > 1 ? "," : "") + util::JsonObject()
-                                               .add("table", t.table)
-                                               .add("overdue", t.overdue)
-                                               .add("held_awaiting_archive", t.held)
-                                               .add("oldest_overdue_seconds", t.oldest_overdue_s)
-                                               .str();
+      tables.push_back({{"table", t.table},
+                        {"overdue", t.overdue},
+                        {"held_awaiting_archive", t.held},
+                        {"oldest_overdue_seconds", t.oldest_overdue_s}});
     }
-    tables += "]";
-    std::cout << util::JsonObject()
-                     .add("as_of", res.as_of)
-                     .add("retention_days", ctx.settings().retention.days)
-                     .add("overdue", overdue)
-                     .add("held_awaiting_archive", held)
-                     .add("ok", overdue == 0)
-                     .add_raw("tables", tables)
-                     .str()
-              << "\n";
+    nlohmann::ordered_json out = {
+        {"as_of", res.as_of}, {"retention_days", ctx.settings().retention.days},
+        {"overdue", overdue}, {"held_awaiting_archive", held},
+        {"ok", overdue == 0}, {"tables", tables}};
+    std::cout << out.dump() << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
                 res.as_of.c_str(), ctx.settings().retention.days);

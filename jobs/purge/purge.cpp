@@ -7,10 +7,10 @@
 #include "worker/runtime/run_scope.hpp"
 #include "worker/sanitize/engine.hpp"
 #include "worker/sanitize/overdue.hpp"
-#include "worker/util/json.hpp"
 #include "worker/util/signals.hpp"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace lethe::jobs::purge {
 namespace {
@@ -65,8 +65,8 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
   if (limit.empty()) {
     return;
   }
-  util::JsonObject counts;
-  counts.add("orders_due", job.stats.candidates).add("root_rows", job.stats.root_rows);
+  nlohmann::ordered_json counts = {{"orders_due", job.stats.candidates},
+                                   {"root_rows", job.stats.root_rows}};
   if (opt.force) {
     job.stats.forced = true;
     log::event(
@@ -75,7 +75,7 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
     return;
   }
   job.ctx.record(audit::Record{audit::Kind::alarm, "purge", "refused", "safety_limit", std::nullopt,
-                               counts.str(), util::JsonObject().add("limit", limit).str()});
+                               counts.dump(), nlohmann::ordered_json{{"limit", limit}}.dump()});
   throw Error(Exit::data,
               "the purge would sanitize " + std::to_string(job.stats.candidates) + " of " +
                   std::to_string(job.stats.root_rows) + " orders, above " + limit,
@@ -86,12 +86,12 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
 void record_run(Job& job, runtime::RunScope& run) {
   runtime::Outcome outcome = job.stats.exit_reason == "interrupted" ? runtime::Outcome::interrupted
                                                                     : runtime::Outcome::done;
-  run.finish(outcome, job.stats.exit_reason, job.stats.counts_json(),
-             util::JsonObject()
-                 .add("as_of", job.as_of.iso)
-                 .add("forced", job.stats.forced)
-                 .add("pii_map_digest", settings::pii_map_digest(job.ctx.settings()))
-                 .str());
+  run.finish(
+      outcome, job.stats.exit_reason, job.stats.counts_json(),
+      nlohmann::ordered_json{{"as_of", job.as_of.iso},
+                             {"forced", job.stats.forced},
+                             {"pii_map_digest", settings::pii_map_digest(job.ctx.settings())}}
+          .dump());
 }
 
 } // namespace
@@ -116,11 +116,10 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
   }
   check_safety_limits(job, opt);
   sanitize::load_hmac_key(job);
-  runtime::RunScope run(ctx, util::JsonObject()
-                                 .add("as_of", job.as_of.iso)
-                                 .add("force", opt.force)
-                                 .add("batch_size", opt.batch_size)
-                                 .str());
+  runtime::RunScope run(ctx, nlohmann::ordered_json{{"as_of", job.as_of.iso},
+                                                    {"force", opt.force},
+                                                    {"batch_size", opt.batch_size}}
+                                 .dump());
   job.run_id = run.id();
   run.counts_on_failure([&job] { return job.stats.counts_json(); });
   run.watch([&] {

@@ -1,9 +1,9 @@
 #include "jobs/purge/report.hpp"
 
 #include "worker/log/log.hpp"
-#include "worker/util/json.hpp"
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace lethe::jobs::purge {
 using sanitize::TableStats;
@@ -27,27 +27,20 @@ std::string columns_of(const settings::PiiTable& t) {
 
 void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool json) {
   if (json) {
-    std::string tables = "[";
+    nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const settings::PiiTable* t : s.pii_tables()) {
       const TableStats* ts = nullptr;
       for (const TableStats& x : st.tables) {
         ts = x.table == t->table ? &x : ts;
       }
-      tables +=
-          (tables.size() > 1 ? "," : "") + util::JsonObject()
-                                               .add("table", t->table)
-                                               .add("rows", ts ? ts->due : 0)
-                                               .add("held_awaiting_archive", ts ? ts->held : 0)
-                                               .add("sanitize", columns_of(*t))
-                                               .str();
+      tables.push_back({{"table", t->table},
+                        {"rows", ts ? ts->due : 0},
+                        {"held_awaiting_archive", ts ? ts->held : 0},
+                        {"sanitize", columns_of(*t)}});
     }
-    std::printf("%s\n", util::JsonObject()
-                            .add("dry_run", true)
-                            .add("as_of", st.as_of)
-                            .add("orders_due", st.candidates)
-                            .add_raw("tables", tables + "]")
-                            .str()
-                            .c_str());
+    nlohmann::ordered_json out = {
+        {"dry_run", true}, {"as_of", st.as_of}, {"orders_due", st.candidates}, {"tables", tables}};
+    std::printf("%s\n", out.dump().c_str());
     return;
   }
   std::printf("dry run as of %s: %lld orders due; nothing is changed\n", st.as_of.c_str(),
@@ -69,32 +62,7 @@ void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool jso
 void print_stats(const sanitize::Stats& st, bool json) {
   double rate = st.seconds > 0 ? static_cast<double>(st.total_sanitized()) / st.seconds : 0;
   if (json) {
-    std::string tables = "[";
-    for (const TableStats& t : st.tables) {
-      tables += (tables.size() > 1 ? "," : "") + util::JsonObject()
-                                                     .add("table", t.table)
-                                                     .add("rows_sanitized", t.sanitized)
-                                                     .add("batches", t.batches)
-                                                     .add("held_awaiting_archive", t.held)
-                                                     .add("vacuum", t.vacuum)
-                                                     .add("dead_tuples", t.dead_tuples)
-                                                     .str();
-    }
-    std::printf("%s\n", util::JsonObject()
-                            .add("as_of", st.as_of)
-                            .add("exit_reason", st.exit_reason)
-                            .add("orders_due", st.candidates)
-                            .add("orders_done", st.orders_done)
-                            .add("rows_sanitized", st.total_sanitized())
-                            .add("batches", st.batches)
-                            .add("seconds", st.seconds)
-                            .add("rows_per_second", rate)
-                            .add("p99_transaction_seconds", st.p99_tx_seconds())
-                            .add("lock_retries", st.lock_retries)
-                            .add("skipped_locked", st.skipped_locked)
-                            .add_raw("tables", tables + "]")
-                            .str()
-                            .c_str());
+    std::printf("%s\n", nlohmann::ordered_json(st).dump().c_str());
   } else {
     std::printf("purge as of %s: %s\n", st.as_of.c_str(), st.exit_reason.c_str());
     std::printf("  %-34s %10s %8s %10s  %s\n", "table", "sanitized", "batches", "held",

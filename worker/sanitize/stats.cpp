@@ -1,7 +1,6 @@
 #include "worker/sanitize/stats.hpp"
 
 #include "worker/log/log.hpp"
-#include "worker/util/json.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -49,25 +48,45 @@ double Stats::p99_tx_seconds() const {
   return v[std::min(idx, v.size() - 1)];
 }
 
-std::string Stats::counts_json() const {
-  util::JsonObject o;
-  util::JsonObject sanitized;
-  util::JsonObject held;
+nlohmann::ordered_json Stats::counts() const {
+  nlohmann::ordered_json sanitized = nlohmann::ordered_json::object();
+  nlohmann::ordered_json held = nlohmann::ordered_json::object();
   for (const TableStats& t : tables) {
-    sanitized.add(t.table, t.sanitized);
-    held.add(t.table, t.held);
+    sanitized[t.table] = t.sanitized;
+    held[t.table] = t.held;
   }
-  o.add("orders_due", candidates)
-      .add("orders_done", orders_done)
-      .add("orders_held_awaiting_archive", orders_held)
-      .add("orders_skipped_locked", skipped_locked)
-      .add("rows_sanitized", total_sanitized()) // rows of every PII-map table together
-      .add_raw("rows_sanitized_by_table", sanitized.str())
-      .add_raw("rows_held_awaiting_archive_by_table", held.str())
-      .add("batches", batches)
-      .add("lock_retries", lock_retries)
-      .add("plan_violations", plan_violations);
-  return o.str();
+  return {{"orders_due", candidates},
+          {"orders_done", orders_done},
+          {"orders_held_awaiting_archive", orders_held},
+          {"orders_skipped_locked", skipped_locked},
+          {"rows_sanitized", total_sanitized()}, // rows of every PII-map table together
+          {"rows_sanitized_by_table", sanitized},
+          {"rows_held_awaiting_archive_by_table", held},
+          {"batches", batches},
+          {"lock_retries", lock_retries},
+          {"plan_violations", plan_violations}};
+}
+
+void to_json(nlohmann::ordered_json& j, const TableStats& t) {
+  j = {{"table", t.table},     {"rows_sanitized", t.sanitized},
+       {"batches", t.batches}, {"held_awaiting_archive", t.held},
+       {"vacuum", t.vacuum},   {"dead_tuples", t.dead_tuples}};
+}
+
+void to_json(nlohmann::ordered_json& j, const Stats& st) {
+  double rate = st.seconds > 0 ? static_cast<double>(st.total_sanitized()) / st.seconds : 0;
+  j = {{"as_of", st.as_of},
+       {"exit_reason", st.exit_reason},
+       {"orders_due", st.candidates},
+       {"orders_done", st.orders_done},
+       {"rows_sanitized", st.total_sanitized()},
+       {"batches", st.batches},
+       {"seconds", st.seconds},
+       {"rows_per_second", rate},
+       {"p99_transaction_seconds", st.p99_tx_seconds()},
+       {"lock_retries", st.lock_retries},
+       {"skipped_locked", st.skipped_locked},
+       {"tables", st.tables}};
 }
 
 Progress::Progress(long long total)

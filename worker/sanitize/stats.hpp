@@ -3,6 +3,7 @@
 
 #include "worker/settings/settings.hpp"
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -48,8 +49,13 @@ struct Stats : BatchCounters {
   double p99_tx_seconds() const;
   // Counts for the audit record and job_runs: numbers only, each key naming its unit (orders,
   // or rows of the table named in the nested object).
-  std::string counts_json() const;
+  nlohmann::ordered_json counts() const;
+  std::string counts_json() const { return counts().dump(); }
 };
+
+// A run's figures for `--json` output: per table and in total (keys in a stable order).
+void to_json(nlohmann::ordered_json& j, const TableStats& t);
+void to_json(nlohmann::ordered_json& j, const Stats& st);
 
 // A one-line progress display on a terminal (never in the journal or a pipe).
 class Progress {
