@@ -102,3 +102,42 @@ TEST_CASE("grants: applying the script twice is harmless") {
   t.migrate_and_grant();
   CHECK_NOTHROW(t.admin()->exec(db::grants_sql(t.settings())));
 }
+
+TEST_CASE("grants: a job role begins and closes runs only with their evidence, and progress only "
+          "grows") {
+  test::TestDb t("grants_runs", 5);
+  t.migrate_and_grant();
+  auto cfg = t.write_config("purge.toml",
+                            t.config_text("lethe_purge", role_password(t, "lethe_purge").string()));
+  auto s = db::connect(settings::load(cfg));
+  auto a = t.admin();
+  std::string run = s->exec("INSERT INTO lethe.job_runs (job, actor, os_user, lethe_version) "
+                            "VALUES ('purge', 'x', 'x', 'v') RETURNING run_id")
+                        .text(0, 0);
+  // Before schema 5 the job role could rewrite any run record and its progress.
+  require_denied(*s, "UPDATE lethe.job_runs SET outcome = 'done', counts = '{}'");
+  require_denied(*s, "DELETE FROM lethe.job_runs");
+  require_denied(*s, "UPDATE lethe.run_progress SET n = 0");
+  require_denied(*s, "DELETE FROM lethe.run_progress");
+  require_denied(*s, "INSERT INTO lethe.job_runs (job, actor, os_user, lethe_version, outcome) "
+                     "VALUES ('purge', 'x', 'x', 'v', 'done')");
+  // Progress grows through the function, never shrinks, only for a running run.
+  s->exec("SELECT lethe.add_run_progress($1, 0, '{rows}', '{5}')", {run});
+  s->exec("SELECT lethe.add_run_progress($1, 0, '{rows}', '{2}')", {run});
+  require_denied(*s, "SELECT lethe.add_run_progress(" + run + ", 0, '{rows}', '{-7}')");
+  CHECK(a->exec("SELECT n FROM lethe.run_progress WHERE run_id = $1", {run}).integer(0, 0) == 7);
+  // A run closes only with its closing audit record, written in the same transaction.
+  require_denied(*s, "SELECT lethe.close_run(" + run + ", 1)");
+  CHECK(a->exec("SELECT outcome FROM lethe.job_runs WHERE run_id = $1", {run}).text(0, 0) ==
+        "running");
+  audit::Trail trail(t.dir() / "audit-anchor", t.dir() / "audit-spool",
+                     util::Identity{"lethe_purge test", "x", ""});
+  trail.append(*s,
+               audit::Record{audit::Kind::run, "purge", "done", "done", std::stoll(run),
+                             "{\"rows\":7}", "{}"},
+               audit::Closes::run);
+  db::Rows closed = a->exec("SELECT outcome, counts FROM lethe.job_runs WHERE run_id = $1", {run});
+  CHECK(closed.text(0, 0) == "done");
+  CHECK(closed.text(0, 1) == "{\"rows\":7}");
+  require_denied(*s, "SELECT lethe.add_run_progress(" + run + ", 0, '{rows}', '{1}')");
+}

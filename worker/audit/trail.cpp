@@ -102,14 +102,12 @@ std::string with_field(const std::string& json_object, const std::string& field_
   return "{" + field_json + "," + json_object.substr(1);
 }
 
-// Ends run `run_id`'s job_runs row with `r`'s outcome, unless something ended it already.
-void close_run_row(db::Transaction& tx, long long run_id, const Record& r) {
-  const std::string& o = r.outcome;
-  std::string outcome =
-      o == "done" || o == "refused" || o == "interrupted" || o == "abandoned" ? o : "failed";
-  tx.exec("UPDATE lethe.job_runs SET finished_at = now(), outcome = $2, exit_reason = $3, "
-          "counts = $4 WHERE run_id = $1 AND outcome = 'running'",
-          {std::to_string(run_id), outcome, r.exit_reason, r.counts});
+// Ends run `run_id`'s job_runs row with what its closing record `seq` (inserted by `tx`) says,
+// unless something ended it already. The definer function of schema 5 takes the outcome and
+// counts from the record itself: job roles cannot update job_runs.
+void close_run_row(db::Transaction& tx, long long run_id, long long seq) {
+  tx.exec("SELECT lethe.close_run($1::bigint, $2::bigint)",
+          {std::to_string(run_id), std::to_string(seq)});
 }
 
 } // namespace
@@ -168,9 +166,6 @@ Stored Trail::append(db::Session& session, const Record& r, Closes closes) {
 }
 
 Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
-  if (closes == Closes::run && r.run_id) {
-    close_run_row(tx, *r.run_id, r);
-  }
   Stored s;
   s.record = r;
   s.actor = m_who.actor;
@@ -195,6 +190,9 @@ Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
           {std::to_string(s.seq), s.recorded_at, std::string(kind_name(r.kind)), r.job, s.actor,
            s.os_user, s.unit, r.run_id ? db::Value(std::to_string(*r.run_id)) : db::Value{},
            r.outcome, r.exit_reason, r.counts, r.details, s.prev_hash, s.hash});
+  if (closes == Closes::run && r.run_id) {
+    close_run_row(tx, *r.run_id, s.seq);
+  }
   return s;
 }
 

@@ -214,6 +214,18 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
   }
   return out + "\n  FROM " + quote_ident(t.table) + ";\n";
 }
+// What a job role may do with run records (schema 5): begin a run (its outcome starts as
+// 'running'), read, and close or add progress only through the definer functions.
+std::string run_grants(const std::string& role) {
+  std::string r = quote_ident(role);
+  return "REVOKE ALL ON lethe.job_runs, lethe.run_progress FROM " + r +
+         ";\nGRANT SELECT, INSERT (job, actor, os_user, unit, lethe_version, pii_map_digest, "
+         "options, backend_pid, backend_start) ON lethe.job_runs TO " +
+         r + ";\nGRANT SELECT ON lethe.run_progress TO " + r +
+         ";\nGRANT EXECUTE ON FUNCTION lethe.close_run(bigint, bigint), "
+         "lethe.add_run_progress(bigint, integer, text[], bigint[]) TO " +
+         r + ";\n";
+}
 
 } // namespace
 
@@ -295,8 +307,7 @@ std::string grants_sql(const Settings& s) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(purge) + ";\n";
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(purge) + ";\n";
-  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress TO " +
-         quote_ident(purge) + ";\n";
+  out += run_grants(purge);
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n\n";
 
   // The archive job: reads the held orders whole (they go into the encrypted archive), records
@@ -326,8 +337,7 @@ std::string grants_sql(const Settings& s) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(archive) + ";\n";
-  out += "GRANT SELECT, INSERT, UPDATE ON lethe.job_runs, lethe.run_progress TO " +
-         quote_ident(archive) + ";\n";
+  out += run_grants(archive);
   // The catalog is evidence (decision 10): the job inserts a row, but its orders and its state
   // go only through the definer functions of migration 4, which require the audit record.
   out += "GRANT SELECT, INSERT (" + join(k_archive_insert_columns) + ") ON lethe.archives TO " +

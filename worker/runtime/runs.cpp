@@ -32,7 +32,7 @@ std::optional<audit::Stored> close_if_abandoned(Context& ctx, const std::string&
     }
     db::Rows run = tx.exec(
         "SELECT job, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "backend_pid FROM lethe.job_runs WHERE run_id = $1 AND outcome = 'running' FOR UPDATE",
+        "backend_pid FROM lethe.job_runs WHERE run_id = $1 AND outcome = 'running'",
         {run_id});
     if (run.empty()) {
       return; // another run closed it first
@@ -100,9 +100,8 @@ void add_progress(db::Transaction& tx, long long run_id, int worker,
     names.emplace_back(name);
     amounts.emplace_back(std::to_string(n));
   }
-  tx.exec("INSERT INTO lethe.run_progress AS p (run_id, worker, item, n) SELECT $1, $2, u.item, "
-          "u.n FROM unnest($3::text[], $4::bigint[]) AS u(item, n) ON CONFLICT (run_id, worker, "
-          "item) DO UPDATE SET n = p.n + excluded.n",
+  // Schema 5's definer function: progress only grows, and only for a running run.
+  tx.exec("SELECT lethe.add_run_progress($1::bigint, $2::int, $3::text[], $4::bigint[])",
           {std::to_string(run_id), std::to_string(worker), db::array_literal(names),
            db::array_literal(amounts)});
 }
