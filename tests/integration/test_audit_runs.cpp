@@ -230,3 +230,26 @@ TEST_CASE("run scope: a failure that is not a lethe::Error closes the run as fai
   CHECK(count_in(rec.text(0, 2), "rows_sanitized") == sanitized);
   CHECK(t.lethe("audit verify").exit == 0);
 }
+
+TEST_CASE("archive run: an exception that is not a lethe::Error closes the run as failed, with "
+          "its audit record") {
+  test::TestDb t("runs_archive_throw", 150, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  test::RunResult thrown =
+      test::run_shell("LETHE_THROW_AT=archive:written " LETHE_BIN " --config " +
+                          t.config().string() + " archive run --as-of '" + k_as_of + "'",
+                      t.dir());
+  INFO(thrown.err);
+  REQUIRE(thrown.exit == 70);
+  db::Rows run = s->exec("SELECT run_id, outcome FROM lethe.job_runs WHERE job = 'archive run'");
+  REQUIRE(run.size() == 1);
+  CHECK(run.text(0, 1) == "failed");
+  db::Rows rec = s->exec("SELECT outcome, exit_reason FROM lethe.audit_log WHERE run_id = $1",
+                         {run.text(0, 0)});
+  REQUIRE(rec.size() == 1);
+  CHECK(rec.text(0, 0) == "failed");
+  CHECK(rec.text(0, 1) == "internal");
+  CHECK(t.lethe("audit verify").exit == 0);
+}
