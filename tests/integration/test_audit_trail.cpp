@@ -382,3 +382,28 @@ TEST_CASE("audit: the role that inserted a record is stamped by the server and c
           std::string::npos);
   }
 }
+
+TEST_CASE("trail: a closing record for a run that already ended keeps the first end and says so") {
+  test::TestDb t("trail_late_close", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  long long run = s->exec("INSERT INTO lethe.job_runs (job, actor, os_user, lethe_version) VALUES "
+                          "('purge', 'x', 'x', 'v') RETURNING run_id")
+                      .integer(0, 0);
+  audit::Trail trail(t.dir() / "audit-anchor", t.dir() / "audit-spool",
+                     util::Identity{"test", "x", ""});
+  // Another run closed it as abandoned; then the run's own closing record arrives (a spool
+  // flush): before, it ended the run a second time without a word.
+  trail.append(*s,
+               audit::Record{audit::Kind::run, "purge", "abandoned", "abandoned", run, "{}", "{}"},
+               audit::Closes::run);
+  audit::Stored late = trail.append(
+      *s, audit::Record{audit::Kind::run, "purge", "done", "done", run, "{\"rows\":3}", "{}"},
+      audit::Closes::run);
+  CHECK(late.record.details == "{\"run_already_ended_as\":\"abandoned\"}");
+  CHECK(s->exec("SELECT details FROM lethe.audit_log WHERE seq = $1", {std::to_string(late.seq)})
+            .text(0, 0) == late.record.details);
+  CHECK(s->exec("SELECT outcome FROM lethe.job_runs WHERE run_id = $1", {std::to_string(run)})
+            .text(0, 0) == "abandoned");
+  CHECK(t.lethe("audit verify").exit == 0);
+}

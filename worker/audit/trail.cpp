@@ -168,6 +168,17 @@ Stored Trail::append(db::Session& session, const Record& r, Closes closes) {
 Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
   Stored s;
   s.record = r;
+  if (closes == Closes::run && r.run_id) {
+    // A run another host already ended (e.g. closed as abandoned while this record waited in
+    // the spool) keeps its first end; this record still says what the run did, and says that
+    // it came after the run's end, so the trail never shows two ends of one run unmarked.
+    db::Rows run = tx.exec("SELECT outcome FROM lethe.job_runs WHERE run_id = $1",
+                           {std::to_string(*r.run_id)});
+    if (!run.empty() && run.text(0, 0) != "running") {
+      s.record.details =
+          with_field(s.record.details, "\"run_already_ended_as\":\"" + run.text(0, 0) + "\"");
+    }
+  }
   s.actor = m_who.actor;
   s.os_user = m_who.os_user;
   s.unit = m_who.unit;
@@ -189,7 +200,7 @@ Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
           "$2::timestamptz, $3, $4, $5, $6, $7, $8::bigint, $9, $10, $11, $12, $13, $14)",
           {std::to_string(s.seq), s.recorded_at, std::string(kind_name(r.kind)), r.job, s.actor,
            s.os_user, s.unit, r.run_id ? db::Value(std::to_string(*r.run_id)) : db::Value{},
-           r.outcome, r.exit_reason, r.counts, r.details, s.prev_hash, s.hash});
+           r.outcome, r.exit_reason, r.counts, s.record.details, s.prev_hash, s.hash});
   if (closes == Closes::run && r.run_id) {
     close_run_row(tx, *r.run_id, s.seq);
   }
