@@ -94,3 +94,22 @@ TEST_CASE("config check: a table that references a mapped table but is not in th
   CHECK((warned.out + warned.err).find("for Amazon Information that is not PII") !=
         std::string::npos);
 }
+
+TEST_CASE("config check: the request identifier columns must exist and hold text") {
+  test::TestDb t("engine_request_columns", 0);
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  REQUIRE(t.lethe("config check").exit ==
+          0); // the example names seller_id, marketplace_id, buyer_email
+  std::string text = test::set_key(t.config_text(), "buyer", "\"purchase_date\"");
+  test::RunResult r = t.lethe("config check", t.write_config("bad-buyer.toml", text));
+  INFO(r.out + r.err);
+  CHECK(r.exit == 78);
+  CHECK((r.out + r.err)
+            .find("buyer column 'purchase_date' is timestamp with time zone; SP-API "
+                  "identifiers are text") != std::string::npos);
+  text = test::set_key(t.config_text(), "seller", "\"seller\"");
+  r = t.lethe("config check", t.write_config("no-seller.toml", text));
+  CHECK(r.exit == 78);
+  CHECK((r.out + r.err).find("seller column 'seller' does not exist") != std::string::npos);
+}

@@ -211,3 +211,26 @@ TEST_CASE("key_table: every key outside the PII map is bound to a member with it
     }
   }
 }
+
+TEST_CASE("load: the request identifiers are optional columns, and a marketplace needs a seller") {
+  settings::Settings ex = settings::load_from_string(example(), "example.toml");
+  CHECK(ex.root.seller == "seller_id");
+  CHECK(ex.root.marketplace == "marketplace_id");
+  CHECK(ex.root.buyer == "buyer_email");
+  settings::Settings min = settings::load_from_string(k_minimal, "t.toml");
+  CHECK(min.root.seller.empty());
+  CHECK(min.root.buyer.empty());
+  std::string root_end = "shipped_at = \"shipped_at\"\n";
+  auto with = [&](const std::string& lines) {
+    std::string text = k_minimal;
+    return text.replace(text.find(root_end), root_end.size(), root_end + lines);
+  };
+  CHECK(config_error(with("marketplace = \"marketplace_id\"\n"))
+            .find("pii.root.marketplace needs pii.root.seller") != std::string::npos);
+  CHECK(config_error(with("buyer = \"buyer email\"\n"))
+            .find("buyer column 'buyer email' is not a plain SQL identifier") != std::string::npos);
+  CHECK(config_error(with("seller = \"s\"\nmarketplace = \"m\"\nbuyer = \"b\"\n")).empty());
+  // A map without them keeps its digest; naming them changes it.
+  CHECK(settings::pii_map_digest(min) !=
+        settings::pii_map_digest(settings::load_from_string(with("seller = \"s\"\n"), "t.toml")));
+}

@@ -119,6 +119,7 @@ private:
       if (!m_s.root.status.empty()) {
         column(info, t, m_s.root.status, "status", t.where);
       }
+      request_columns(info, t);
       for (const auto& r : m_s.root.never_shipped) {
         clock(info, t, r.since, "since");
         if (!contains(info.indexed_first, m_s.root.status) &&
@@ -166,6 +167,22 @@ private:
         if (pinfo.exists) {
           column(pinfo, *parent, t.parent_column, "parent_column", t.where);
         }
+      }
+    }
+  }
+
+  // The columns a deletion request resolves its scope by (pii.root.seller/marketplace/buyer).
+  void request_columns(const TableInfo& info, const PiiTable& t) {
+    for (const auto& [name, role] :
+         {std::pair{&m_s.root.seller, "seller"}, std::pair{&m_s.root.marketplace, "marketplace"},
+          std::pair{&m_s.root.buyer, "buyer"}}) {
+      if (name->empty()) {
+        continue;
+      }
+      const Column* c = column(info, t, *name, role, t.where);
+      if (c != nullptr && c->category != 'S') {
+        m_report.problems.push_back(t.where + ": " + role + " column '" + *name + "' is " +
+                                    c->type + "; SP-API identifiers are text");
       }
     }
   }

@@ -95,6 +95,14 @@ constexpr std::array k_keys{
           "timestamptz column: when the order shipped (NULL while not shipped)"},
   KeySpec{"pii.root.status", K::string, false,
           "order status column; required when never_shipped rules are given"},
+  KeySpec{"pii.root.seller", K::string, false,
+          "column holding the SellerId, for deletion requests scoped to a seller"},
+  KeySpec{"pii.root.marketplace", K::string, false,
+          "column holding the MarketplaceId, for requests scoped to a seller in one marketplace "
+          "(needs pii.root.seller)"},
+  KeySpec{"pii.root.buyer", K::string, false,
+          "text column holding the buyer's identifier (e.g. the buyer email, maybe already "
+          "pseudonymized by hmac), for requests scoped to a buyer"},
   KeySpec{"pii.root.never_shipped", K::table_array, false,
           "retention clocks for orders that never ship (cancelled, stuck in a status)"},
   KeySpec{"pii.root.never_shipped[].statuses", K::string_array, true,

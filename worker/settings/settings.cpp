@@ -258,6 +258,9 @@ private:
     s.root.table.columns = columns(root);
     s.root.shipped_at = str(root, "shipped_at");
     s.root.status = str(root, "status");
+    s.root.seller = str(root, "seller");
+    s.root.marketplace = str(root, "marketplace");
+    s.root.buyer = str(root, "buyer");
     if (const toml::array* ns = root["never_shipped"].as_array()) {
       for (const toml::node& n : *ns) {
         const toml::table& t = *n.as_table();
@@ -342,6 +345,17 @@ private:
     identifier(s.root.shipped_at, root.where, "shipped_at column", false);
     if (!s.root.status.empty()) {
       identifier(s.root.status, root.where, "status column", false);
+    }
+    for (const auto& [column, what] : {std::pair{&s.root.seller, "seller column"},
+                                       std::pair{&s.root.marketplace, "marketplace column"},
+                                       std::pair{&s.root.buyer, "buyer column"}}) {
+      if (!column->empty()) {
+        identifier(*column, root.where, what, false);
+      }
+    }
+    if (!s.root.marketplace.empty() && s.root.seller.empty()) {
+      problem(root.where, "pii.root.marketplace needs pii.root.seller: a marketplace scope is a "
+                          "seller's orders in that marketplace");
     }
     if (root.columns.empty()) {
       problem(root.where, "pii.root.columns lists no column");
@@ -503,6 +517,12 @@ std::string pii_map_digest(const Settings& s) {
       field(std::to_string(static_cast<int>(c.strategy)));
       field(c.value);
     }
+  }
+  if (!s.root.seller.empty() || !s.root.marketplace.empty() || !s.root.buyer.empty()) {
+    text += "\nrequest:";
+    field(s.root.seller);
+    field(s.root.marketplace);
+    field(s.root.buyer);
   }
   for (const PiiTable* t : s.kept_tables()) {
     text += "\nkeep:";

@@ -49,6 +49,12 @@ struct Root {
   std::string shipped_at;
   std::string status;
   std::vector<NeverShipped> never_shipped;
+  // The root's columns holding SP-API's identifiers a deletion request names (optional): the
+  // SellerId, the MarketplaceId (only with a seller) and the buyer's identifier as the app
+  // stores it (an email the purge may already have turned into its hmac pseudonym).
+  std::string seller;
+  std::string marketplace;
+  std::string buyer;
 };
 
 struct Database {
