@@ -1,5 +1,5 @@
-// Job runs (worker/runtime/runs.cpp, RunScope): a killed run is closed by the next run of any job as
-// "abandoned", with an audit record whose counts are what its committed work shows.
+// Job runs (worker/runtime/runs.cpp, RunScope): a killed run is closed by the next run of any job
+// as "abandoned", with an audit record whose counts are what its committed work shows.
 #include "support/cluster.hpp"
 
 #include <catch2/catch.hpp>
@@ -207,9 +207,8 @@ TEST_CASE("run scope: a failure that is not a lethe::Error closes the run as fai
   long long before = rows_with_pii(*s);
   // A std::runtime_error after the first committed batch: the run must not stay "running".
   test::RunResult failed = test::run_shell(
-      "LETHE_THROW_AT=sanitize:batch_committed " LETHE_BIN " --config " +
-          roomy_config(t).string() + " purge --workers 1 --batch-size 20 --as-of '" + k_as_of +
-          "'",
+      "LETHE_THROW_AT=sanitize:batch_committed " LETHE_BIN " --config " + roomy_config(t).string() +
+          " purge --workers 1 --batch-size 20 --as-of '" + k_as_of + "'",
       t.dir());
   INFO(failed.err);
   CHECK(failed.exit == 70);
@@ -251,5 +250,24 @@ TEST_CASE("archive run: an exception that is not a lethe::Error closes the run a
   REQUIRE(rec.size() == 1);
   CHECK(rec.text(0, 0) == "failed");
   CHECK(rec.text(0, 1) == "internal");
+  CHECK(t.lethe("audit verify").exit == 0);
+}
+
+TEST_CASE("job runs: a run left running by a lethe from before schema 3 is closed with its "
+          "progress marked unknown, not as zero") {
+  test::TestDb t("runs_pre_schema3", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  // What a pre-schema-3 binary left: no backend, no progress rows.
+  std::string run = s->exec("INSERT INTO lethe.job_runs (job, actor, os_user, lethe_version) "
+                            "VALUES ('purge', 'old', 'old', '0.0.9') RETURNING run_id")
+                        .text(0, 0);
+  REQUIRE(t.lethe("migrate").exit == 0);
+  db::Rows rec = s->exec("SELECT counts, details::jsonb->>'progress' FROM lethe.audit_log WHERE "
+                         "run_id = $1 AND outcome = 'abandoned'",
+                         {run});
+  REQUIRE(rec.size() == 1);
+  CHECK(rec.text(0, 0) == "{}");
+  CHECK(rec.text(0, 1).rfind("unknown", 0) == 0);
   CHECK(t.lethe("audit verify").exit == 0);
 }

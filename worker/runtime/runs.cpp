@@ -41,6 +41,10 @@ std::optional<audit::Stored> close_if_abandoned(Context& ctx, const std::string&
     details.add("started_at", run.text(0, 1)).add("closed_by", ctx.job());
     if (run.at(0, 2)) {
       details.add("backend_pid", run.integer(0, 2));
+    } else {
+      // Begun by a lethe from before schema 3, which recorded no progress: its counts say
+      // nothing about what it did, and the record says so rather than implying zero.
+      details.add("progress", "unknown: begun before schema 3, which recorded no progress");
     }
     audit::Record r{audit::Kind::run, run.text(0, 0),     "abandoned",
                     "abandoned",      std::stoll(run_id), progress_counts(tx, run_id),
