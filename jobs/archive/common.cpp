@@ -1,8 +1,7 @@
 #include "jobs/archive/common.hpp"
 
-#include "worker/db/catalog.hpp"
-
 #include "worker/crypto/hash.hpp"
+#include "worker/db/catalog.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 

@@ -1,8 +1,8 @@
 #include "jobs/migrate/migrate.hpp"
 
-#include "worker/runtime/run_scope.hpp"
 #include "worker/db/migrations.hpp"
 #include "worker/log/log.hpp"
+#include "worker/runtime/run_scope.hpp"
 #include "worker/util/json.hpp"
 
 #include <iostream>

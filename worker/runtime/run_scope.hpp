@@ -42,7 +42,8 @@ public:
               const std::string& details_json = "{}");
 
   // Runs `body`; on any exception records the failure, then rethrows it.
-  template <class F> decltype(auto) watch(F&& body) {
+  template <class F>
+  decltype(auto) watch(F&& body) {
     try {
       return body();
     } catch (...) {

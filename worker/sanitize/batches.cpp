@@ -1,9 +1,9 @@
 // The engine's batch loop: keyset walks over the selected orders, one transaction per batch, on
 // one or more connections.
-#include "worker/runtime/runs.hpp"
-#include "worker/sanitize/engine.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
+#include "worker/runtime/runs.hpp"
+#include "worker/sanitize/engine.hpp"
 #include "worker/util/faults.hpp"
 #include "worker/util/signals.hpp"
 

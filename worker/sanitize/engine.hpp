@@ -40,7 +40,7 @@ struct Job {
   db::Instant as_of;
   Plan plan;
   Stats stats;
-  long long run_id = 0;   // the job_runs row batches report progress to (0: none)
+  long long run_id = 0;  // the job_runs row batches report progress to (0: none)
   util::Secret hmac_key; // wiped when the run ends
 };
 
