@@ -2,6 +2,7 @@
 
 #include "worker/log/log.hpp"
 #include "worker/runtime/runs.hpp"
+#include "worker/util/files.hpp"
 
 #include <exception>
 #include <filesystem>
@@ -27,8 +28,9 @@ std::string current_exception_reason() noexcept {
     throw;
   } catch (const Error& e) {
     return exit_name(e.code());
-  } catch (const std::filesystem::filesystem_error&) {
-    return exit_name(Exit::io);
+  } catch (const std::filesystem::filesystem_error& e) {
+    // The same mapping main uses for its exit code, so the record and the exit agree.
+    return exit_name(util::filesystem_error("cannot use", e.path1(), e.code()).code());
   } catch (...) {
     return exit_name(Exit::internal);
   }

@@ -19,7 +19,8 @@ enum class Outcome { done, interrupted, failed, refused };
 const char* outcome_name(Outcome o) noexcept;
 
 // The exit-reason word for the exception being handled (call inside a catch block): the
-// Error's exit name, "io" for a file system error, "internal" for anything else.
+// Error's exit name, a file system error's as main maps it (73/74/77), "internal" for anything
+// else.
 std::string current_exception_reason() noexcept;
 
 class RunScope {
