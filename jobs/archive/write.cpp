@@ -149,8 +149,14 @@ long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
   const settings::PiiTable& root = s.root.table;
   tx.exec(std::string("DROP TABLE IF EXISTS ") + k_keys_table);
-  tx.exec(std::string("CREATE TEMP TABLE lethe_archive_keys AS SELECT r.") +
-          db::quote_ident(root.key) + " AS order_key FROM " + db::state_view(root.table) +
+  // k1..kn: the key's typed columns, which the member queries match; order_key: its canonical
+  // text, as lethe.archived_orders records it.
+  std::string typed;
+  for (size_t i = 0; i < root.key.size(); ++i) {
+    typed += "r." + db::quote_ident(root.key[i]) + " AS k" + std::to_string(i + 1) + ", ";
+  }
+  tx.exec(std::string("CREATE TEMP TABLE lethe_archive_keys AS SELECT ") + typed +
+          db::key_text_sql("r", root.key) + " AS order_key FROM " + db::state_view(root.table) +
           " r WHERE r.held AND r.due_at <= " + db::quote_literal(run.as_of.iso) + "::timestamptz");
   tx.exec(std::string("ANALYZE ") + k_keys_table); // the member queries join it
   return tx.exec(std::string("SELECT count(*) FROM ") + k_keys_table).integer(0, 0);
@@ -236,8 +242,12 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
       buffer.clear();
       rows = 0;
     };
-    std::string where = db::rows_of_orders(s, *t, "x", [](const std::string& column) {
-      return column + " IN (SELECT order_key FROM " + std::string(k_keys_table) + ")";
+    std::string where = db::rows_of_orders(s, *t, "x", [&s](const std::string& columns) {
+      std::string typed;
+      for (size_t i = 0; i < s.root.table.key.size(); ++i) {
+        typed += (i ? ", k" : "k") + std::to_string(i + 1);
+      }
+      return columns + " IN (SELECT " + typed + " FROM " + std::string(k_keys_table) + ")";
     });
     auto t0 = std::chrono::steady_clock::now();
     tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t->table) + " x WHERE " + where +
@@ -323,7 +333,7 @@ void record_archive(ArchiveRun& run) {
                w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
       stored = run.ctx.trail().append_in(tx, written_record(run));
       tx.exec(std::string("SELECT lethe.archive_orders($1, $2::bigint, (SELECT "
-                          "array_agg(order_key::text ORDER BY 1) FROM ") +
+                          "array_agg(order_key ORDER BY 1) FROM ") +
                   k_keys_table + "))",
               {w.id, std::to_string(stored.seq)});
       runtime::add_progress(tx, run.run_id, -1,

@@ -56,13 +56,14 @@ db::CatalogFacts facts(bool contacts_have_id = true) {
   f.tables.push_back(
       {"sales.orders",
        {{"order_no", "bigint"}, {"buyer_email", "text"}, {"shipped_at", "timestamptz"}},
-       std::string("order_no")});
+       settings::Columns{"order_no"}});
   f.tables.push_back({"sales.shipments",
                       {{"shipment_id", "uuid"}, {"order_no", "bigint"}, {"recipient", "text"}},
-                      std::string("shipment_id")});
-  f.tables.push_back({"sales.shipment_contacts",
-                      {{"contact_id", "integer"}, {"shipment_id", "uuid"}, {"phone", "text"}},
-                      contacts_have_id ? std::optional<std::string>("contact_id") : std::nullopt});
+                      settings::Columns{"shipment_id"}});
+  f.tables.push_back(
+      {"sales.shipment_contacts",
+       {{"contact_id", "integer"}, {"shipment_id", "uuid"}, {"phone", "text"}},
+       contacts_have_id ? std::optional<settings::Columns>({"contact_id"}) : std::nullopt});
   return f;
 }
 

@@ -51,7 +51,7 @@ TEST_CASE("load: the example configuration loads with its PII map") {
   REQUIRE(s.children.size() == 3);
   CHECK(s.children[1].strategy == settings::TableStrategy::delete_row);
   // A grandchild's parent_column defaults to its parent's key.
-  CHECK(s.children[2].parent_column == "tax_info_id");
+  CHECK(s.children[2].parent_column == settings::Columns{"tax_info_id"});
   CHECK(s.root.never_shipped.size() == 2);
   CHECK(s.hold.predicate == "is_business_order");
 }

@@ -19,8 +19,24 @@ struct Column {
 struct TableInfo {
   bool exists = false;
   std::map<std::string, Column> columns;
-  std::vector<std::string> unique_single; // columns with a unique index of their own
-  std::vector<std::string> indexed_first; // columns leading some index
+  std::vector<settings::Columns> unique_keys; // key columns of each unique, total, plain index
+  std::vector<settings::Columns> indexes;     // key columns of every index, in index order
+
+  // Some unique index covers only columns of `cols`, so `cols` tells rows apart.
+  bool unique_over(const settings::Columns& cols) const {
+    return std::any_of(unique_keys.begin(), unique_keys.end(), [&](const settings::Columns& u) {
+      return std::all_of(u.begin(), u.end(), [&](const std::string& c) {
+        return std::find(cols.begin(), cols.end(), c) != cols.end();
+      });
+    });
+  }
+  // Some index's leading columns are exactly `cols`, in any order.
+  bool leads_with(const settings::Columns& cols) const {
+    return std::any_of(indexes.begin(), indexes.end(), [&](const settings::Columns& ix) {
+      return ix.size() >= cols.size() &&
+             std::is_permutation(cols.begin(), cols.end(), ix.begin(), ix.begin() + cols.size());
+    });
+  }
 };
 
 TableInfo describe(Session& session, const std::string& table) {
@@ -39,22 +55,49 @@ TableInfo describe(Session& session, const std::string& table) {
     info.columns[cols.text(i, 0)] =
         Column{cols.text(i, 1), cols.text(i, 2) == "t", cols.text(i, 3)[0]};
   }
+  // One row per key column of each index, in index order; an expression column (attnum 0)
+  // ends the usable prefix.
   Rows idx = session.exec(
-      "SELECT a.attname, i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL "
-      "FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-      "WHERE i.indrelid = to_regclass($1)",
+      "SELECT i.indexrelid::bigint, k.pos, a.attname, i.indisunique AND i.indpred IS NULL AND "
+      "i.indexprs IS NULL FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH "
+      "ORDINALITY AS k(attnum, pos) LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
+      "a.attnum = k.attnum WHERE i.indrelid = to_regclass($1) AND k.pos <= i.indnkeyatts "
+      "ORDER BY 1, 2",
       {quote_ident(table)});
+  std::string current;
+  bool broken = false;
   for (size_t i = 0; i < idx.size(); ++i) {
-    info.indexed_first.push_back(idx.text(i, 0));
-    if (idx.text(i, 1) == "t") {
-      info.unique_single.push_back(idx.text(i, 0));
+    if (idx.text(i, 0) != current) {
+      current = idx.text(i, 0);
+      broken = false;
+      info.indexes.emplace_back();
+      if (idx.text(i, 3) == "t") {
+        info.unique_keys.emplace_back();
+      }
+    }
+    if (!idx.at(i, 2) || broken) {
+      broken = true;
+      continue;
+    }
+    info.indexes.back().push_back(idx.text(i, 2));
+    if (idx.text(i, 3) == "t") {
+      info.unique_keys.back().push_back(idx.text(i, 2));
     }
   }
+  std::erase_if(info.unique_keys, [](const settings::Columns& u) { return u.empty(); });
   return info;
 }
 
-bool contains(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
+// "'x'" for one column, "(a, b)" for several: how messages name a key or link.
+std::string named(const settings::Columns& cols) {
+  if (cols.size() == 1) {
+    return "'" + cols[0] + "'";
+  }
+  std::string out;
+  for (const std::string& c : cols) {
+    out += (out.empty() ? "" : ", ") + c;
+  }
+  return "(" + out + ")";
 }
 
 class Checker {
@@ -87,6 +130,16 @@ private:
     return &it->second;
   }
 
+  // Every column of `cols` exists (each missing one reported); true when all do.
+  bool columns(const TableInfo& info, const PiiTable& t, const settings::Columns& cols,
+               const std::string& role, const settings::Where& where) {
+    bool all = true;
+    for (const std::string& c : cols) {
+      all = column(info, t, c, role, where) != nullptr && all;
+    }
+    return all;
+  }
+
   void clock(const TableInfo& info, const PiiTable& t, const std::string& name,
              const std::string& role) {
     const Column* c = column(info, t, name, role, t.where);
@@ -106,13 +159,15 @@ private:
     }
     bool root = &t == &m_s.root.table;
     if (root) {
-      if (column(info, t, t.key, "key", t.where) != nullptr &&
-          !contains(info.unique_single, t.key)) {
-        m_report.problems.push_back(t.where + ": key column '" + t.key + "' of " + t.table +
-                                    " has no unique index of its own");
+      if (columns(info, t, t.key, "key", t.where) && !info.unique_over(t.key)) {
+        m_report.problems.push_back(t.where + ": key " +
+                                    std::string(t.key.size() == 1 ? "column " : "") + named(t.key) +
+                                    " of " + t.table +
+                                    (t.key.size() == 1 ? " has no unique index of its own"
+                                                       : " has no unique index over its columns"));
       }
       clock(info, t, m_s.root.shipped_at, "shipped_at");
-      if (!contains(info.indexed_first, m_s.root.shipped_at)) {
+      if (!info.leads_with({m_s.root.shipped_at})) {
         m_report.warnings.push_back(t.where + ": no index leads with '" + m_s.root.shipped_at +
                                     "'; the purge will scan " + t.table);
       }
@@ -122,17 +177,16 @@ private:
       request_columns(info, t);
       for (const auto& r : m_s.root.never_shipped) {
         clock(info, t, r.since, "since");
-        if (!contains(info.indexed_first, m_s.root.status) &&
-            !contains(info.indexed_first, r.since)) {
+        if (!info.leads_with({m_s.root.status}) && !info.leads_with({r.since})) {
           m_report.warnings.push_back(r.where + ": no index leads with '" + m_s.root.status +
                                       "' or '" + r.since + "'; the purge will scan " + t.table +
                                       " for never-shipped orders");
         }
       }
     } else {
-      column(info, t, t.link, "link", t.where);
-      if (!contains(info.indexed_first, t.link)) {
-        m_report.warnings.push_back(t.where + ": no index leads with '" + t.link + "' in " +
+      columns(info, t, t.link, "link", t.where);
+      if (!info.leads_with(t.link)) {
+        m_report.warnings.push_back(t.where + ": no index leads with " + named(t.link) + " in " +
                                     t.table + "; each batch will scan it");
       }
       check_identity(info, t);
@@ -165,7 +219,7 @@ private:
       if (const PiiTable* parent = m_s.find_table(t.parent)) {
         TableInfo pinfo = describe(m_session, parent->table);
         if (pinfo.exists) {
-          column(pinfo, *parent, t.parent_column, "parent_column", t.where);
+          columns(pinfo, *parent, t.parent_column, "parent_column", t.where);
         }
       }
     }
@@ -190,11 +244,18 @@ private:
   // A child whose columns are rewritten needs a row identity: the purge matches its rows by it.
   void check_identity(const TableInfo& info, const PiiTable& t) {
     if (!t.key.empty()) {
-      const Column* c = column(info, t, t.key, "key", t.where);
-      if (c != nullptr && (!c->not_null || !contains(info.unique_single, t.key))) {
-        m_report.problems.push_back(t.where + ": key column '" + t.key + "' of " + t.table +
-                                    " is not unique and NOT NULL; name the table's primary key "
-                                    "or a unique not-null column as key");
+      if (!columns(info, t, t.key, "key", t.where)) {
+        return;
+      }
+      bool not_null = std::all_of(t.key.begin(), t.key.end(), [&](const std::string& c) {
+        return info.columns.at(c).not_null;
+      });
+      if (!not_null || !info.unique_over(t.key)) {
+        m_report.problems.push_back(
+            t.where + ": key " + (t.key.size() == 1 ? "column " : "") + named(t.key) + " of " +
+            t.table +
+            (t.key.size() == 1 ? " is not unique and NOT NULL" : " are not unique and NOT NULL") +
+            "; name the table's primary key or a unique not-null column as key");
       }
       return;
     }
@@ -276,8 +337,8 @@ private:
 
 } // namespace
 
-std::optional<std::string> row_identity(Session& session, const settings::Settings& s,
-                                        const settings::PiiTable& t) {
+std::optional<settings::Columns> row_identity(Session& session, const settings::Settings& s,
+                                              const settings::PiiTable& t) {
   if (!t.key.empty() || &t == &s.root.table) {
     return t.key;
   }
@@ -285,7 +346,7 @@ std::optional<std::string> row_identity(Session& session, const settings::Settin
   if (r.size() == 0) {
     return std::nullopt;
   }
-  return r.text(0, 0);
+  return settings::Columns{r.text(0, 0)};
 }
 
 const std::string& TableFacts::type_of(const std::string& name) const {

@@ -15,16 +15,17 @@ struct CatalogReport {
   std::vector<std::string> warnings; // e.g. a missing index that would slow the purge
 };
 
-// The column that identifies a row of PII-map table `t` of `s`: the map's key, or else the
-// primary key or a unique not-null single-column key from the catalog; none when it has neither.
-std::optional<std::string> row_identity(Session& session, const settings::Settings& s,
-                                        const settings::PiiTable& t);
+// The columns that identify a row of PII-map table `t` of `s`: the map's key (maybe composite),
+// or else the primary key or a unique not-null single-column key from the catalog; none when it
+// has neither.
+std::optional<settings::Columns> row_identity(Session& session, const settings::Settings& s,
+                                              const settings::PiiTable& t);
 
 // What a job needs to know of one PII-map table's catalog entry, read once per run.
 struct TableFacts {
   std::string table;
   std::vector<std::pair<std::string, std::string>> columns; // name, format_type, in order
-  std::optional<std::string> row_id; // see row_identity(); none for a table without one
+  std::optional<settings::Columns> row_id; // see row_identity(); none for a table without one
 
   // format_type of column `name`; throws Error(config) when the table has no such column.
   const std::string& type_of(const std::string& name) const;

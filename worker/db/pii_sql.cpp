@@ -28,16 +28,11 @@ const std::set<std::string> k_archive_insert_columns{
 
 // Columns of `t` that a job may read: keys, links, clocks; never a PII column.
 std::set<std::string> structural_columns(const Settings& s, const PiiTable& t) {
-  std::set<std::string> cols;
-  if (!t.key.empty()) {
-    cols.insert(t.key);
-  }
-  if (!t.link.empty()) {
-    cols.insert(t.link);
-  }
+  std::set<std::string> cols(t.key.begin(), t.key.end());
+  cols.insert(t.link.begin(), t.link.end());
   for (const PiiTable& c : s.children) {
     if (c.parent == t.table) {
-      cols.insert(c.parent_column);
+      cols.insert(c.parent_column.begin(), c.parent_column.end());
     }
   }
   if (&t == &s.root.table) {
@@ -149,19 +144,53 @@ std::string due_at_expr(const Settings& s) {
   return out + " END";
 }
 
+std::string select_list(const std::string& alias, const settings::Columns& cols) {
+  std::string out;
+  for (const std::string& c : cols) {
+    out += (out.empty() ? "" : ", ") + alias + "." + quote_ident(c);
+  }
+  return out;
+}
+
+std::string columns_sql(const std::string& alias, const settings::Columns& cols) {
+  std::string list = select_list(alias, cols);
+  return cols.size() == 1 ? list : "(" + list + ")";
+}
+
+std::string key_text_sql(const std::string& alias, const settings::Columns& cols) {
+  if (cols.size() == 1) {
+    return alias + "." + quote_ident(cols[0]) + "::text";
+  }
+  std::string out;
+  for (const std::string& c : cols) {
+    out += (out.empty() ? "" : ", ") + alias + "." + quote_ident(c) + "::text";
+  }
+  return "json_build_array(" + out + ")::text";
+}
+
+std::string columns_equal(const std::string& a, const settings::Columns& ca, const std::string& b,
+                          const settings::Columns& cb) {
+  std::string out;
+  for (size_t i = 0; i < ca.size() && i < cb.size(); ++i) {
+    out += (out.empty() ? "" : " AND ") + a + "." + quote_ident(ca[i]) + " = " + b + "." +
+           quote_ident(cb[i]);
+  }
+  return out;
+}
+
 std::string rows_of_orders(const Settings& s, const PiiTable& t, const std::string& alias,
                            const std::function<std::string(const std::string&)>& match) {
   if (&t == &s.root.table) {
-    return match(alias + "." + quote_ident(t.key));
+    return match(columns_sql(alias, t.key));
   }
   const PiiTable* parent = s.find_table(t.parent);
   if (parent == &s.root.table) {
-    return match(alias + "." + quote_ident(t.link));
+    return match(columns_sql(alias, t.link));
   }
   std::string a = alias + "p";
-  return alias + "." + quote_ident(t.link) + " IN (SELECT " + a + "." +
-         quote_ident(t.parent_column) + " FROM " + quote_ident(parent->table) + " " + a +
-         " WHERE " + rows_of_orders(s, *parent, a, match) + ")";
+  return columns_sql(alias, t.link) + " IN (SELECT " + select_list(a, t.parent_column) + " FROM " +
+         quote_ident(parent->table) + " " + a + " WHERE " + rows_of_orders(s, *parent, a, match) +
+         ")";
 }
 
 std::string state_path_to_root(const Settings& s, const PiiTable& t) {
@@ -174,8 +203,8 @@ std::string state_path_to_root(const Settings& s, const PiiTable& t) {
   while (cur != &s.root.table) {
     const PiiTable* parent = s.find_table(cur->parent);
     std::string alias = parent == &s.root.table ? "r" : "c" + std::to_string(depth + 1);
-    from += " JOIN " + state_view(parent->table) + " " + alias + " ON c" + std::to_string(depth) +
-            "." + quote_ident(cur->link) + " = " + alias + "." + quote_ident(cur->parent_column);
+    from += " JOIN " + state_view(parent->table) + " " + alias + " ON " +
+            columns_equal("c" + std::to_string(depth), cur->link, alias, cur->parent_column);
     cur = parent;
     ++depth;
   }
@@ -200,14 +229,17 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
           ",\n         (coalesce((" + s.hold.predicate +
           "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a JOIN lethe.archives c "
           "ON c.archive_id = a.archive_id AND c.evidence_seq IS NOT NULL WHERE a.order_key = " +
-          quote_ident(t.table) + "." + quote_ident(t.key) + "::text)) AS held";
+          key_text_sql(quote_ident(t.table), t.key) + ")) AS held";
     }
   }
   out += ",\n         " + has_pii_expr(t) + " AS has_pii";
   // Appended after the older columns, so CREATE OR REPLACE VIEW keeps working on old views.
   if (t.strategy != TableStrategy::delete_row) {
-    std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key);
-    out += ",\n         " + id + " AS " + k_row_id;
+    // A composite key is matched by its own columns, which the view already shows.
+    if (identity_from_catalog(s, t) || t.key.size() == 1) {
+      std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key[0]);
+      out += ",\n         " + id + " AS " + k_row_id;
+    }
     for (size_t i = 0; i < t.columns.size(); ++i) {
       out += ",\n         " + quote_ident(t.columns[i].name) + " IS NULL AS " + null_flag(i);
     }

@@ -10,7 +10,8 @@
 namespace lethe::db {
 
 // Column of every state view (delete-row tables aside) that holds the row's identity: the map's
-// `key`, or else the table's primary key or a unique not-null single-column key.
+// one-column `key`, or else the table's primary key or a unique not-null single-column key. A
+// composite `key` has none: its columns are in the view under their own names.
 inline constexpr const char* k_row_id = "lethe_row_id";
 
 // Column of a state view that is true where PII column `index` of the map's table is NULL, so a
@@ -33,9 +34,25 @@ std::string has_pii_expr(const settings::PiiTable& t);
 // SQL timestamptz over the root table: when the order's PII falls due (NULL: no clock yet).
 std::string due_at_expr(const settings::Settings& s);
 
+// Columns `cols` of `alias` as a select list: "a.x" or "a.x, a.y".
+std::string select_list(const std::string& alias, const settings::Columns& cols);
+
+// Columns `cols` of `alias` as one SQL value: "a.x", or the row "(a.x, a.y)" of a composite key,
+// so "<it> IN (SELECT …)" and "<it> = …" read the same for both.
+std::string columns_sql(const std::string& alias, const settings::Columns& cols);
+
+// A key's canonical text, the form lethe stores an order key in (lethe.archived_orders, request
+// scopes): the column as text for a one-column key; for a composite key the JSON array of its
+// columns as text, e.g. ["EU", "1001"] (json_build_array's spelling, one space after a comma).
+std::string key_text_sql(const std::string& alias, const settings::Columns& cols);
+
+// "a.l1 = b.k1 AND a.l2 = b.k2": column i of `a` equals column i of `b`.
+std::string columns_equal(const std::string& a, const settings::Columns& ca, const std::string& b,
+                          const settings::Columns& cb);
+
 // SQL predicate: row `alias` of PII-map table `t` belongs to one of a set of orders.
-// `match(column)` turns a column expression of the root key's values into the test for
-// membership, e.g. "x.id = ANY($1::text[])" or "x.id IN (SELECT k FROM keys)".
+// `match(columns)` turns the root key's columns (as columns_sql spells them) into the test for
+// membership, e.g. "x.id = ANY($1::text[])" or "(x.region, x.no) IN (SELECT k1, k2 FROM keys)".
 std::string rows_of_orders(const settings::Settings& s, const settings::PiiTable& t,
                            const std::string& alias,
                            const std::function<std::string(const std::string&)>& match);

@@ -20,9 +20,16 @@ public:
   Plan build() {
     const PiiTable& root = m_s.root.table;
     Plan p;
-    p.key_type = m_facts.of(root.table).type_of(root.key);
+    // A one-column key travels as an array of its own type; a composite one as the keys'
+    // canonical texts (JSON arrays), unpacked into typed columns where a statement matches.
+    for (const std::string& c : root.key) {
+      m_key_types.push_back(m_facts.of(root.table).type_of(c));
+    }
+    p.key_type = root.key.size() == 1 ? m_key_types[0] : "jsonb";
     m_key_array = "$1::" + p.key_type + "[]";
-    m_k = "r." + quote_ident(root.key);
+    m_k = db::columns_sql("r", root.key);
+    m_key_list = db::select_list("r", root.key);
+    m_key_text = db::key_text_sql("r", root.key);
     m_view = db::state_view(root.table) + " r";
     const std::string with_pii = "(r.has_pii" + children_with_pii(root, "r") + ")";
     std::string taken = selected(with_pii);
@@ -35,8 +42,8 @@ public:
     p.count_held = "SELECT count(*) FROM " + m_view +
                    " WHERE r.due_at <= $1::timestamptz AND r.held AND " + with_pii;
     p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
-    p.guard = "SELECT " + m_k + "::text FROM " + m_view + " WHERE " + m_k + " = ANY(" +
-              m_key_array + ") AND " + guard_condition();
+    p.guard = "SELECT " + m_key_text + " FROM " + m_view + " WHERE " + key_match(m_k) + " AND " +
+              guard_condition();
     if (m_action == Action::erase) {
       // Keep tables hang below PII tables (never the other way round): they go first.
       std::vector<const PiiTable*> kept = m_s.kept_tables();
@@ -60,11 +67,11 @@ private:
       return "r.due_at <= $1::timestamptz AND NOT r.held AND " + with_pii;
     case Selection::Kind::archived_due:
       return "r.due_at <= $1::timestamptz AND NOT r.held AND " + with_pii +
-             " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.order_key = " + m_k +
-             "::text)";
+             " AND EXISTS (SELECT 1 FROM lethe.archived_orders ao WHERE ao.order_key = " +
+             m_key_text + ")";
     case Selection::Kind::orders:
       // Every statement of a plan takes the same parameters; an explicit list needs no clock.
-      return m_k + "::text = ANY(" + orders_literal() + ") AND $1::timestamptz IS NOT NULL";
+      return m_key_text + " = ANY(" + orders_literal() + ") AND $1::timestamptz IS NOT NULL";
     }
     return "false";
   }
@@ -85,17 +92,38 @@ private:
 
   // Workers split the orders by a hash of the key, so no two ever touch the same order.
   std::string mine() const {
-    return " AND (hashtext(" + m_k + "::text) & 2147483647) % $3::int = $4::int";
+    return " AND (hashtext(" + m_key_text + ") & 2147483647) % $3::int = $4::int";
+  }
+
+  // SQL predicate: the root key's columns `columns` (as db::columns_sql spells them) are one of
+  // the batch's keys, $1.
+  std::string key_match(const std::string& columns) const {
+    if (m_key_types.size() == 1) {
+      return columns + " = ANY(" + m_key_array + ")";
+    }
+    return columns + " IN (SELECT " + unpacked("u.k") + " FROM unnest(" + m_key_array +
+           ") AS u(k))";
+  }
+
+  // The typed columns of the composite key whose canonical text (a JSON array) is `json`.
+  std::string unpacked(const std::string& json) const {
+    std::string out;
+    for (size_t i = 0; i < m_key_types.size(); ++i) {
+      out += (i ? ", " : "") + std::string("(") + json + " ->> " + std::to_string(i) +
+             ")::" + m_key_types[i];
+    }
+    return out;
   }
 
   void add_lane(Plan& p, std::string name, const std::string& clock, const std::string& clock_type,
                 const std::string& where) {
-    std::string head =
-        "SELECT " + clock + "::text, " + m_k + "::text FROM " + m_view + " WHERE " + where + mine();
-    std::string order = " ORDER BY " + clock + ", " + m_k + " LIMIT $2";
+    std::string head = "SELECT " + clock + "::text, " + m_key_text + " FROM " + m_view + " WHERE " +
+                       where + mine();
+    std::string order = " ORDER BY " + clock + ", " + m_key_list + " LIMIT $2";
+    std::string last_key = m_key_types.size() == 1 ? "$6::" + p.key_type : unpacked("$6::jsonb");
     p.lanes.push_back(Lane{std::move(name), head + order,
-                           head + " AND (" + clock + ", " + m_k + ") > ($5::" + clock_type +
-                               ", $6::" + p.key_type + ")" + order});
+                           head + " AND (" + clock + ", " + m_key_list + ") > ($5::" + clock_type +
+                               ", " + last_key + ")" + order});
   }
 
   void clock_lanes(Plan& p, const std::string& taken) {
@@ -116,7 +144,7 @@ private:
 
   // Explicit orders are few (one request's): walked by key, the clock column is the key's text.
   void orders_lane(Plan& p, const std::string& taken) {
-    add_lane(p, "orders", m_k + "::text", "text", taken);
+    add_lane(p, "orders", m_key_text, "text", taken);
   }
 
   // " OR EXISTS (…)" for each child of `t` (alias `alias`) that still holds PII, recursively.
@@ -127,23 +155,22 @@ private:
         continue;
       }
       std::string a = "c" + std::to_string(++m_alias);
-      out += " OR EXISTS (SELECT 1 FROM " + db::state_view(c.table) + " " + a + " WHERE " + a +
-             "." + quote_ident(c.link) + " = " + alias + "." + quote_ident(c.parent_column) +
-             " AND (" + a + ".has_pii" + children_with_pii(c, a) + "))";
+      out += " OR EXISTS (SELECT 1 FROM " + db::state_view(c.table) + " " + a + " WHERE " +
+             db::columns_equal(a, c.link, alias, c.parent_column) + " AND (" + a + ".has_pii" +
+             children_with_pii(c, a) + "))";
     }
     return out;
   }
 
   // SQL predicate: the row `alias` of `t` belongs to the batch whose root keys are $1.
   std::string in_batch(const PiiTable& t, const std::string& alias) {
-    return db::rows_of_orders(m_s, t, alias, [this](const std::string& column) {
-      return column + " = ANY(" + m_key_array + ")";
-    });
+    return db::rows_of_orders(m_s, t, alias,
+                              [this](const std::string& columns) { return key_match(columns); });
   }
 
-  // The column that tells `t`'s rows apart; refuses a table without one, before any work.
-  std::string row_id(const PiiTable& t) {
-    const std::optional<std::string>& id = m_facts.of(t.table).row_id;
+  // The columns that tell `t`'s rows apart; refuses a table without them, before any work.
+  const settings::Columns& row_id(const PiiTable& t) {
+    const std::optional<settings::Columns>& id = m_facts.of(t.table).row_id;
     if (!id) {
       throw Error(Exit::config,
                   t.where + ": " + t.table +
@@ -182,6 +209,38 @@ private:
     return st;
   }
 
+  // The hmac read and write-back of `t`'s rows, matched by identity `ids`; the ids travel as
+  // text ($1), each unpacked to its typed columns where the UPDATE matches.
+  void hmac_statements(const PiiTable& t, const settings::Columns& ids, TableStep& st) {
+    std::string table = quote_ident(t.table);
+    const db::TableFacts& facts = m_facts.of(t.table);
+    std::string cols;
+    std::string assigns;
+    std::string arrays =
+        "$1::" + (ids.size() == 1 ? facts.type_of(ids[0]) : std::string("jsonb")) + "[]";
+    std::string names = "id";
+    for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
+      std::string c = quote_ident(st.hmac_columns[i]);
+      cols += ", x." + c + "::text";
+      assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
+      arrays += ", $" + std::to_string(i + 2) + "::text[]";
+      names += ", h" + std::to_string(i);
+    }
+    std::string match;
+    if (ids.size() == 1) {
+      match = "x." + quote_ident(ids[0]) + " = v.id";
+    } else {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        match += (i ? " AND " : "") + std::string("x.") + quote_ident(ids[i]) + " = (v.id ->> " +
+                 std::to_string(i) + ")::" + facts.type_of(ids[i]);
+      }
+    }
+    std::string id_text = db::key_text_sql("x", ids);
+    st.hmac_select = "SELECT " + id_text + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
+    st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
+                     ") AS v(" + names + ") WHERE " + match + " RETURNING " + id_text;
+  }
+
   TableStep step(const PiiTable& t) {
     TableStep st;
     st.table = &t;
@@ -191,15 +250,20 @@ private:
       st.deletes = true;
       return st;
     }
-    std::string id_column = row_id(t);
-    std::string id = quote_ident(id_column);
+    const settings::Columns& ids = row_id(t);
+    // A one-column identity is the view's lethe_row_id; a composite one (always the map's key)
+    // is in the view under its own names.
+    std::string same_row = ids.size() == 1
+                               ? "v." + std::string(db::k_row_id) + " = x." + quote_ident(ids[0])
+                               : db::columns_equal("v", ids, "x", ids);
+    std::string id_text = db::key_text_sql("x", ids);
     std::string sets = constant_sets(t);
     if (!sets.empty()) {
       // Only rows that still hold PII are written, matched by their own identity, so clean rows
       // make no dead tuples and the count is of rows whose PII changed.
       st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + db::state_view(t.table) +
-                    " v WHERE v." + db::k_row_id + " = x." + id + " AND v.has_pii AND " +
-                    in_batch(t, "x") + " RETURNING x." + id + "::text";
+                    " v WHERE " + same_row + " AND v.has_pii AND " + in_batch(t, "x") +
+                    " RETURNING " + id_text;
     }
     for (const settings::PiiColumn& c : t.columns) {
       if (c.strategy == Strategy::hmac) {
@@ -207,23 +271,7 @@ private:
       }
     }
     if (!st.hmac_columns.empty()) {
-      const std::string& id_type = m_facts.of(t.table).type_of(id_column);
-      std::string cols;
-      std::string assigns;
-      std::string arrays = "$1::" + id_type + "[]";
-      std::string names = "id";
-      for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
-        std::string c = quote_ident(st.hmac_columns[i]);
-        cols += ", x." + c + "::text";
-        assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
-        arrays += ", $" + std::to_string(i + 2) + "::text[]";
-        names += ", h" + std::to_string(i);
-      }
-      st.hmac_select =
-          "SELECT x." + id + "::text" + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
-      st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
-                       ") AS v(" + names + ") WHERE x." + id + " = v.id RETURNING x." + id +
-                       "::text";
+      hmac_statements(t, ids, st);
     }
     return st;
   }
@@ -233,8 +281,11 @@ private:
   const Selection& m_sel;
   Action m_action;
   std::string m_key_array;
-  std::string m_k;    // the root key column of alias r
-  std::string m_view; // the root's state view, alias r
+  std::vector<std::string> m_key_types; // format_type of each root key column
+  std::string m_k;                      // the root key of alias r, as db::columns_sql spells it
+  std::string m_key_list;               // its columns as a select list
+  std::string m_key_text;               // its canonical text (db::key_text_sql)
+  std::string m_view;                   // the root's state view, alias r
   int m_alias = 0;
 };
 

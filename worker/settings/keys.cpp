@@ -89,8 +89,9 @@ constexpr std::array k_keys{
           "the root table: one row per order"},
   KeySpec{"pii.root.table", K::string, true,
           "root table name, optionally schema-qualified"},
-  KeySpec{"pii.root.key", K::string, true,
-          "unique, indexed key column of the root table"},
+  KeySpec{"pii.root.key", K::columns, true,
+          "unique, indexed key of the root table: a column, or a list of columns for a composite "
+          "key, e.g. [\"region_code\", \"order_no\"]"},
   KeySpec{"pii.root.shipped_at", K::string, true,
           "timestamptz column: when the order shipped (NULL while not shipped)"},
   KeySpec{"pii.root.status", K::string, false,
@@ -126,17 +127,18 @@ constexpr std::array k_keys{
           "child table name"},
   KeySpec{"pii.children[].parent", K::string, true,
           "the table this one links to: the root table or another child"},
-  KeySpec{"pii.children[].link", K::string, true,
-          "column of this table that references the parent"},
-  KeySpec{"pii.children[].parent_column", K::string, false,
-          "referenced column of the parent; default: the root key when the parent is the root"},
+  KeySpec{"pii.children[].link", K::columns, true,
+          "column of this table that references the parent (a list, in the same order, for a "
+          "composite parent key)"},
+  KeySpec{"pii.children[].parent_column", K::columns, false,
+          "referenced column (or list of columns) of the parent; default: the parent's key"},
   KeySpec{"pii.children[].strategy", K::string, false,
           "columns (sanitize the listed columns), delete-row (delete the whole row) or keep (Amazon "
           "Information that is not PII: left by the purge, erased with its order by a deletion "
           "request; lists no columns)",
           {}, {}, nullptr, "columns"},
-  KeySpec{"pii.children[].key", K::string, false,
-          "unique not-null key column that tells this table's rows apart (default: its primary "
+  KeySpec{"pii.children[].key", K::columns, false,
+          "unique not-null key column (or list of columns) that tells this table's rows apart (default: its primary "
           "key, else a unique not-null column); required when another child links to it"},
   KeySpec{"pii.children[].columns", K::table_array, false,
           "PII columns of this table"},
@@ -264,6 +266,8 @@ std::string_view type_name(KeyType type) {
     return "number";
   case KeyType::boolean:
     return "boolean";
+  case KeyType::columns:
+    return "column name or a non-empty array of column names";
   case KeyType::string_array:
     return "array of strings";
   }

@@ -20,7 +20,8 @@ namespace lethe::settings {
 struct Settings;
 using Where = std::string;
 
-enum class KeyType { table, table_array, string, integer, number, boolean, string_array };
+// columns: one column name, or a non-empty list of them (a composite key or link).
+enum class KeyType { table, table_array, string, integer, number, boolean, string_array, columns };
 
 // The member a key fills, as a function returning a reference into Settings; monostate for
 // tables and for the PII map's keys, which the PII-map code reads itself.

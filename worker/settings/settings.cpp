@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 #include <regex>
+#include <set>
 #include <toml++/toml.h>
 #include <type_traits>
 #include <variant>
@@ -131,6 +132,10 @@ private:
       return v.is_number();
     case KeyType::boolean:
       return v.is_boolean();
+    case KeyType::columns:
+      return v.is_string() || (v.is_array() && !v.as_array()->empty() &&
+                               std::all_of(v.as_array()->begin(), v.as_array()->end(),
+                                           [](const toml::node& e) { return e.is_string(); }));
     case KeyType::string_array:
       return v.is_array() && std::all_of(v.as_array()->begin(), v.as_array()->end(),
                                          [](const toml::node& e) { return e.is_string(); });
@@ -201,6 +206,18 @@ private:
   static std::string str(const toml::table& t, std::string_view key, std::string dflt = {}) {
     return t[key].value<std::string>().value_or(std::move(dflt));
   }
+  // A column or a list of columns (type-checked by the key table).
+  static Columns column_list(const toml::table& t, std::string_view key) {
+    Columns out;
+    if (const toml::array* a = t[key].as_array()) {
+      for (const toml::node& e : *a) {
+        out.push_back(e.value<std::string>().value_or(""));
+      }
+    } else if (t.contains(key)) {
+      out.push_back(str(t, key));
+    }
+    return out;
+  }
   static long integer(const toml::table& t, std::string_view key, long dflt) {
     return static_cast<long>(t[key].value<int64_t>().value_or(dflt));
   }
@@ -253,7 +270,7 @@ private:
     s.hmac_key_file = str(pii, "hmac_key_file");
     const toml::table& root = *pii["root"].as_table();
     s.root.table.table = str(root, "table");
-    s.root.table.key = str(root, "key");
+    s.root.table.key = column_list(root, "key");
     s.root.table.where = where(root.source());
     s.root.table.columns = columns(root);
     s.root.shipped_at = str(root, "shipped_at");
@@ -281,9 +298,9 @@ private:
         c.where = where(t.source());
         c.table = str(t, "table");
         c.parent = str(t, "parent");
-        c.link = str(t, "link");
-        c.parent_column = str(t, "parent_column");
-        c.key = str(t, "key");
+        c.link = column_list(t, "link");
+        c.parent_column = column_list(t, "parent_column");
+        c.key = column_list(t, "key");
         std::string strategy = str(t, "strategy", "columns");
         if (strategy == "delete-row") {
           c.strategy = TableStrategy::delete_row;
@@ -305,6 +322,17 @@ private:
     if (!valid_identifier(name, qualified)) {
       problem(w, what + " '" + name + "' is not a plain SQL identifier" +
                      (qualified ? " (schema.table or table)" : ""));
+    }
+  }
+
+  // Each column of a key, link or parent_column list, and none twice.
+  void identifiers(const Columns& names, const Where& w, const std::string& what) {
+    std::set<std::string> seen;
+    for (const std::string& n : names) {
+      identifier(n, w, what, false);
+      if (!seen.insert(n).second) {
+        problem(w, what + " lists '" + n + "' twice");
+      }
     }
   }
 
@@ -341,7 +369,7 @@ private:
   void validate(Settings& s) {
     PiiTable& root = s.root.table;
     identifier(root.table, root.where, "table", true);
-    identifier(root.key, root.where, "key column", false);
+    identifiers(root.key, root.where, "key column");
     identifier(s.root.shipped_at, root.where, "shipped_at column", false);
     if (!s.root.status.empty()) {
       identifier(s.root.status, root.where, "status column", false);
@@ -383,10 +411,8 @@ private:
     std::map<std::string, const PiiTable*> known{{root.table, &root}};
     for (PiiTable& c : s.children) {
       identifier(c.table, c.where, "table", true);
-      identifier(c.link, c.where, "link column", false);
-      if (!c.key.empty()) {
-        identifier(c.key, c.where, "key column", false);
-      }
+      identifiers(c.link, c.where, "link column");
+      identifiers(c.key, c.where, "key column");
       if (known.contains(c.table)) {
         problem(c.where, "table '" + c.table + "' appears twice in the PII map");
         continue;
@@ -404,7 +430,13 @@ private:
         }
       }
       if (!c.parent_column.empty()) {
-        identifier(c.parent_column, c.where, "parent_column", false);
+        identifiers(c.parent_column, c.where, "parent_column");
+        if (c.parent_column.size() != c.link.size()) {
+          problem(c.where, "link of " + c.table + " names " + std::to_string(c.link.size()) +
+                               " column(s) but the parent's key (parent_column) " +
+                               std::to_string(c.parent_column.size()) +
+                               "; list the columns that reference each key column, in order");
+        }
       }
       validate_keep(c, known);
       if (c.strategy == TableStrategy::columns && c.columns.empty()) {
@@ -492,6 +524,15 @@ std::filesystem::path resolve_path(const std::string& cli_value) {
 std::string pii_map_digest(const Settings& s) {
   std::string text = "lethe-pii-map-v1\n";
   auto field = [&text](const std::string& v) { text += std::to_string(v.size()) + ":" + v + ";"; };
+  // A one-column list reads as the column itself, so maps written before composite keys keep
+  // their digest (a plain identifier never holds a comma).
+  auto fields = [&field](const Columns& cols) {
+    std::string joined;
+    for (const std::string& c : cols) {
+      joined += (joined.empty() ? "" : ",") + c;
+    }
+    field(joined);
+  };
   field(s.root.shipped_at);
   field(s.root.status);
   for (const NeverShipped& r : s.root.never_shipped) {
@@ -508,9 +549,9 @@ std::string pii_map_digest(const Settings& s) {
     text += "\n";
     field(t->table);
     field(t->parent);
-    field(t->link);
-    field(t->parent_column);
-    field(t->key);
+    fields(t->link);
+    fields(t->parent_column);
+    fields(t->key);
     field(t->strategy == TableStrategy::delete_row ? "delete-row" : "columns");
     for (const PiiColumn& c : t->columns) {
       field(c.name);
@@ -528,9 +569,9 @@ std::string pii_map_digest(const Settings& s) {
     text += "\nkeep:";
     field(t->table);
     field(t->parent);
-    field(t->link);
-    field(t->parent_column);
-    field(t->key);
+    fields(t->link);
+    fields(t->parent_column);
+    fields(t->key);
   }
   return crypto::hex(crypto::sha256(text));
 }

@@ -33,12 +33,15 @@ struct NeverShipped {
   Where where;
 };
 
+// One column, or several in order: a composite key and the link that references it.
+using Columns = std::vector<std::string>;
+
 struct PiiTable {
-  std::string table;         // as written, maybe schema-qualified
-  std::string parent;        // empty for the root
-  std::string link;          // column here referencing parent_column of the parent
-  std::string parent_column; // resolved: never empty for a child
-  std::string key;           // unique key column; the root's key, or a child's own key
+  std::string table;     // as written, maybe schema-qualified
+  std::string parent;    // empty for the root
+  Columns link;          // columns here referencing parent_column of the parent, pairwise
+  Columns parent_column; // resolved: never empty for a child
+  Columns key;           // unique key: the root's key, or a child's own key (may be empty)
   TableStrategy strategy = TableStrategy::columns;
   std::vector<PiiColumn> columns;
   Where where;
