@@ -178,3 +178,163 @@ columns = [{ name = "note", strategy = "null" }]
   CHECK_THROWS_WITH(settings::load_from_string(below, "t.toml"),
                     Catch::Contains("has the keep table sales.order_items as its parent"));
 }
+
+namespace {
+
+// The same three levels and keep tables on a schema without one-column keys: orders keyed by
+// (region_code, order_no), shipments by (region_code, order_no, shipment_no), contacts with a
+// surrogate id; order_items (keep) links by both order columns.
+const std::string k_composite = R"([database]
+dsn = "host=db port=5432 dbname=orders"
+sslrootcert = "/etc/ca.pem"
+[pii]
+hmac_key_file = "/etc/lethe/hmac.key"
+[pii.root]
+table = "sales.orders"
+key = ["region_code", "order_no"]
+shipped_at = "shipped_at"
+columns = [{ name = "buyer_email", strategy = "hmac" }]
+[[pii.children]]
+table = "sales.shipments"
+parent = "sales.orders"
+link = ["region_code", "order_no"]
+key = ["region_code", "order_no", "shipment_no"]
+columns = [{ name = "recipient", strategy = "hmac" }, { name = "city", strategy = "null" }]
+[[pii.children]]
+table = "sales.shipment_contacts"
+parent = "sales.shipments"
+link = ["ship_region", "ship_order", "ship_no"]
+columns = [{ name = "phone", strategy = "null" }]
+[[pii.children]]
+table = "sales.order_items"
+parent = "sales.orders"
+link = ["region_code", "order_no"]
+strategy = "keep"
+)";
+
+db::CatalogFacts composite_facts() {
+  db::CatalogFacts f;
+  f.tables.push_back({"sales.orders",
+                      {{"region_code", "text"},
+                       {"order_no", "bigint"},
+                       {"buyer_email", "text"},
+                       {"shipped_at", "timestamptz"}},
+                      settings::Columns{"region_code", "order_no"}});
+  f.tables.push_back({"sales.shipments",
+                      {{"region_code", "text"},
+                       {"order_no", "bigint"},
+                       {"shipment_no", "integer"},
+                       {"recipient", "text"},
+                       {"city", "text"}},
+                      settings::Columns{"region_code", "order_no", "shipment_no"}});
+  f.tables.push_back({"sales.shipment_contacts",
+                      {{"contact_id", "integer"},
+                       {"ship_region", "text"},
+                       {"ship_order", "bigint"},
+                       {"ship_no", "integer"},
+                       {"phone", "text"}},
+                      settings::Columns{"contact_id"}});
+  return f;
+}
+
+const std::string k_batch_keys = "(SELECT (u.k ->> 0)::text, (u.k ->> 1)::bigint FROM "
+                                 "unnest($1::jsonb[]) AS u(k))";
+
+} // namespace
+
+TEST_CASE("map: composite key, link and parent_column are lists, the parent key the "
+          "default parent_column") {
+  settings::Settings s = settings::load_from_string(k_composite, "t.toml");
+  CHECK(s.root.table.key == settings::Columns{"region_code", "order_no"});
+  CHECK(s.children[0].parent_column == settings::Columns{"region_code", "order_no"});
+  CHECK(s.children[1].parent_column == settings::Columns{"region_code", "order_no", "shipment_no"});
+  CHECK(s.keep_tables.at(0).link == settings::Columns{"region_code", "order_no"});
+}
+
+TEST_CASE("map: a link whose width differs from its parent's key, or a column listed twice, is "
+          "refused at its table") {
+  std::string narrow = k_composite;
+  narrow.replace(narrow.find("link = [\"ship_region\", \"ship_order\", \"ship_no\"]"),
+                 std::string("link = [\"ship_region\", \"ship_order\", \"ship_no\"]").size(),
+                 "link = [\"ship_region\", \"ship_order\"]");
+  CHECK_THROWS_WITH(settings::load_from_string(narrow, "t.toml"),
+                    Catch::Contains("t.toml:17:1: link of sales.shipment_contacts names 2 "
+                                    "column(s) but the parent's key (parent_column) 3"));
+  std::string twice = k_composite;
+  twice.replace(twice.find("key = [\"region_code\", \"order_no\"]"),
+                std::string("key = [\"region_code\", \"order_no\"]").size(),
+                "key = [\"order_no\", \"order_no\"]");
+  CHECK_THROWS_WITH(settings::load_from_string(twice, "t.toml"),
+                    Catch::Contains("key column lists 'order_no' twice"));
+  std::string empty = k_composite;
+  empty.replace(empty.find("key = [\"region_code\", \"order_no\"]"),
+                std::string("key = [\"region_code\", \"order_no\"]").size(), "key = []");
+  CHECK_THROWS_WITH(settings::load_from_string(empty, "t.toml"),
+                    Catch::Contains("'pii.root.key' must be a column name or a non-empty array"));
+}
+
+TEST_CASE("map: a one-column key written as a list is the same map, with the same digest") {
+  std::string listed = k_map;
+  listed.replace(listed.find("key = \"order_no\""), std::string("key = \"order_no\"").size(),
+                 "key = [\"order_no\"]");
+  CHECK(settings::pii_map_digest(settings::load_from_string(listed, "t.toml")) ==
+        settings::pii_map_digest(settings::load_from_string(k_map, "t.toml")));
+  CHECK(settings::pii_map_digest(settings::load_from_string(k_composite, "t.toml")) !=
+        settings::pii_map_digest(settings::load_from_string(k_map, "t.toml")));
+}
+
+TEST_CASE("plan: a composite root key walks, guards and matches by all its columns") {
+  settings::Settings s = settings::load_from_string(k_composite, "t.toml");
+  sanitize::Plan p = sanitize::build_plan(s, composite_facts(), sanitize::Selection::due());
+  CHECK(p.key_type == "jsonb");
+  REQUIRE(p.lanes.size() == 1);
+  // Keys leave the walk as their canonical text; the keyset orders by the typed columns.
+  const std::string key_text =
+      "json_build_array(r.\"region_code\"::text, r.\"order_no\"::text)::text";
+  CHECK(p.lanes[0].first.rfind("SELECT r.\"shipped_at\"::text, " + key_text + " FROM ", 0) == 0);
+  CHECK(has(p.lanes[0].first, "hashtext(" + key_text + ")"));
+  CHECK(has(p.lanes[0].first, "ORDER BY r.\"shipped_at\", r.\"region_code\", r.\"order_no\""));
+  CHECK(has(p.lanes[0].next,
+            "(r.\"shipped_at\", r.\"region_code\", r.\"order_no\") > "
+            "($5::timestamptz, ($6::jsonb ->> 0)::text, ($6::jsonb ->> 1)::bigint)"));
+  CHECK(p.guard.rfind("SELECT " + key_text, 0) == 0);
+  CHECK(has(p.guard, "(r.\"region_code\", r.\"order_no\") IN " + k_batch_keys));
+  // A child with PII below makes its order a candidate, joined by both columns.
+  CHECK(has(p.count_candidates, "c1.\"region_code\" = r.\"region_code\" AND c1.\"order_no\" = "
+                                "r.\"order_no\""));
+  REQUIRE(p.steps.size() == 3);
+  // The grandchild reaches its order through its parent's three key columns.
+  CHECK(has(p.steps[0].sanitize,
+            "(x.\"ship_region\", x.\"ship_order\", x.\"ship_no\") IN (SELECT xp.\"region_code\", "
+            "xp.\"order_no\", xp.\"shipment_no\" FROM \"sales\".\"shipments\" xp WHERE "
+            "(xp.\"region_code\", xp.\"order_no\") IN " +
+                k_batch_keys + ")"));
+  CHECK(has(p.steps[0].sanitize, "v.lethe_row_id = x.\"contact_id\""));
+  // A composite row identity matches the state view by each column and counts canonical texts.
+  CHECK(has(p.steps[1].sanitize,
+            "v.\"region_code\" = x.\"region_code\" AND v.\"order_no\" = x.\"order_no\" AND "
+            "v.\"shipment_no\" = x.\"shipment_no\" AND v.has_pii"));
+  CHECK(has(p.steps[1].sanitize, "RETURNING json_build_array(x.\"region_code\"::text, "
+                                 "x.\"order_no\"::text, x.\"shipment_no\"::text)::text"));
+  CHECK(has(p.steps[1].hmac_update, "unnest($1::jsonb[], $2::text[])"));
+  CHECK(has(p.steps[1].hmac_update, "x.\"region_code\" = (v.id ->> 0)::text AND x.\"order_no\" = "
+                                    "(v.id ->> 1)::bigint AND x.\"shipment_no\" = (v.id ->> "
+                                    "2)::integer"));
+  CHECK(
+      has(p.steps[2].hmac_select, "WHERE (x.\"region_code\", x.\"order_no\") IN " + k_batch_keys));
+}
+
+TEST_CASE("plan: erasing orders of a composite key takes them by canonical text, keep table "
+          "first") {
+  settings::Settings s = settings::load_from_string(k_composite, "t.toml");
+  sanitize::Plan p = sanitize::build_plan(
+      s, composite_facts(), sanitize::Selection::orders({"[\"EU\", 17]"}), sanitize::Action::erase);
+  CHECK(has(p.lanes[0].first,
+            "json_build_array(r.\"region_code\"::text, r.\"order_no\"::text)::text = ANY("));
+  REQUIRE(p.steps.size() == 4);
+  CHECK(p.steps[0].table->table == "sales.order_items");
+  CHECK(p.steps[0].sanitize == "DELETE FROM \"sales\".\"order_items\" x WHERE (x.\"region_code\", "
+                               "x.\"order_no\") IN " +
+                                   k_batch_keys);
+  CHECK(p.steps[3].sanitize.rfind("DELETE FROM \"sales\".\"orders\" x WHERE", 0) == 0);
+}
