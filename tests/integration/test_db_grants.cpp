@@ -77,6 +77,38 @@ TEST_CASE("grants: the purge role reads keys and clocks, writes PII columns, not
             .text(0, 0) == "[redacted]");
 }
 
+TEST_CASE("grants: the purge role reads an hmac column only through the due-values view, only for "
+          "orders due now and not held") {
+  test::TestDb t("grants_hmac_due", 120);
+  t.migrate_and_grant();
+  auto cfg = t.write_config("purge.toml",
+                            t.config_text("lethe_purge", role_password(t, "lethe_purge").string()));
+  auto s = db::connect(settings::load(cfg));
+  require_denied(*s, "SELECT buyer_email FROM orders");
+  require_denied(*s, "SELECT buyer_email FROM orders WHERE amazon_order_id = 'x'");
+  auto admin = t.admin();
+  std::string due_ids = "SELECT string_agg(amazon_order_id, ',' ORDER BY amazon_order_id) FROM ";
+  std::string expected =
+      admin->exec(due_ids + "lethe.pii_state_public_orders WHERE due_at <= now() AND NOT held")
+          .text(0, 0);
+  REQUIRE(admin
+              ->exec("SELECT count(*) FROM lethe.pii_state_public_orders WHERE due_at IS NULL "
+                     "OR due_at > now() OR held")
+              .integer(0, 0) > 0);
+  CHECK(s->exec(due_ids + "lethe.pii_due_public_orders").text(0, 0) == expected);
+  // The values it shows are the rows' own.
+  CHECK(admin
+            ->exec("SELECT count(*) FROM lethe.pii_due_public_orders d JOIN orders o USING "
+                   "(amazon_order_id) WHERE d.lethe_hmac_0 IS DISTINCT FROM o.buyer_email")
+            .integer(0, 0) == 0);
+  // The monitor sees none of it.
+  t.admin()->exec("ALTER ROLE lethe_monitor PASSWORD 'pw-m'");
+  test::write_file(t.dir() / "m.password", "pw-m\n", 0600);
+  auto m = db::connect(settings::load(t.write_config(
+      "monitor.toml", t.config_text("lethe_monitor", (t.dir() / "m.password").string()))));
+  require_denied(*m, "SELECT * FROM lethe.pii_due_public_orders");
+}
+
 TEST_CASE("grants: the monitor role runs `lethe check` and `audit verify`, and reads no PII") {
   test::TestDb t("grants_monitor", 50);
   t.migrate_and_grant();

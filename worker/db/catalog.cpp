@@ -313,21 +313,8 @@ private:
   }
 
   void check_views() {
-    std::string want = view_comment(m_s);
-    for (const PiiTable* t : m_s.pii_tables()) {
-      Rows r = m_session.exec(
-          "SELECT obj_description(to_regclass($1), 'pg_class'), to_regclass($1) IS NOT NULL",
-          {state_view(t->table)});
-      if (r.text(0, 1) != "t") {
-        m_report.problems.push_back(t->where + ": state view " + state_view(t->table) +
-                                    " does not exist; apply `lethe grants` as the database owner");
-      } else if (r.at(0, 0).value_or("") != want) {
-        m_report.problems.push_back(
-            t->where + ": state view " + state_view(t->table) +
-            " was made for another PII map or an older lethe; apply `lethe grants` "
-            "again");
-      }
-    }
+    std::vector<std::string> stale = stale_state_views(m_session, m_s);
+    m_report.problems.insert(m_report.problems.end(), stale.begin(), stale.end());
   }
 
   Session& m_session;
@@ -381,6 +368,46 @@ CatalogFacts read_facts(Session& session, const settings::Settings& s) {
     facts.tables.push_back(std::move(tf));
   }
   return facts;
+}
+
+std::vector<std::string> stale_state_views(Session& session, const settings::Settings& s) {
+  std::vector<std::string> out;
+  std::string want = view_comment(s);
+  for (const PiiTable* t : s.pii_tables()) {
+    std::vector<std::string> views{state_view(t->table)};
+    if (std::any_of(t->columns.begin(), t->columns.end(), [](const settings::PiiColumn& c) {
+          return c.strategy == settings::Strategy::hmac;
+        })) {
+      views.push_back(due_view(t->table));
+    }
+    for (const std::string& view : views) {
+      Rows r = session.exec(
+          "SELECT obj_description(to_regclass($1), 'pg_class'), to_regclass($1) IS NOT NULL",
+          {view});
+      if (r.text(0, 1) != "t") {
+        out.push_back(t->where + ": state view " + view +
+                      " does not exist; apply `lethe grants` as the database owner");
+      } else if (r.at(0, 0).value_or("") != want) {
+        out.push_back(t->where + ": state view " + view +
+                      " was made for another PII map or an older lethe; apply `lethe grants` "
+                      "again");
+      }
+    }
+  }
+  return out;
+}
+
+void require_current_state_views(Session& session, const settings::Settings& s) {
+  std::vector<std::string> stale = stale_state_views(session, s);
+  if (!stale.empty()) {
+    throw Error(Exit::config,
+                stale.front() + (stale.size() > 1
+                                     ? " (and " + std::to_string(stale.size() - 1) + " more)"
+                                     : std::string()),
+                "run `lethe grants > grants.sql` and apply it as the owner of the order tables "
+                "(psql -v ON_ERROR_STOP=1 -f grants.sql); `lethe config check` lists every "
+                "view");
+  }
 }
 
 CatalogReport check_pii_map(Session& session, const settings::Settings& s) {

@@ -51,6 +51,14 @@ inline constexpr const char* k_columns_query =
 // Reads the facts of every table of `s`'s PII map, in one query per table.
 CatalogFacts read_facts(Session& session, const settings::Settings& s);
 
+// One problem ("file:line:column: …") per state view of `s`'s map that is missing or was made
+// for another map or an older lethe (its comment is not view_comment(s)).
+std::vector<std::string> stale_state_views(Session& session, const settings::Settings& s);
+
+// Throws Error(config) with a HINT when stale_state_views finds any: a job must not read PII
+// state through views that describe another map.
+void require_current_state_views(Session& session, const settings::Settings& s);
+
 // Compares `s`'s PII map with what `session` sees. Never reads a row of user data.
 CatalogReport check_pii_map(Session& session, const settings::Settings& s);
 

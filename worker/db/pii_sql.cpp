@@ -2,6 +2,7 @@
 
 #include "worker/db/session.hpp"
 
+#include <algorithm>
 #include <set>
 
 namespace lethe::db {
@@ -96,12 +97,24 @@ std::string schema_of(const std::string& table) {
 
 } // namespace
 
-std::string state_view(const std::string& table) {
-  std::string name = "pii_state_";
+namespace {
+
+std::string lethe_view(const std::string& prefix, const std::string& table) {
+  std::string name = prefix;
   for (char c : table) {
     name += c == '.' ? '_' : c;
   }
   return "lethe." + quote_ident(name);
+}
+
+} // namespace
+
+std::string state_view(const std::string& table) {
+  return lethe_view("pii_state_", table);
+}
+
+std::string due_view(const std::string& table) {
+  return lethe_view("pii_due_", table);
 }
 
 std::string has_pii_expr(const PiiTable& t) {
@@ -213,24 +226,40 @@ std::string state_path_to_root(const Settings& s, const PiiTable& t) {
 
 namespace {
 
+// held: under regulatory hold and in no archive yet. An archived order is no longer held back,
+// so the purge sanitizes it like any other. Archived means listed by an archive whose catalog
+// row has its archive_written evidence (only lethe.archive_orders writes both); a destroyed
+// archive still counts: its orders were sanitized before it was.
+std::string held_expr(const Settings& s, const PiiTable& root) {
+  if (s.hold.predicate.empty()) {
+    return "false";
+  }
+  return "(coalesce((" + s.hold.predicate +
+         "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a JOIN lethe.archives c "
+         "ON c.archive_id = a.archive_id AND c.evidence_seq IS NOT NULL WHERE a.order_key = " +
+         key_text_sql(quote_ident(root.table), root.key) + "))";
+}
+
+// SQL boolean over `t`'s own row (inside its view): its order's PII is due now and not held.
+// The due-values view shows hmac values only then, so the purge reads no PII it is not about to
+// pseudonymize (a run's --as-of is never in the future, so what it takes is due now too).
+std::string due_now(const Settings& s, const PiiTable& t) {
+  if (&t == &s.root.table) {
+    return "(" + due_at_expr(s) + " <= now() AND NOT " + held_expr(s, t) + ")";
+  }
+  const PiiTable* parent = s.find_table(t.parent);
+  std::string alias = parent == &s.root.table ? "r" : "c0";
+  return "EXISTS (SELECT 1 FROM " + state_path_to_root(s, *parent) + " WHERE " +
+         columns_equal(quote_ident(t.table), t.link, alias, t.parent_column) +
+         " AND r.due_at <= now() AND NOT r.held)";
+}
+
 std::string view_sql(const Settings& s, const PiiTable& t) {
   std::string out = "CREATE OR REPLACE VIEW " + state_view(t.table) + " AS\n  SELECT " +
                     join(structural_columns(s, t));
   if (&t == &s.root.table) {
     out += ",\n         " + due_at_expr(s) + " AS due_at";
-    // held: under regulatory hold and in no archive yet. An archived order is no longer
-    // held back, so the purge sanitizes it like any other. Archived means listed by an archive
-    // whose catalog row has its archive_written evidence (only lethe.archive_orders writes
-    // both); a destroyed archive still counts: its orders were sanitized before it was.
-    if (s.hold.predicate.empty()) {
-      out += ",\n         false AS held";
-    } else {
-      out +=
-          ",\n         (coalesce((" + s.hold.predicate +
-          "), false) AND NOT EXISTS (SELECT 1 FROM lethe.archived_orders a JOIN lethe.archives c "
-          "ON c.archive_id = a.archive_id AND c.evidence_seq IS NOT NULL WHERE a.order_key = " +
-          key_text_sql(quote_ident(t.table), t.key) + ")) AS held";
-    }
+    out += ",\n         " + held_expr(s, t) + " AS held";
   }
   out += ",\n         " + has_pii_expr(t) + " AS has_pii";
   // Appended after the older columns, so CREATE OR REPLACE VIEW keeps working on old views.
@@ -245,6 +274,28 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
     }
   }
   return out + "\n  FROM " + quote_ident(t.table) + ";\n";
+}
+
+bool has_hmac(const PiiTable& t) {
+  return std::any_of(t.columns.begin(), t.columns.end(),
+                     [](const settings::PiiColumn& c) { return c.strategy == Strategy::hmac; });
+}
+
+// The due-values view of a table with hmac columns: its rows whose order is due now and not
+// held, with their identity, structure and hmac values; nothing of any other order.
+std::string due_view_sql(const Settings& s, const PiiTable& t) {
+  std::string out = "CREATE OR REPLACE VIEW " + due_view(t.table) + " AS\n  SELECT " +
+                    join(structural_columns(s, t));
+  if (identity_from_catalog(s, t) || t.key.size() == 1) {
+    std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key[0]);
+    out += ",\n         " + id + " AS " + k_row_id;
+  }
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    if (t.columns[i].strategy == Strategy::hmac) {
+      out += ",\n         " + quote_ident(t.columns[i].name) + "::text AS " + hmac_value(i);
+    }
+  }
+  return out + "\n  FROM " + quote_ident(t.table) + "\n  WHERE " + due_now(s, t) + ";\n";
 }
 // What a job role may do with run records (schema 5): begin a run (its outcome starts as
 // 'running'), read, and close or add progress only through the definer functions.
@@ -265,6 +316,10 @@ std::string null_flag(size_t index) {
   return "lethe_null_" + std::to_string(index);
 }
 
+std::string hmac_value(size_t index) {
+  return "lethe_hmac_" + std::to_string(index);
+}
+
 std::string row_identity_query(const std::string& regclass_sql) {
   return "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
          "AND a.attnum = i.indkey[0] WHERE i.indrelid = " +
@@ -275,16 +330,21 @@ std::string row_identity_query(const std::string& regclass_sql) {
 }
 
 std::string view_comment(const Settings& s) {
-  return "lethe pii-map " + settings::pii_map_digest(s) + " (state views 2)";
+  return "lethe pii-map " + settings::pii_map_digest(s) + " (state views 3)";
 }
 
 std::string state_views_sql(const Settings& s) {
   std::string out;
   for (const PiiTable* t : s.pii_tables()) {
     std::string view = view_sql(s, *t);
-    out += identity_from_catalog(s, *t) ? with_identity(*t, view) : view;
-    out +=
+    std::string comment =
         "COMMENT ON VIEW " + state_view(t->table) + " IS " + quote_literal(view_comment(s)) + ";\n";
+    if (has_hmac(*t)) {
+      view += due_view_sql(s, *t);
+      comment +=
+          "COMMENT ON VIEW " + due_view(t->table) + " IS " + quote_literal(view_comment(s)) + ";\n";
+    }
+    out += (identity_from_catalog(s, *t) ? with_identity(*t, view) : view) + comment;
   }
   return out;
 }
@@ -317,10 +377,7 @@ std::string grants_sql(const Settings& s) {
     std::set<std::string> readable = structural_columns(s, *t);
     std::set<std::string> writable;
     for (const settings::PiiColumn& c : t->columns) {
-      // hmac pseudonymizes the value, so it has to read it; the worker never logs it.
-      if (c.strategy == Strategy::hmac) {
-        readable.insert(c.name);
-      }
+      // An hmac column's value is read through the state view, only while its order is due.
       writable.insert(c.name);
     }
     out += "GRANT SELECT (" + join(readable) + ") ON " + quote_ident(t->table) + " TO " +
@@ -337,6 +394,9 @@ std::string grants_sql(const Settings& s) {
              quote_ident(purge) + ";\n";
     }
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(purge) + ";\n";
+    if (has_hmac(*t)) {
+      out += "GRANT SELECT ON " + due_view(t->table) + " TO " + quote_ident(purge) + ";\n";
+    }
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(purge) + ";\n";
   out += run_grants(purge);
@@ -367,6 +427,9 @@ std::string grants_sql(const Settings& s) {
              quote_ident(archive) + ";\n";
     }
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
+    if (has_hmac(*t)) {
+      out += "GRANT SELECT ON " + due_view(t->table) + " TO " + quote_ident(archive) + ";\n";
+    }
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(archive) + ";\n";
   out += run_grants(archive);

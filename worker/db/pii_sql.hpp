@@ -18,6 +18,9 @@ inline constexpr const char* k_row_id = "lethe_row_id";
 // constant can keep a NULL without the job reading the column.
 std::string null_flag(size_t index);
 
+// Column of a due-values view holding hmac PII column `index` of the map's table as text.
+std::string hmac_value(size_t index);
+
 // SQL that returns the name of the identity column of the table `regclass_sql` (an SQL
 // expression of type regclass): its primary key, else a unique not-null single-column key.
 std::string row_identity_query(const std::string& regclass_sql);
@@ -27,6 +30,12 @@ std::string view_comment(const settings::Settings& s);
 
 // Name of the state view for PII-map table `table`: lethe.pii_state_<table with . as _>.
 std::string state_view(const std::string& table);
+
+// Name of the due-values view of PII-map table `table` (one with hmac columns):
+// lethe.pii_due_<table>. It shows only the rows whose order's PII is due now and not held, with
+// their hmac columns' values, so the purge reads no PII it is not about to pseudonymize (its
+// role has no SELECT on any PII column). The monitor has no grant on it.
+std::string due_view(const std::string& table);
 
 // SQL boolean over table `t`'s own columns: true while a row still holds PII.
 std::string has_pii_expr(const settings::PiiTable& t);

@@ -10,6 +10,7 @@ namespace lethe::sanitize {
 void plan(Job& job, const Selection& sel, Action action) {
   db::Session& s = job.ctx.ready_db();
   prepare_session(s);
+  db::require_current_state_views(s, job.ctx.settings());
   job.plan = build_plan(job.ctx.settings(), db::read_facts(s, job.ctx.settings()), sel, action);
   job.stats.as_of = job.as_of.iso;
   job.stats.candidates = s.exec(job.plan.count_candidates, {job.as_of.iso}).integer(0, 0);

@@ -214,14 +214,18 @@ private:
   void hmac_statements(const PiiTable& t, const settings::Columns& ids, TableStep& st) {
     std::string table = quote_ident(t.table);
     const db::TableFacts& facts = m_facts.of(t.table);
-    std::string cols;
     std::string assigns;
     std::string arrays =
         "$1::" + (ids.size() == 1 ? facts.type_of(ids[0]) : std::string("jsonb")) + "[]";
     std::string names = "id";
+    std::string view_cols;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      if (t.columns[i].strategy == Strategy::hmac) {
+        view_cols += ", v." + db::hmac_value(i);
+      }
+    }
     for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
       std::string c = quote_ident(st.hmac_columns[i]);
-      cols += ", x." + c + "::text";
       assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
       arrays += ", $" + std::to_string(i + 2) + "::text[]";
       names += ", h" + std::to_string(i);
@@ -236,7 +240,11 @@ private:
       }
     }
     std::string id_text = db::key_text_sql("x", ids);
-    st.hmac_select = "SELECT " + id_text + cols + " FROM " + table + " x WHERE " + in_batch(t, "x");
+    // Read through the due-values view: it shows only rows whose order is due and not held.
+    std::string view_id =
+        ids.size() == 1 ? "v." + std::string(db::k_row_id) + "::text" : db::key_text_sql("v", ids);
+    st.hmac_select = "SELECT " + view_id + view_cols + " FROM " + db::due_view(t.table) +
+                     " v WHERE " + in_batch(t, "v");
     st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
                      ") AS v(" + names + ") WHERE " + match + " RETURNING " + id_text;
   }
