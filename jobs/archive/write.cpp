@@ -6,6 +6,7 @@
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/esdk.hpp"
 #include "worker/crypto/hash.hpp"
+#include "worker/db/catalog.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
@@ -455,6 +456,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                 "make a pair with `lethe keygen`, keep the private key offline and list the "
                 "public key in archive.recipients");
   }
+  // Before anything is written: the held orders are chosen through the state views.
+  db::require_current_state_views(ctx.ready_db(), ctx.settings());
   runtime::RunScope scope(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
   run.run_id = scope.id();
   run.scope = &scope;

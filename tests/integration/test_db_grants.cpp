@@ -173,3 +173,28 @@ TEST_CASE("grants: a job role begins and closes runs only with their evidence, a
   CHECK(closed.text(0, 1) == "{\"rows\":7}");
   require_denied(*s, "SELECT lethe.add_run_progress(" + run + ", 0, '{rows}', '{1}')");
 }
+
+TEST_CASE("grants: purge and archive refuse state views made for another map, before any work") {
+  test::TestDb t("grants_stale_views", 200, "2026-06-30");
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string before = test::table_digest(*s, "orders");
+  s->exec("COMMENT ON VIEW lethe.pii_due_public_orders IS 'lethe pii-map 00 (state views 2)'");
+  for (const std::string job : {"purge", "archive run"}) {
+    test::RunResult r = t.lethe(job + " --as-of '2026-06-30 12:00:00+00'");
+    INFO(job << ": " << r.err);
+    CHECK(r.exit == 78);
+    CHECK(r.err.find("lethe.\"pii_due_public_orders\" was made for another PII map or an older "
+                     "lethe") != std::string::npos);
+    CHECK(r.err.find("HINT: run `lethe grants > grants.sql`") != std::string::npos);
+  }
+  CHECK(test::table_digest(*s, "orders") == before);
+  CHECK(s->exec("SELECT count(*) FROM lethe.archives").integer(0, 0) == 0);
+  CHECK((!std::filesystem::exists(t.dir() / "archive-spool") ||
+         std::filesystem::is_empty(t.dir() / "archive-spool")));
+  t.migrate_and_grant();
+  test::RunResult ok = t.lethe("purge --force --operator dana --as-of '2026-06-30 12:00:00+00'");
+  INFO(ok.err);
+  CHECK(ok.exit == 0);
+}
