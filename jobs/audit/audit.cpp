@@ -15,12 +15,12 @@ int run_verify(Context& ctx, bool json) {
     log::event(log::Level::warning, "audit.anchor_torn", {{"detail", rep.warning}});
   }
   if (json) {
-    util::JsonObject o;
-    o.add("ok", rep.ok).add("records", rep.records).add("anchored_seq", rep.anchored_seq);
+    util::Json o{{"ok", rep.ok}, {"records", rep.records}, {"anchored_seq", rep.anchored_seq}};
     if (!rep.ok) {
-      o.add("first_broken_seq", rep.first_broken_seq).add("problem", rep.problem);
+      o["first_broken_seq"] = rep.first_broken_seq;
+      o["problem"] = rep.problem;
     }
-    std::cout << o.str() << "\n";
+    std::cout << util::dump(o) << "\n";
   }
   if (!rep.ok) {
     log::event(log::Level::error, "audit.chain_broken",

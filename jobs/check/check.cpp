@@ -3,6 +3,7 @@
 #include "worker/db/clock.hpp"
 #include "worker/log/log.hpp"
 #include "worker/sanitize/overdue.hpp"
+#include "worker/util/json.hpp"
 
 #include <cstdio>
 #include <iostream>
@@ -40,7 +41,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
         {"as_of", res.as_of}, {"retention_days", ctx.settings().retention.days},
         {"overdue", overdue}, {"held_awaiting_archive", held},
         {"ok", overdue == 0}, {"tables", tables}};
-    std::cout << out.dump() << "\n";
+    std::cout << util::dump(out) << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
                 res.as_of.c_str(), ctx.settings().retention.days);

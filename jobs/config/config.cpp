@@ -41,10 +41,9 @@ int run_config_check(Context& ctx) {
   }
   std::string digest = settings::pii_map_digest(ctx.settings());
   if (!rep.problems.empty()) {
-    ctx.record(audit::Record{
-        audit::Kind::refusal, ctx.job(), "refused", "config_invalid", std::nullopt,
-        util::JsonObject().add("problems", static_cast<long>(rep.problems.size())).str(),
-        util::JsonObject().add("pii_map_digest", digest).str()});
+    ctx.record(audit::Record{audit::Kind::refusal, ctx.job(), "refused", "config_invalid",
+                             std::nullopt, util::dump({{"problems", rep.problems.size()}}),
+                             util::dump({{"pii_map_digest", digest}})});
     std::string msg = "configuration " + ctx.settings().source.string() +
                       " does not match the database (" + std::to_string(rep.problems.size()) +
                       (rep.problems.size() == 1 ? " problem)" : " problems)");
@@ -64,13 +63,11 @@ int run_config_check(Context& ctx) {
 int run_config_keys(bool json) {
   for (const settings::KeySpec& k : settings::key_table()) {
     if (json) {
-      std::cout << util::JsonObject()
-                       .add("key", k.path)
-                       .add("type", settings::type_name(k.type))
-                       .add("required", k.required)
-                       .add("default", settings::default_text(k))
-                       .add("meaning", k.meaning)
-                       .str()
+      std::cout << util::dump({{"key", k.path},
+                               {"type", settings::type_name(k.type)},
+                               {"required", k.required},
+                               {"default", settings::default_text(k)},
+                               {"meaning", k.meaning}})
                 << "\n";
     } else {
       std::cout << k.path << "  (" << settings::type_name(k.type)

@@ -23,11 +23,8 @@ int run_migrate(Context& ctx) {
     applied += (applied.empty() ? "" : ",") + std::to_string(v);
   }
   runtime::RunScope run(ctx, "{}");
-  std::string counts = util::JsonObject()
-                           .add("from_version", o.from)
-                           .add("to_version", o.to)
-                           .add("applied", static_cast<long>(o.applied.size()))
-                           .str();
+  std::string counts =
+      util::dump({{"from_version", o.from}, {"to_version", o.to}, {"applied", o.applied.size()}});
   run.finish(runtime::Outcome::done, o.applied.empty() ? "up_to_date" : "migrated", counts);
   log::event(log::Level::info, "migrate.done",
              {{"from", o.from}, {"to", o.to}, {"applied", applied.empty() ? "none" : applied}});

@@ -7,6 +7,7 @@
 #include "worker/runtime/run_scope.hpp"
 #include "worker/sanitize/engine.hpp"
 #include "worker/sanitize/overdue.hpp"
+#include "worker/util/json.hpp"
 #include "worker/util/signals.hpp"
 
 #include <cstdio>
@@ -75,7 +76,7 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
     return;
   }
   job.ctx.record(audit::Record{audit::Kind::alarm, "purge", "refused", "safety_limit", std::nullopt,
-                               counts.dump(), nlohmann::ordered_json{{"limit", limit}}.dump()});
+                               util::dump(counts), util::dump({{"limit", limit}})});
   throw Error(Exit::data,
               "the purge would sanitize " + std::to_string(job.stats.candidates) + " of " +
                   std::to_string(job.stats.root_rows) + " orders, above " + limit,
@@ -86,12 +87,10 @@ void check_safety_limits(Job& job, const PurgeOptions& opt) {
 void record_run(Job& job, runtime::RunScope& run) {
   runtime::Outcome outcome = job.stats.exit_reason == "interrupted" ? runtime::Outcome::interrupted
                                                                     : runtime::Outcome::done;
-  run.finish(
-      outcome, job.stats.exit_reason, job.stats.counts_json(),
-      nlohmann::ordered_json{{"as_of", job.as_of.iso},
-                             {"forced", job.stats.forced},
-                             {"pii_map_digest", settings::pii_map_digest(job.ctx.settings())}}
-          .dump());
+  run.finish(outcome, job.stats.exit_reason, job.stats.counts_json(),
+             util::dump({{"as_of", job.as_of.iso},
+                         {"forced", job.stats.forced},
+                         {"pii_map_digest", settings::pii_map_digest(job.ctx.settings())}}));
 }
 
 } // namespace
@@ -116,10 +115,9 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
   }
   check_safety_limits(job, opt);
   sanitize::load_hmac_key(job);
-  runtime::RunScope run(ctx, nlohmann::ordered_json{{"as_of", job.as_of.iso},
-                                                    {"force", opt.force},
-                                                    {"batch_size", opt.batch_size}}
-                                 .dump());
+  runtime::RunScope run(
+      ctx,
+      util::dump({{"as_of", job.as_of.iso}, {"force", opt.force}, {"batch_size", opt.batch_size}}));
   job.run_id = run.id();
   run.counts_on_failure([&job] { return job.stats.counts_json(); });
   run.watch([&] {

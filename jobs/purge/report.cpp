@@ -1,6 +1,7 @@
 #include "jobs/purge/report.hpp"
 
 #include "worker/log/log.hpp"
+#include "worker/util/json.hpp"
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -40,7 +41,7 @@ void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool jso
     }
     nlohmann::ordered_json out = {
         {"dry_run", true}, {"as_of", st.as_of}, {"orders_due", st.candidates}, {"tables", tables}};
-    std::printf("%s\n", out.dump().c_str());
+    std::printf("%s\n", util::dump(out).c_str());
     return;
   }
   std::printf("dry run as of %s: %lld orders due; nothing is changed\n", st.as_of.c_str(),
@@ -62,7 +63,7 @@ void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool jso
 void print_stats(const sanitize::Stats& st, bool json) {
   double rate = st.seconds > 0 ? static_cast<double>(st.total_sanitized()) / st.seconds : 0;
   if (json) {
-    std::printf("%s\n", nlohmann::ordered_json(st).dump().c_str());
+    std::printf("%s\n", util::dump(util::Json(st)).c_str());
   } else {
     std::printf("purge as of %s: %s\n", st.as_of.c_str(), st.exit_reason.c_str());
     std::printf("  %-34s %10s %8s %10s  %s\n", "table", "sanitized", "batches", "held",

@@ -95,11 +95,20 @@ std::string random_id() {
   return o.str();
 }
 
-std::string with_field(const std::string& json_object, const std::string& field_json) {
-  if (json_object == "{}") {
-    return "{" + field_json + "}";
+// `json_object` with `fields` put first. A text that is not a JSON object (a damaged spool line)
+// is kept whole as "original_details", never dropped.
+std::string with_fields(const std::string& json_object, util::Json fields) {
+  util::Json rest = util::json_or_text(json_object);
+  if (!rest.is_object()) {
+    fields["original_details"] = json_object;
+    return util::dump(fields);
   }
-  return "{" + field_json + "," + json_object.substr(1);
+  for (auto& [k, v] : rest.items()) {
+    if (!fields.contains(k)) {
+      fields[k] = v;
+    }
+  }
+  return util::dump(fields);
 }
 
 // Ends run `run_id`'s job_runs row with what its closing record `seq` (inserted by `tx`) says,
@@ -175,8 +184,7 @@ Stored Trail::append_in(db::Transaction& tx, const Record& r, Closes closes) {
     db::Rows run = tx.exec("SELECT outcome FROM lethe.job_runs WHERE run_id = $1",
                            {std::to_string(*r.run_id)});
     if (!run.empty() && run.text(0, 0) != "running") {
-      s.record.details =
-          with_field(s.record.details, "\"run_already_ended_as\":\"" + run.text(0, 0) + "\"");
+      s.record.details = with_fields(s.record.details, {{"run_already_ended_as", run.text(0, 0)}});
     }
   }
   s.actor = m_who.actor;
@@ -270,8 +278,6 @@ size_t Trail::flush_spool(db::Session& session) {
       log::event(log::Level::warning, "audit.spool_line_skipped", {{"fields", f.size()}});
       continue;
     }
-    std::string spool_id;
-    util::append_json_string(spool_id, f[0]);
     db::Rows seen = session.exec(
         "SELECT 1 FROM lethe.audit_log WHERE details::jsonb->>'spool_id' = $1", {f[0]});
     if (!seen.empty() ||
@@ -285,7 +291,8 @@ size_t Trail::flush_spool(db::Session& session) {
     r.outcome = f[7];
     r.exit_reason = f[8];
     r.counts = f[9];
-    r.details = with_field(f[10], "\"spool_id\":" + spool_id + ",\"spooled_at_unix\":" + f[1]);
+    r.details =
+        with_fields(f[10], {{"spool_id", f[0]}, {"spooled_at_unix", util::json_or_text(f[1])}});
     if (f.size() == 14 && !f[11].empty()) {
       r.run_id = std::stoll(f[11]);
     }
@@ -418,21 +425,18 @@ Stored reanchor(db::Session& session, Trail& trail, const std::string& reason) {
   }
   AnchorFile before = read_anchor(path);
   std::string old_text = before.exists ? util::read_file(path) : std::string();
-  util::JsonObject details;
-  details.add("reason", reason).add("anchor_file", path.string()).add("problem", rep.problem);
+  util::Json details{{"reason", reason}, {"anchor_file", path.string()}, {"problem", rep.problem}};
   if (before.exists) {
-    details.add("old_anchor_sha256", crypto::hex(crypto::sha256(old_text)));
+    details["old_anchor_sha256"] = crypto::hex(crypto::sha256(old_text));
   }
   Record r{Kind::manual,
            "audit reanchor",
            "done",
            "reanchored",
            std::nullopt,
-           util::JsonObject()
-               .add("records", rep.records)
-               .add("old_anchor_lines", static_cast<long long>(before.total_lines))
-               .str(),
-           details.str()};
+           util::dump({{"records", rep.records},
+                       {"old_anchor_lines", static_cast<long long>(before.total_lines)}}),
+           util::dump(details)};
   Stored s;
   session.transact([&](db::Transaction& tx) { s = trail.append_in(tx, r); });
   if (before.exists) {
@@ -468,27 +472,26 @@ std::vector<Stored> show(db::Session& session, const ShowFilter& f) {
 }
 
 std::string to_json(const Stored& s) {
-  util::JsonObject o;
-  o.add("seq", s.seq)
-      .add("recorded_at", s.recorded_at)
-      .add("kind", kind_name(s.record.kind))
-      .add("job", s.record.job)
-      .add("actor", s.actor)
-      .add("os_user", s.os_user)
-      .add("unit", s.unit);
+  util::Json o{{"seq", s.seq},
+               {"recorded_at", s.recorded_at},
+               {"kind", kind_name(s.record.kind)},
+               {"job", s.record.job},
+               {"actor", s.actor},
+               {"os_user", s.os_user},
+               {"unit", s.unit}};
   if (!s.db_role.empty()) {
-    o.add("db_role", s.db_role);
+    o["db_role"] = s.db_role;
   }
   if (s.record.run_id) {
-    o.add("run_id", *s.record.run_id);
+    o["run_id"] = *s.record.run_id;
   }
-  o.add("outcome", s.record.outcome)
-      .add("exit_reason", s.record.exit_reason)
-      .add_raw("counts", s.record.counts)
-      .add_raw("details", s.record.details)
-      .add("prev_hash", s.prev_hash)
-      .add("hash", s.hash);
-  return o.str();
+  o["outcome"] = s.record.outcome;
+  o["exit_reason"] = s.record.exit_reason;
+  o["counts"] = util::json_or_text(s.record.counts);
+  o["details"] = util::json_or_text(s.record.details);
+  o["prev_hash"] = s.prev_hash;
+  o["hash"] = s.hash;
+  return util::dump(o);
 }
 
 } // namespace lethe::audit

@@ -26,7 +26,7 @@ db::Session& Context::db() {
                     "tls_refused",
                     std::nullopt,
                     "{}",
-                    util::JsonObject().add("reason", "no verified TLS").str()};
+                    util::dump({{"reason", "no verified TLS"}})};
     m_trail.spool(r);
     throw;
   } catch (const Error& e) {

@@ -15,11 +15,11 @@ std::string progress_counts(db::Transaction& tx, const std::string& run_id) {
   db::Rows r = tx.exec("SELECT item, sum(n)::bigint FROM lethe.run_progress WHERE run_id = $1 "
                        "GROUP BY item ORDER BY item",
                        {run_id});
-  util::JsonObject o;
+  util::Json o = util::Json::object();
   for (size_t i = 0; i < r.size(); ++i) {
-    o.add(r.text(i, 0), r.integer(i, 1));
+    o[r.text(i, 0)] = r.integer(i, 1);
   }
-  return o.str();
+  return util::dump(o);
 }
 
 // Closes run `run_id` when no session holds its lock; the closing record, once committed.
@@ -37,18 +37,17 @@ std::optional<audit::Stored> close_if_abandoned(Context& ctx, const std::string&
     if (run.empty()) {
       return; // another run closed it first
     }
-    util::JsonObject details;
-    details.add("started_at", run.text(0, 1)).add("closed_by", ctx.job());
+    util::Json details{{"started_at", run.text(0, 1)}, {"closed_by", ctx.job()}};
     if (run.at(0, 2)) {
-      details.add("backend_pid", run.integer(0, 2));
+      details["backend_pid"] = run.integer(0, 2);
     } else {
       // Begun by a lethe from before schema 3, which recorded no progress: its counts say
       // nothing about what it did, and the record says so rather than implying zero.
-      details.add("progress", "unknown: begun before schema 3, which recorded no progress");
+      details["progress"] = "unknown: begun before schema 3, which recorded no progress";
     }
-    audit::Record r{audit::Kind::run, run.text(0, 0),     "abandoned",
-                    "abandoned",      std::stoll(run_id), progress_counts(tx, run_id),
-                    details.str()};
+    audit::Record r{audit::Kind::run,   run.text(0, 0),     "abandoned",
+                    "abandoned",        std::stoll(run_id), progress_counts(tx, run_id),
+                    util::dump(details)};
     closed = ctx.trail().append_in(tx, r, audit::Closes::run);
   });
   return closed;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "worker/settings/settings.hpp"
+#include "worker/util/json.hpp"
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -50,7 +51,7 @@ struct Stats : BatchCounters {
   // Counts for the audit record and job_runs: numbers only, each key naming its unit (orders,
   // or rows of the table named in the nested object).
   nlohmann::ordered_json counts() const;
-  std::string counts_json() const { return counts().dump(); }
+  std::string counts_json() const { return util::dump(counts()); }
 };
 
 // A run's figures for `--json` output: per table and in total (keys in a stable order).
