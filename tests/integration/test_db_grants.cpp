@@ -102,10 +102,8 @@ TEST_CASE("grants: the purge role reads an hmac column only through the due-valu
                    "(amazon_order_id) WHERE d.lethe_hmac_0 IS DISTINCT FROM o.buyer_email")
             .integer(0, 0) == 0);
   // The monitor sees none of it.
-  t.admin()->exec("ALTER ROLE lethe_monitor PASSWORD 'pw-m'");
-  test::write_file(t.dir() / "m.password", "pw-m\n", 0600);
   auto m = db::connect(settings::load(t.write_config(
-      "monitor.toml", t.config_text("lethe_monitor", (t.dir() / "m.password").string()))));
+      "monitor.toml", t.config_text("lethe_monitor", role_password(t, "lethe_monitor").string()))));
   require_denied(*m, "SELECT * FROM lethe.pii_due_public_orders");
 }
 
