@@ -98,9 +98,16 @@ void record_run(Job& job, runtime::RunScope& run) {
 int run_purge(Context& ctx, const PurgeOptions& opt) {
   util::install_stop_handlers();
   Job job{ctx, limits(ctx, opt), {}, {}, {}, 0, {}};
-  runtime::lock_pii_writers(ctx, "purge");
+  runtime::Timings& steps = ctx.timings();
+  {
+    runtime::Timer t(steps, "lock");
+    runtime::lock_pii_writers(ctx, "purge");
+  }
   resolve_clock(job, opt);
-  plan_batches(job);
+  {
+    runtime::Timer t(steps, "plan");
+    plan_batches(job);
+  }
   if (opt.dry_run) {
     print_plan(job.stats, ctx.settings(), opt.json);
     return 0;
@@ -110,7 +117,7 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
     runtime::RunScope run(ctx, "{}");
     job.run_id = run.id();
     record_run(job, run);
-    print_stats(job.stats, opt.json);
+    print_stats(job.stats, steps, opt.json);
     return 0;
   }
   check_safety_limits(job, opt);
@@ -121,11 +128,18 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
   job.run_id = run.id();
   run.counts_on_failure([&job] { return job.stats.counts_json(); });
   run.watch([&] {
-    sanitize::run_batches(job);
-    sanitize::vacuum_touched_tables(job);
+    {
+      runtime::Timer t(steps, "batches");
+      sanitize::run_batches(job);
+    }
+    {
+      runtime::Timer t(steps, "vacuum");
+      sanitize::vacuum_touched_tables(job);
+    }
+    runtime::Timer t(steps, "record");
     record_run(job, run);
   });
-  print_stats(job.stats, opt.json);
+  print_stats(job.stats, steps, opt.json);
   return job.stats.exit_reason == "interrupted" ? static_cast<int>(Exit::temporary) : 0;
 }
 

@@ -60,10 +60,12 @@ void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool jso
   }
 }
 
-void print_stats(const sanitize::Stats& st, bool json) {
+void print_stats(const sanitize::Stats& st, const runtime::Timings& steps, bool json) {
   double rate = st.seconds > 0 ? static_cast<double>(st.total_sanitized()) / st.seconds : 0;
   if (json) {
-    std::printf("%s\n", util::dump(util::Json(st)).c_str());
+    util::Json out(st);
+    out["steps_seconds"] = steps.to_json();
+    std::printf("%s\n", util::dump(out).c_str());
   } else {
     std::printf("purge as of %s: %s\n", st.as_of.c_str(), st.exit_reason.c_str());
     std::printf("  %-34s %10s %8s %10s  %s\n", "table", "sanitized", "batches", "held",

@@ -1,6 +1,7 @@
 // The purge's output: the --dry-run plan and the closing statistics, as text or JSON.
 #pragma once
 
+#include "worker/runtime/timer.hpp"
 #include "worker/sanitize/stats.hpp"
 #include "worker/settings/settings.hpp"
 
@@ -10,6 +11,6 @@ namespace lethe::jobs::purge {
 void print_plan(const sanitize::Stats& st, const settings::Settings& s, bool json);
 
 // The closing statistics of a run.
-void print_stats(const sanitize::Stats& st, bool json);
+void print_stats(const sanitize::Stats& st, const runtime::Timings& steps, bool json);
 
 } // namespace lethe::jobs::purge

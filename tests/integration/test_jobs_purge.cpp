@@ -6,6 +6,7 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -91,6 +92,14 @@ TEST_CASE("purge: exactly the due rows lose exactly their PII, the rest is byte-
     REQUIRE(r.exit == 0);
     CHECK(r.out.find("\"exit_reason\":\"done\"") != std::string::npos);
     CHECK(r.out.find("\"orders_done\":4") != std::string::npos);
+    // Where the time went, step by step, in the order the steps ran.
+    nlohmann::ordered_json out = nlohmann::ordered_json::parse(r.out);
+    std::vector<std::string> steps;
+    for (const auto& [step, seconds] : out.at("steps_seconds").items()) {
+      steps.push_back(step);
+      CHECK(seconds.get<double>() >= 0);
+    }
+    CHECK(steps == std::vector<std::string>{"lock", "plan", "batches", "vacuum", "record"});
 
     // Not due: untouched.
     CHECK(row(*s, k_order_pii, "A-29d23h") == "b-A-29d23h@example.org|Name A-29d23h");

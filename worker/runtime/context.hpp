@@ -4,6 +4,7 @@
 
 #include "worker/audit/trail.hpp"
 #include "worker/db/session.hpp"
+#include "worker/runtime/timer.hpp"
 #include "worker/settings/settings.hpp"
 #include "worker/util/identity.hpp"
 
@@ -32,6 +33,8 @@ public:
   const util::Identity& who() const noexcept { return m_trail.identity(); }
   audit::Trail& trail() noexcept { return m_trail; }
   const std::string& job() const noexcept { return m_job; }
+  // The command's step timings (runtime::Timer adds to them).
+  runtime::Timings& timings() noexcept { return m_timings; }
 
 private:
   settings::Settings m_settings;
@@ -39,6 +42,7 @@ private:
   std::string m_job;
   std::unique_ptr<db::Session> m_session;
   bool m_ready = false;
+  runtime::Timings m_timings;
 };
 
 } // namespace lethe
