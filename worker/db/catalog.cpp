@@ -157,70 +157,79 @@ private:
                                   "visible to this role)");
       return;
     }
-    bool root = &t == &m_s.root.table;
-    if (root) {
-      if (columns(info, t, t.key, "key", t.where) && !info.unique_over(t.key)) {
-        m_report.problems.push_back(t.where + ": key " +
-                                    std::string(t.key.size() == 1 ? "column " : "") + named(t.key) +
-                                    " of " + t.table +
-                                    (t.key.size() == 1 ? " has no unique index of its own"
-                                                       : " has no unique index over its columns"));
-      }
-      clock(info, t, m_s.root.shipped_at, "shipped_at");
-      if (!info.leads_with({m_s.root.shipped_at})) {
-        m_report.warnings.push_back(t.where + ": no index leads with '" + m_s.root.shipped_at +
-                                    "'; the purge will scan " + t.table);
-      }
-      if (!m_s.root.status.empty()) {
-        column(info, t, m_s.root.status, "status", t.where);
-      }
-      request_columns(info, t);
-      for (const auto& r : m_s.root.never_shipped) {
-        clock(info, t, r.since, "since");
-        if (!info.leads_with({m_s.root.status}) && !info.leads_with({r.since})) {
-          m_report.warnings.push_back(r.where + ": no index leads with '" + m_s.root.status +
-                                      "' or '" + r.since + "'; the purge will scan " + t.table +
-                                      " for never-shipped orders");
-        }
-      }
+    if (&t == &m_s.root.table) {
+      check_root(info, t);
     } else {
-      columns(info, t, t.link, "link", t.where);
-      if (!info.leads_with(t.link)) {
-        m_report.warnings.push_back(t.where + ": no index leads with " + named(t.link) + " in " +
-                                    t.table + "; each batch will scan it");
-      }
-      check_identity(info, t);
+      check_child(info, t);
     }
     for (const settings::PiiColumn& c : t.columns) {
-      const Column* col = column(info, t, c.name, "PII", c.where);
-      if (col == nullptr) {
-        continue;
-      }
-      if (c.strategy == settings::Strategy::set_null && col->not_null &&
-          t.strategy == settings::TableStrategy::columns) {
-        m_report.problems.push_back(c.where + ": column '" + c.name + "' of " + t.table +
-                                    " is NOT NULL, so strategy null cannot apply; use constant");
-      }
-      if (c.strategy == settings::Strategy::hmac && col->category != 'S') {
-        m_report.problems.push_back(c.where + ": column '" + c.name + "' is " + col->type +
-                                    "; hmac needs a text column");
-      }
-      if (c.strategy == settings::Strategy::constant) {
-        try {
-          m_session.exec("SELECT CAST($1 AS " + col->type + ")", {c.value});
-        } catch (const DbError&) {
-          m_report.problems.push_back(c.where + ": the constant for '" + c.name +
-                                      "' is not a valid " + col->type);
-        }
+      check_pii_column(info, t, c);
+    }
+  }
+
+  void check_root(const TableInfo& info, const PiiTable& t) {
+    if (columns(info, t, t.key, "key", t.where) && !info.unique_over(t.key)) {
+      m_report.problems.push_back(t.where + ": key " +
+                                  std::string(t.key.size() == 1 ? "column " : "") + named(t.key) +
+                                  " of " + t.table +
+                                  (t.key.size() == 1 ? " has no unique index of its own"
+                                                     : " has no unique index over its columns"));
+    }
+    clock(info, t, m_s.root.shipped_at, "shipped_at");
+    if (!info.leads_with({m_s.root.shipped_at})) {
+      m_report.warnings.push_back(t.where + ": no index leads with '" + m_s.root.shipped_at +
+                                  "'; the purge will scan " + t.table);
+    }
+    if (!m_s.root.status.empty()) {
+      column(info, t, m_s.root.status, "status", t.where);
+    }
+    request_columns(info, t);
+    for (const auto& r : m_s.root.never_shipped) {
+      clock(info, t, r.since, "since");
+      if (!info.leads_with({m_s.root.status}) && !info.leads_with({r.since})) {
+        m_report.warnings.push_back(r.where + ": no index leads with '" + m_s.root.status +
+                                    "' or '" + r.since + "'; the purge will scan " + t.table +
+                                    " for never-shipped orders");
       }
     }
-    // Parent links are checked against the parent's columns.
-    if (!root) {
-      if (const PiiTable* parent = m_s.find_table(t.parent)) {
-        TableInfo pinfo = describe(m_session, parent->table);
-        if (pinfo.exists) {
-          columns(pinfo, *parent, t.parent_column, "parent_column", t.where);
-        }
+  }
+
+  void check_child(const TableInfo& info, const PiiTable& t) {
+    columns(info, t, t.link, "link", t.where);
+    if (!info.leads_with(t.link)) {
+      m_report.warnings.push_back(t.where + ": no index leads with " + named(t.link) + " in " +
+                                  t.table + "; each batch will scan it");
+    }
+    check_identity(info, t);
+    // The link is checked against the parent's columns.
+    if (const PiiTable* parent = m_s.find_table(t.parent)) {
+      TableInfo pinfo = describe(m_session, parent->table);
+      if (pinfo.exists) {
+        columns(pinfo, *parent, t.parent_column, "parent_column", t.where);
+      }
+    }
+  }
+
+  void check_pii_column(const TableInfo& info, const PiiTable& t, const settings::PiiColumn& c) {
+    const Column* col = column(info, t, c.name, "PII", c.where);
+    if (col == nullptr) {
+      return;
+    }
+    if (c.strategy == settings::Strategy::set_null && col->not_null &&
+        t.strategy == settings::TableStrategy::columns) {
+      m_report.problems.push_back(c.where + ": column '" + c.name + "' of " + t.table +
+                                  " is NOT NULL, so strategy null cannot apply; use constant");
+    }
+    if (c.strategy == settings::Strategy::hmac && col->category != 'S') {
+      m_report.problems.push_back(c.where + ": column '" + c.name + "' is " + col->type +
+                                  "; hmac needs a text column");
+    }
+    if (c.strategy == settings::Strategy::constant) {
+      try {
+        m_session.exec("SELECT CAST($1 AS " + col->type + ")", {c.value});
+      } catch (const DbError&) {
+        m_report.problems.push_back(c.where + ": the constant for '" + c.name +
+                                    "' is not a valid " + col->type);
       }
     }
   }

@@ -366,7 +366,7 @@ private:
     }
   }
 
-  void validate(Settings& s) {
+  void validate_root(Settings& s) {
     PiiTable& root = s.root.table;
     identifier(root.table, root.where, "table", true);
     identifiers(root.key, root.where, "key column");
@@ -389,8 +389,11 @@ private:
       problem(root.where, "pii.root.columns lists no column");
     }
     validate_columns(root, s);
+  }
+
+  void validate_never_shipped(const Settings& s) {
     if (!s.root.never_shipped.empty() && s.root.status.empty()) {
-      problem(root.where, "never_shipped rules need pii.root.status");
+      problem(s.root.table.where, "never_shipped rules need pii.root.status");
     }
     std::map<std::string, int> status_rules;
     for (const NeverShipped& r : s.root.never_shipped) {
@@ -407,8 +410,38 @@ private:
         problem(r.where, "never_shipped statuses lists no status");
       }
     }
+  }
 
-    std::map<std::string, const PiiTable*> known{{root.table, &root}};
+  // The link of child `c` to its parent: the parent exists above it, and parent_column (by
+  // default the parent's key) has as many columns as the link.
+  void validate_link(PiiTable& c, const std::map<std::string, const PiiTable*>& known) {
+    auto parent = known.find(c.parent);
+    if (parent == known.end()) {
+      problem(c.where, "parent '" + c.parent + "' of " + c.table +
+                           " is not the root or a child declared above it");
+    } else if (c.parent_column.empty()) {
+      c.parent_column = parent->second->key;
+      if (c.parent_column.empty()) {
+        problem(c.where, "parent '" + c.parent +
+                             "' has no key: set parent_column here or key "
+                             "on the parent");
+      }
+    }
+    if (!c.parent_column.empty()) {
+      identifiers(c.parent_column, c.where, "parent_column");
+      if (c.parent_column.size() != c.link.size()) {
+        problem(c.where, "link of " + c.table + " names " + std::to_string(c.link.size()) +
+                             " column(s) but the parent's key (parent_column) " +
+                             std::to_string(c.parent_column.size()) +
+                             "; list the columns that reference each key column, in order");
+      }
+    }
+  }
+
+  void validate(Settings& s) {
+    validate_root(s);
+    validate_never_shipped(s);
+    std::map<std::string, const PiiTable*> known{{s.root.table.table, &s.root.table}};
     for (PiiTable& c : s.children) {
       identifier(c.table, c.where, "table", true);
       identifiers(c.link, c.where, "link column");
@@ -417,27 +450,7 @@ private:
         problem(c.where, "table '" + c.table + "' appears twice in the PII map");
         continue;
       }
-      auto parent = known.find(c.parent);
-      if (parent == known.end()) {
-        problem(c.where, "parent '" + c.parent + "' of " + c.table +
-                             " is not the root or a child declared above it");
-      } else if (c.parent_column.empty()) {
-        c.parent_column = parent->second->key;
-        if (c.parent_column.empty()) {
-          problem(c.where, "parent '" + c.parent +
-                               "' has no key: set parent_column here or key "
-                               "on the parent");
-        }
-      }
-      if (!c.parent_column.empty()) {
-        identifiers(c.parent_column, c.where, "parent_column");
-        if (c.parent_column.size() != c.link.size()) {
-          problem(c.where, "link of " + c.table + " names " + std::to_string(c.link.size()) +
-                               " column(s) but the parent's key (parent_column) " +
-                               std::to_string(c.parent_column.size()) +
-                               "; list the columns that reference each key column, in order");
-        }
-      }
+      validate_link(c, known);
       validate_keep(c, known);
       if (c.strategy == TableStrategy::columns && c.columns.empty()) {
         problem(c.where, "child " + c.table +
