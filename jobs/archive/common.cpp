@@ -12,27 +12,7 @@
 namespace lethe::jobs::archive {
 
 void ensure_spool(const settings::Settings& s) {
-  const std::filesystem::path& dir = s.archive.spool_dir;
-  std::error_code ec;
-  if (!std::filesystem::exists(dir, ec)) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) {
-      throw Error(
-          Exit::cant_create,
-          "cannot create the archive spool " + dir.string() + ": " + ec.message(),
-          "create it (mode 0700, owned by the user lethe runs as) or fix archive.spool_dir");
-    }
-    ::chmod(dir.c_str(), 0700);
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    throw Error(Exit::config, "archive.spool_dir " + dir.string() + " is not a directory",
-                "point archive.spool_dir at a directory of mode 0700");
-  }
-  if ((st.st_mode & 077) != 0) {
-    throw Error(Exit::permission, "archive spool " + dir.string() + " is open to group or others",
-                "chmod 0700 " + dir.string());
-  }
+  vault::ensure_spool(s.archive.spool_dir, "archive.spool_dir");
 }
 
 std::set<std::string> cataloged_ids(db::Session& session) {
@@ -45,25 +25,11 @@ std::set<std::string> cataloged_ids(db::Session& session) {
 }
 
 FileHeader read_header(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string head(1 << 20, '\0');
-  in.read(head.data(), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
-  FileHeader out;
-  try {
-    crypto::esdk::Context ctx;
-    if (crypto::esdk::parse_header_only(reinterpret_cast<const unsigned char*>(head.data()),
-                                        head.size(), crypto::esdk::k_default_max_wrapped_keys,
-                                        &ctx) > 0) {
-      auto id = ctx.find("lethe-archive-id");
-      auto source = ctx.find("lethe-source");
-      out.archive_id = id == ctx.end() ? std::string{} : id->second;
-      out.source = source == ctx.end() ? std::string{} : source->second;
-    }
-  } catch (const Error&) {
-    return {}; // not a message lethe can read the header of
-  }
-  return out;
+  crypto::esdk::Context ctx = vault::read_label(path);
+  auto id = ctx.find("lethe-archive-id");
+  auto source = ctx.find("lethe-source");
+  return FileHeader{id == ctx.end() ? std::string{} : id->second,
+                    source == ctx.end() ? std::string{} : source->second};
 }
 
 std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Settings& s) {
@@ -113,27 +79,6 @@ Recipients load_recipients(const settings::Settings& s) {
   }
   out.json = json + "]";
   return out;
-}
-
-FileCheck check_file(const std::filesystem::path& path) {
-  FileCheck c;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return c;
-  }
-  c.exists = true;
-  crypto::Sha256 h;
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    std::streamsize n = in.gcount();
-    if (n > 0) {
-      h.update(std::string_view(buf.data(), static_cast<size_t>(n)));
-      c.size += static_cast<unsigned long long>(n);
-    }
-  }
-  c.sha256 = crypto::hex(h.finish());
-  return c;
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include "worker/crypto/esdk.hpp"
 #include "worker/db/session.hpp"
 #include "worker/settings/settings.hpp"
+#include "worker/vault/sealed.hpp"
 
 #include <filesystem>
 #include <set>
@@ -15,7 +16,7 @@ namespace lethe::jobs::archive {
 
 inline constexpr const char* k_archive_suffix = ".lethe-archive";
 
-// Creates the spool directory (0700) if missing; refuses one others can read.
+// Creates archive.spool_dir (0700) if missing; refuses one others can read.
 void ensure_spool(const settings::Settings& s);
 
 // Ids of the archives the catalog names (in any state).
@@ -51,14 +52,8 @@ struct Recipients {
 // The public keys of archive.recipients.
 Recipients load_recipients(const settings::Settings& s);
 
-struct FileCheck {
-  bool exists = false;
-  unsigned long long size = 0;
-  std::string sha256;
-};
-
-// Length and SHA-256 of `path` as it is on disk.
-FileCheck check_file(const std::filesystem::path& path);
+using vault::check_file;
+using vault::FileCheck;
 
 // An archive as the catalog records it.
 struct ArchiveFacts {

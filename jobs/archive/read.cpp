@@ -780,65 +780,12 @@ void change_state(Context& ctx, const Cataloged& a, const std::string& state,
   ctx.trail().anchor(stored);
 }
 
-Error destroy_error(const std::string& path, const char* step, int err) {
-  return Error(Exit::io,
-               "cannot destroy archive file " + path + ": " + step + ": " + std::strerror(err),
-               "fix the cause and run `lethe archive expire` again; the catalog still lists the "
-               "archive. If the file is gone already, confirm it with `lethe archive "
-               "mark-destroyed ID --operator NAME`");
-}
-
-// Overwrites the file at `path` with zeros (so its blocks do not keep the ciphertext), fsyncs
-// it, unlinks it and fsyncs its directory; throws at the first step that fails.
+// Overwrites, unlinks and fsyncs away the file at `path` (the vault's destroy).
 void destroy_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    throw destroy_error(path, "open", errno);
-  }
-  auto fail = [&](const char* step, int err) {
-    ::close(fd);
-    return destroy_error(path, step, err);
-  };
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    throw fail("stat", errno);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    throw fail("not a regular file", EINVAL);
-  }
-  std::vector<char> zeros(1 << 20, 0);
-  auto left = static_cast<unsigned long long>(st.st_size);
-  while (left > 0) {
-    size_t n = static_cast<size_t>(std::min<unsigned long long>(left, zeros.size()));
-    ssize_t w = ::write(fd, zeros.data(), n);
-    if (w < 0 && errno == EINTR) {
-      continue;
-    }
-    if (w <= 0) {
-      throw fail("overwrite", w < 0 ? errno : EIO);
-    }
-    left -= static_cast<unsigned long long>(w);
-  }
-  if (::fsync(fd) != 0) {
-    throw fail("fsync", errno);
-  }
-  if (::close(fd) != 0) {
-    throw destroy_error(path, "close", errno);
-  }
-  if (::unlink(path.c_str()) != 0) {
-    throw destroy_error(path, "unlink", errno);
-  }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    throw destroy_error(path, "open its directory", errno);
-  }
-  int synced = ::fsync(dfd);
-  int err = errno;
-  ::close(dfd);
-  if (synced != 0) {
-    throw destroy_error(path, "fsync its directory", err);
-  }
+  vault::destroy(path, "archive file",
+                 "fix the cause and run `lethe archive expire` again; the catalog still lists the "
+                 "archive. If the file is gone already, confirm it with `lethe archive "
+                 "mark-destroyed ID --operator NAME`");
 }
 
 // Destroys spooled archive `a` and records it in one transaction: the audit record and the

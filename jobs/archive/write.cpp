@@ -18,6 +18,7 @@
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 #include "worker/util/signals.hpp"
+#include "worker/vault/sealed.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -210,14 +211,8 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
                     {"lethe-retention-until", w.retention_until},
                     {"lethe-schema-version", "2"},
                     {"lethe-source", run.ctx.ready_db().endpoint()}};
-  util::PendingFile file(w.path, 0600);
-  crypto::Sha256 file_hash;
-  crypto::esdk::Encryptor enc(params, [&](const unsigned char* p, size_t n) {
-    file.write(p, n);
-    file_hash.update(std::string_view(reinterpret_cast<const char*>(p), n));
-    w.size += n;
-  });
-  lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { enc.update(p, n); });
+  vault::SealedWriter sealed(w.path, params);
+  lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { sealed.write(p, n); });
 
   std::vector<TableColumns> tables = table_columns(tx, s);
   tar.add("tables.json", tables_json(tables)); // first, so a restore can create the tables
@@ -280,22 +275,20 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   w.row_counts_json = counts.str();
   tar.add("manifest.json", manifest_json(run, tables));
   tar.finish();
-  enc.finish();
-  w.sha256 = crypto::hex(file_hash.finish());
+  const vault::Sealed& done = sealed.finish();
+  w.size = done.size;
+  w.sha256 = done.sha256;
   util::crash_point("archive:written");
-  stop_if_requested(); // before the rename: the pending file goes with `file`
-  file.commit();       // fsync, rename, fsync the directory
+  stop_if_requested(); // before the rename: the pending file goes with `sealed`
+  sealed.commit();     // fsync, rename, fsync the directory
   util::crash_point("archive:renamed");
 }
 
 // Reads the file back from disk: its length and SHA-256 must be what was written.
 void verify_written(ArchiveRun& run) {
-  FileCheck c = check_file(run.w.path);
-  if (c.size != run.w.size || c.sha256 != run.w.sha256) {
-    throw Error(Exit::io, "archive " + run.w.id + " reads back differently from what was written",
-                "check the spool file system (" + run.ctx.settings().archive.spool_dir.string() +
-                    "); nothing was purged");
-  }
+  vault::check_written({run.w.path, run.w.size, run.w.sha256}, "archive " + run.w.id,
+                       "check the spool file system (" +
+                           run.ctx.settings().archive.spool_dir.string() + "); nothing was purged");
   util::crash_point("archive:verified");
 }
 

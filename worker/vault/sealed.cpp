@@ -1,0 +1,187 @@
+#include "worker/vault/sealed.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace lethe::vault {
+
+void ensure_spool(const std::filesystem::path& dir, const std::string& setting) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      throw Error(Exit::cant_create, "cannot create the spool " + dir.string() + ": " + ec.message(),
+                  "create it (mode 0700, owned by the user lethe runs as) or fix " + setting);
+    }
+    ::chmod(dir.c_str(), 0700);
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw Error(Exit::config, setting + " " + dir.string() + " is not a directory",
+                "point " + setting + " at a directory of mode 0700");
+  }
+  if ((st.st_mode & 077) != 0) {
+    throw Error(Exit::permission, "spool " + dir.string() + " is open to group or others",
+                "chmod 0700 " + dir.string());
+  }
+}
+
+SealedWriter::SealedWriter(std::filesystem::path final_path,
+                           const crypto::esdk::EncryptParams& params)
+    : m_file(final_path, 0600) {
+  m_sealed.path = std::move(final_path);
+  m_enc = std::make_unique<crypto::esdk::Encryptor>(params, [this](const unsigned char* p,
+                                                                   size_t n) {
+    m_file.write(p, n);
+    m_hash.update(std::string_view(reinterpret_cast<const char*>(p), n));
+    m_sealed.size += n;
+  });
+}
+
+SealedWriter::~SealedWriter() = default;
+
+void SealedWriter::write(const unsigned char* data, size_t n) {
+  m_enc->update(data, n);
+}
+
+const Sealed& SealedWriter::finish() {
+  if (!m_finished) {
+    m_enc->finish();
+    m_sealed.sha256 = crypto::hex(m_hash.finish());
+    m_finished = true;
+  }
+  return m_sealed;
+}
+
+void SealedWriter::commit() {
+  finish();
+  m_file.commit();
+}
+
+FileCheck check_file(const std::filesystem::path& path) {
+  FileCheck c;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return c;
+  }
+  c.exists = true;
+  crypto::Sha256 h;
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize n = in.gcount();
+    if (n > 0) {
+      h.update(std::string_view(buf.data(), static_cast<size_t>(n)));
+      c.size += static_cast<unsigned long long>(n);
+    }
+  }
+  c.sha256 = crypto::hex(h.finish());
+  return c;
+}
+
+void check_written(const Sealed& s, const std::string& what, const std::string& hint) {
+  FileCheck c = check_file(s.path);
+  if (!c.exists || c.size != s.size || c.sha256 != s.sha256) {
+    throw Error(Exit::io, what + " reads back differently from what was written", hint);
+  }
+}
+
+crypto::esdk::Context read_label(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(1 << 20, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  crypto::esdk::Context ctx;
+  try {
+    if (crypto::esdk::parse_header_only(reinterpret_cast<const unsigned char*>(head.data()),
+                                        head.size(), crypto::esdk::k_default_max_wrapped_keys,
+                                        &ctx) > 0) {
+      return ctx;
+    }
+  } catch (const Error&) {
+    // not a message lethe can read the header of
+  }
+  return {};
+}
+
+namespace {
+
+struct Destroying {
+  const std::filesystem::path& path;
+  const std::string& what;
+  const std::string& hint;
+};
+
+Error destroy_error(const Destroying& d, const char* step, int err) {
+  return Error(Exit::io,
+               "cannot destroy " + d.what + " " + d.path.string() + ": " + step + ": " +
+                   std::strerror(err),
+               d.hint);
+}
+
+void overwrite_and_sync(int fd, const Destroying& d) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    throw destroy_error(d, "stat", errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    throw destroy_error(d, "not a regular file", EINVAL);
+  }
+  std::vector<char> zeros(1 << 20, 0);
+  auto left = static_cast<unsigned long long>(st.st_size);
+  while (left > 0) {
+    size_t n = static_cast<size_t>(std::min<unsigned long long>(left, zeros.size()));
+    ssize_t w = ::write(fd, zeros.data(), n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      throw destroy_error(d, "overwrite", w < 0 ? errno : EIO);
+    }
+    left -= static_cast<unsigned long long>(w);
+  }
+  if (::fsync(fd) != 0) {
+    throw destroy_error(d, "fsync", errno);
+  }
+}
+
+} // namespace
+
+void destroy(const std::filesystem::path& path, const std::string& what, const std::string& hint) {
+  const Destroying d{path, what, hint};
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    throw destroy_error(d, "open", errno);
+  }
+  try {
+    overwrite_and_sync(fd, d);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::close(fd) != 0) {
+    throw destroy_error(d, "close", errno);
+  }
+  if (::unlink(path.c_str()) != 0) {
+    throw destroy_error(d, "unlink", errno);
+  }
+  std::filesystem::path dir = path.parent_path();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    throw destroy_error(d, "open its directory", errno);
+  }
+  int synced = ::fsync(dfd);
+  int err = errno;
+  ::close(dfd);
+  if (synced != 0) {
+    throw destroy_error(d, "fsync its directory", err);
+  }
+}
+
+} // namespace lethe::vault
