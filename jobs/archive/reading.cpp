@@ -1,0 +1,198 @@
+// Reading archives back, shared by verify and restore: the catalog rows, decrypting and walking
+// members, telling a wrong key from a damaged file, loading a member.
+#include "jobs/archive/reading.hpp"
+
+#include "jobs/archive/archive.hpp"
+#include "jobs/archive/common.hpp"
+#include "worker/archive/tar.hpp"
+#include "worker/crypto/hash.hpp"
+#include "worker/log/log.hpp"
+#include "worker/runtime/runs.hpp"
+#include "worker/util/files.hpp"
+#include "worker/util/json.hpp"
+#include "worker/util/signals.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace lethe::jobs::archive {
+
+std::vector<Cataloged> catalog(db::Session& s, const std::string& where, const db::Params& params) {
+  db::Rows r =
+      s.exec("SELECT archive_id, path, size_bytes, sha256, state, retention_until::text, "
+             "orders, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+             "coalesce(destroyed_by, ''), coalesce(destroyed_by_role, '') "
+             "FROM lethe.archives WHERE " +
+                 where + " ORDER BY archive_id",
+             params);
+  std::vector<Cataloged> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({r.text(i, 0), r.text(i, 1), std::stoull(r.text(i, 2)), r.text(i, 3),
+                   r.text(i, 4), r.text(i, 5), r.integer(i, 6), r.text(i, 7), r.text(i, 8),
+                   r.text(i, 9)});
+  }
+  return out;
+}
+
+Cataloged find_archive(db::Session& s, const std::string& id) {
+  std::vector<Cataloged> found = catalog(s, "archive_id = $1", {id});
+  if (found.empty()) {
+    throw Error(Exit::data, "no archive " + id + " in the catalog",
+                "`lethe archive list` shows the archive ids");
+  }
+  return found.front();
+}
+
+ArchiveFacts facts_of(const Cataloged& a) {
+  return {a.id, a.path, a.size, a.sha256, a.state};
+}
+
+// Decrypts archive file `path` with `key` and walks its members: `member(name, data)` gets each
+// member whole (members are bounded by archive.member_mib). Checks the encryption context names
+// archive `id`.
+void read_members(const settings::Settings& s, const std::string& path, const std::string& id,
+                  const crypto::RsaKey& key,
+                  const std::function<void(const std::string&, const std::string&)>& member) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(Exit::io, "cannot open archive file " + path,
+                "fetch it back from cold storage to this path first");
+  }
+  crypto::esdk::DecryptParams params;
+  params.keys.push_back({s.archive.key_namespace, s.archive.key_name, &key});
+  std::string pending;
+  size_t pending_at = 0;
+  crypto::esdk::Decryptor dec(params, [&](const unsigned char* p, size_t n) {
+    pending.append(reinterpret_cast<const char*>(p), n);
+  });
+  bool ended = false;
+  bool context_checked = false;
+  std::vector<char> cbuf(256 * 1024);
+  lethe::archive::TarReader tar([&](unsigned char* buf, size_t cap) -> size_t {
+    while (pending_at == pending.size() && !ended) {
+      pending.clear();
+      pending_at = 0;
+      in.read(cbuf.data(), static_cast<std::streamsize>(cbuf.size()));
+      std::streamsize n = in.gcount();
+      if (n > 0) {
+        dec.update(reinterpret_cast<const unsigned char*>(cbuf.data()), static_cast<size_t>(n));
+      } else {
+        dec.finish();
+        ended = true;
+      }
+      if (!context_checked && dec.header_read()) {
+        context_checked = true;
+        auto it = dec.context().find("lethe-archive-id");
+        if (it == dec.context().end() || it->second != id) {
+          throw Error(Exit::data, "file " + path + " is not archive " + id,
+                      "its encryption context names another archive: check the path");
+        }
+      }
+    }
+    size_t n = std::min(cap, pending.size() - pending_at);
+    std::memcpy(buf, pending.data() + pending_at, n);
+    pending_at += n;
+    return n;
+  });
+  // Anyone with the public key can write a well-formed archive, so member names are checked
+  // before they become paths: tables.json, manifest.json or TABLE/part-NNNNN.csv, nothing else.
+  static const std::regex k_member(
+      R"((tables|manifest)\.json|[A-Za-z0-9_$]+(\.[A-Za-z0-9_$]+)?/part-[0-9]{5}\.csv)");
+  std::string name;
+  while (tar.next(name)) {
+    if (!std::regex_match(name, k_member)) {
+      throw Error(Exit::data, "archive " + id + " has a member with an unexpected name",
+                  "do not restore it; keep it for the incident record (C18)");
+    }
+    std::string data;
+    tar.read([&](std::string_view chunk) { data.append(chunk); });
+    member(name, data);
+  }
+}
+
+// The keys archive `id` was written to, from its catalog row (names and public key digests,
+// nothing secret), for telling an operator which private key to use.
+std::string written_to(db::Session& db, const std::string& id) {
+  db::Rows r = db.exec("SELECT coalesce(string_agg(format('%s/%s (public key %s, SHA-256 %s...)', "
+                       "k->>'namespace', k->>'name', k->>'file', left(k->>'sha256', 16)), ', '), "
+                       "'') "
+                       "FROM lethe.archives a, jsonb_array_elements(a.recipients::jsonb) k "
+                       "WHERE a.archive_id = $1",
+                       {id});
+  return r.empty() || r.text(0, 0).empty() ? std::string("keys the catalog does not list")
+                                           : r.text(0, 0);
+}
+
+// read_members, telling a private key that does not fit apart from a damaged file.
+void read_archive(db::Session& db, const settings::Settings& s, const std::string& path,
+                  const std::string& id, const crypto::RsaKey& key,
+                  const std::function<void(const std::string&, const std::string&)>& member) {
+  try {
+    read_members(s, path, id, key, member);
+  } catch (const crypto::esdk::FormatError& e) {
+    if (e.fault() != crypto::esdk::Fault::no_matching_key &&
+        e.fault() != crypto::esdk::Fault::wrong_key) {
+      throw;
+    }
+    throw KeyMismatch(
+        "the private key does not fit archive " + id + " (" +
+            (e.fault() == crypto::esdk::Fault::no_matching_key
+                 ? "no data key is wrapped for " + s.archive.key_namespace + "/" +
+                       s.archive.key_name
+                 : "it does not unwrap the data key") +
+            "); the file itself was not found damaged; it was written to " + written_to(db, id),
+        "pass --private-key with the private half of one of those public keys (and the "
+        "archive.key_namespace/key_name it was written with)");
+  }
+}
+
+std::string json_list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const std::string& i : items) {
+    out += (out.size() > 1 ? "," : "");
+    util::append_json_string(out, i);
+  }
+  return out + "]";
+}
+
+// COPYs one CSV member into `target`; a member that does not fit its table is bad data.
+long long load_member(db::Transaction& tx, const std::string& id, const std::string& name,
+                      const std::string& target, const std::string& data) {
+  bool header = name.ends_with("/part-00001.csv");
+  bool sent = false;
+  try {
+    return static_cast<long long>(tx.copy_in_data("COPY " + target +
+                                                      " FROM STDIN WITH (FORMAT csv, HEADER " +
+                                                      (header ? "true" : "false") + ")",
+                                                  [&](std::string& chunk) {
+                                                    if (!sent) {
+                                                      chunk = data;
+                                                      sent = true;
+                                                    }
+                                                    return false;
+                                                  }));
+  } catch (const db::DbError& e) {
+    if (e.sqlstate().empty() || e.sqlstate().starts_with("08")) {
+      throw; // the connection, not the data
+    }
+    // The server's text may quote the row: only the SQLSTATE is shown.
+    throw Error(Exit::data,
+                "archive " + id + " has member " + name +
+                    " that does not match its table (SQLSTATE " + e.sqlstate() +
+                    "); nothing was restored",
+                "the archive is not what lethe writes: restore it --into a directory to inspect "
+                "it, and keep it for the incident record (C18)");
+  }
+}
+
+} // namespace lethe::jobs::archive

@@ -1,0 +1,88 @@
+// Reading archives back (internal to jobs/archive): shared by verify and restore.
+#pragma once
+
+#include "jobs/archive/common.hpp"
+#include "worker/crypto/keys.hpp"
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lethe::jobs::archive {
+
+// An archive's catalog row.
+struct Cataloged {
+  std::string id;
+  std::string path;
+  unsigned long long size = 0;
+  std::string sha256;
+  std::string state;
+  std::string retention_until;
+  long long orders = 0;
+  std::string created_at;
+  std::string destroyed_by;      // the actor of the destroyed record, as lethe wrote it
+  std::string destroyed_by_role; // the database role the server stamped on that record
+};
+
+// The catalog rows matching `where` (SQL over lethe.archives, with `params`), by archive id.
+std::vector<Cataloged> catalog(db::Session& s, const std::string& where = "true",
+                               const db::Params& params = {});
+
+// The catalog row of archive `id`; throws Error(data) with a HINT when there is none.
+Cataloged find_archive(db::Session& s, const std::string& id);
+
+ArchiveFacts facts_of(const Cataloged& a);
+
+// Counts CSV records in a stream (newlines outside quoted fields).
+struct CsvCounter {
+  bool quoted = false;
+  long long lines = 0;
+  void feed(std::string_view s) {
+    for (char c : s) {
+      if (c == '"') {
+        quoted = !quoted;
+      } else if (c == '\n' && !quoted) {
+        ++lines;
+      }
+    }
+  }
+};
+
+// The private key given does not fit an archive: the file is fine, the key is not its.
+class KeyMismatch : public Error {
+public:
+  KeyMismatch(const std::string& msg, const std::string& hint) : Error(Exit::data, msg, hint) {}
+};
+
+struct MemberFacts {
+  std::string sha256;
+  long long rows = 0;
+};
+
+// Decrypts archive file `path` with `key` and walks its members: `member(name, data)` gets each
+// member whole (members are bounded by archive.member_mib). Checks the encryption context names
+// archive `id`.
+void read_members(const settings::Settings& s, const std::string& path, const std::string& id,
+                  const crypto::RsaKey& key,
+                  const std::function<void(const std::string&, const std::string&)>& member);
+
+// The keys archive `id` was written to, from its catalog row (names and public key digests,
+// nothing secret), for telling an operator which private key to use.
+std::string written_to(db::Session& db, const std::string& id);
+
+// read_members, telling a private key that does not fit (KeyMismatch) apart from a damaged file.
+void read_archive(db::Session& db, const settings::Settings& s, const std::string& path,
+                  const std::string& id, const crypto::RsaKey& key,
+                  const std::function<void(const std::string&, const std::string&)>& member);
+
+// ["a","b"]
+std::string json_list(const std::vector<std::string>& items);
+
+// COPYs one CSV member into `target`; a member that does not fit its table is bad data.
+long long load_member(db::Transaction& tx, const std::string& id, const std::string& name,
+                      const std::string& target, const std::string& data);
+
+} // namespace lethe::jobs::archive

@@ -1,0 +1,376 @@
+// `lethe archive restore`: check the whole archive against its manifest, then restore it into
+// a private directory or a new schema, nothing left behind on failure.
+#include "jobs/archive/archive.hpp"
+#include "jobs/archive/common.hpp"
+#include "jobs/archive/reading.hpp"
+#include "worker/archive/tar.hpp"
+#include "worker/crypto/hash.hpp"
+#include "worker/log/log.hpp"
+#include "worker/runtime/runs.hpp"
+#include "worker/util/files.hpp"
+#include "worker/util/json.hpp"
+#include "worker/util/signals.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace lethe::jobs::archive {
+namespace {
+
+// One restore in progress.
+struct Restore {
+  Context& ctx;
+  const RestoreOptions& opt;
+  const Cataloged& a;
+  const crypto::RsaKey& key;
+  std::map<std::string, MemberFacts> expected; // from the verified manifest
+  std::string tables;                          // tables.json as verified
+  long long members = 0;
+  long long rows = 0;
+};
+
+[[noreturn]] void refuse_contents(const std::string& id, const std::string& what) {
+  throw Error(Exit::data, "archive " + id + " " + what + "; nothing was restored",
+              "do not use this file: fetch the archive's other copy, and keep this one for the "
+              "incident record (C18)");
+}
+
+MemberFacts member_facts(const std::string& data) {
+  CsvCounter rows;
+  rows.feed(data);
+  return {crypto::hex(crypto::sha256(data)), rows.lines};
+}
+
+// Reads the whole archive once and checks it against its manifest before anything is written
+// or loaded: every member named by the manifest, with its SHA-256 and row count, no member the
+// manifest does not name, tables.json equal to the manifest's tables. Returns the manifest's
+// facts by member name (row counts with the header line of part-00001); sets `tables`.
+std::map<std::string, MemberFacts> verify_contents(db::Session& s, const settings::Settings& st,
+                                                   const Cataloged& a, const crypto::RsaKey& key,
+                                                   std::string& tables) {
+  std::map<std::string, MemberFacts> seen;
+  std::string manifest;
+  bool have_tables = false;
+  read_archive(s, st, a.path, a.id, key, [&](const std::string& name, const std::string& data) {
+    if (util::stop_requested()) {
+      throw Error(Exit::temporary, "archive restore interrupted by a stop signal",
+                  "nothing was restored; run it again");
+    }
+    if (seen.contains(name) || (name == "tables.json" && have_tables) ||
+        (name == "manifest.json" && !manifest.empty())) {
+      refuse_contents(a.id, "holds member " + name + " twice");
+    }
+    if (name == "manifest.json") {
+      manifest = data;
+    } else if (name == "tables.json") {
+      tables = data;
+      have_tables = true;
+    } else {
+      seen[name] = member_facts(data);
+    }
+  });
+  if (manifest.empty() || !have_tables) {
+    refuse_contents(a.id, manifest.empty() ? "has no manifest" : "has no tables.json");
+  }
+  db::Rows m;
+  bool tables_match = false;
+  try {
+    // coalesce: a crafted manifest may leave any field out.
+    m = s.exec("SELECT coalesce(x->>'name', ''), coalesce(x->>'sha256', ''), "
+               "coalesce((x->>'rows')::bigint, -1), coalesce((x->>'name') LIKE "
+               "'%/part-00001.csv', false) FROM jsonb_array_elements($1::jsonb->'members') x",
+               {manifest});
+    tables_match =
+        s.exec("SELECT coalesce($1::jsonb->'tables' = $2::jsonb, false)", {manifest, tables})
+            .text(0, 0) == "t";
+  } catch (const db::DbError&) {
+    refuse_contents(a.id, "has a manifest or tables.json that is not what lethe writes");
+  }
+  if (!tables_match) {
+    refuse_contents(a.id, "has a tables.json that differs from its manifest");
+  }
+  std::map<std::string, MemberFacts> expected;
+  for (size_t r = 0; r < m.size(); ++r) {
+    std::string name = m.text(r, 0);
+    MemberFacts want{m.text(r, 1), m.integer(r, 2) + (m.text(r, 3) == "t" ? 1 : 0)};
+    auto it = seen.find(name);
+    if (it == seen.end()) {
+      refuse_contents(a.id, "lacks member " + name + " that its manifest names");
+    }
+    if (it->second.sha256 != want.sha256 || it->second.rows != want.rows) {
+      refuse_contents(a.id, "has member " + name + " that differs from its manifest");
+    }
+    expected[name] = want;
+  }
+  for (const auto& [name, facts] : seen) {
+    if (!expected.contains(name)) {
+      refuse_contents(a.id, "has member " + name + " that its manifest does not name");
+    }
+  }
+  return expected;
+}
+
+bool member_as_verified(const Restore& r, const std::string& name, const std::string& data) {
+  if (name == "manifest.json") {
+    return true; // its members are checked one by one
+  }
+  if (name == "tables.json") {
+    return data == r.tables;
+  }
+  auto it = r.expected.find(name);
+  if (it == r.expected.end()) {
+    return false;
+  }
+  MemberFacts f = member_facts(data);
+  return f.sha256 == it->second.sha256 && f.rows == it->second.rows;
+}
+
+// Reads the archive again for restoring: `use` gets each member only after it matched what
+// verify_contents found (the file could change between the two reads).
+void read_verified(Restore& r,
+                   const std::function<void(const std::string&, const std::string&)>& use) {
+  read_archive(r.ctx.ready_db(), r.ctx.settings(), r.a.path, r.a.id, r.key,
+               [&](const std::string& name, const std::string& data) {
+                 if (util::stop_requested()) {
+                   throw Error(Exit::temporary, "archive restore interrupted by a stop signal",
+                               "nothing was restored; run it again");
+                 }
+                 if (!member_as_verified(r, name, data)) {
+                   refuse_contents(r.a.id, "changed while it was being restored");
+                 }
+                 ++r.members;
+                 use(name, data);
+               });
+}
+
+// The top-level names a restore into a directory creates: the two JSON members and one
+// directory per table.
+std::vector<std::string> top_level_names(const Restore& r) {
+  std::vector<std::string> out = {"tables.json", "manifest.json"};
+  for (const auto& [name, facts] : r.expected) {
+    std::string dir = name.substr(0, name.rfind('/'));
+    if (std::find(out.begin(), out.end(), dir) == out.end()) {
+      out.push_back(dir);
+    }
+  }
+  return out;
+}
+
+// Writes the members into a private (0700) directory inside --into and moves them into place
+// only once all were written; on any failure, nothing decrypted is left behind.
+void restore_to_directory(Restore& r) {
+  std::filesystem::path dest(r.opt.into_dir);
+  if (!util::is_directory(dest)) {
+    util::create_directories(dest);
+    ::chmod(dest.c_str(), 0700);
+  }
+  std::vector<std::string> names = top_level_names(r);
+  for (const std::string& n : names) {
+    if (util::exists(dest / n)) {
+      throw Error(Exit::cant_create, "--into " + dest.string() + " already holds " + n,
+                  "restore into an empty or new directory");
+    }
+  }
+  std::filesystem::path stage = util::make_private_directory(dest, ".lethe-restore-");
+  std::vector<std::filesystem::path> moved;
+  try {
+    read_verified(r, [&](const std::string& name, const std::string& data) {
+      std::filesystem::path out = stage / name;
+      if (!util::is_directory(out.parent_path())) {
+        util::create_directories(out.parent_path());
+        ::chmod(out.parent_path().c_str(), 0700);
+      }
+      util::PendingFile f(out, 0600);
+      f.write(data.data(), data.size());
+      f.commit();
+    });
+    for (const std::string& n : names) {
+      if (util::exists(stage / n)) {
+        util::rename(stage / n, dest / n);
+        moved.push_back(dest / n);
+      }
+    }
+  } catch (...) {
+    for (const std::filesystem::path& p : moved) {
+      util::remove_all_quietly(p);
+    }
+    util::remove_all_quietly(stage);
+    throw;
+  }
+  util::remove_all_quietly(stage);
+}
+
+// Checks tables.json's column types and creates the tables in the new schema; returns the
+// restored table name of each archived table.
+std::map<std::string, std::string> create_tables(Restore& r, db::Transaction& tx) {
+  const std::string& id = r.a.id;
+  // Column types come from the archive, which anyone with the public key can write: only plain
+  // type names this server knows (and no pseudo-types) pass.
+  long long bad = 0;
+  try {
+    bad = tx.exec("SELECT count(*) FROM jsonb_array_elements($1::jsonb) t, "
+                  "jsonb_array_elements(t->'columns') c WHERE CASE WHEN NOT (c->>'type') ~ "
+                  "'^[A-Za-z0-9_ ,()\\[\\].]+$' THEN true ELSE coalesce((SELECT typtype = 'p' "
+                  "FROM pg_type WHERE oid = to_regtype(c->>'type')), true) END",
+                  {r.tables})
+              .integer(0, 0);
+  } catch (const db::DbError&) {
+    bad = 1; // to_regtype refuses what does not parse as a type name
+  }
+  if (bad > 0) {
+    throw Error(Exit::data, "archive " + id + " records a column type this server does not know",
+                "the archive is not what lethe writes: restore it --into a directory to inspect "
+                "it, and keep it for the incident record (C18)");
+  }
+  std::map<std::string, std::string> target;
+  try {
+    db::Rows cols = tx.exec("SELECT t->>'table', string_agg(format('%I %s', c->>'name', "
+                            "c->>'type'), ', ' ORDER BY n) FROM jsonb_array_elements($1::jsonb) "
+                            "t, jsonb_array_elements(t->'columns') WITH ORDINALITY AS x(c, n) "
+                            "GROUP BY t->>'table'",
+                            {r.tables});
+    for (size_t i = 0; i < cols.size(); ++i) {
+      std::string table = cols.text(i, 0);
+      std::string local = table;
+      std::replace(local.begin(), local.end(), '.', '_');
+      target[table] = db::quote_ident(r.opt.into_schema) + "." + db::quote_ident(local);
+      tx.exec("CREATE TABLE " + target[table] + " (" + cols.text(i, 1) + ")");
+    }
+  } catch (const db::DbError& e) {
+    if (e.sqlstate().empty() || e.sqlstate().starts_with("08")) {
+      throw; // the connection, not the data
+    }
+    throw Error(Exit::data,
+                "archive " + id + " describes tables this server cannot create (SQLSTATE " +
+                    e.sqlstate() + ")",
+                "the archive is not what lethe writes: restore it --into a directory to inspect "
+                "it");
+  }
+  return target;
+}
+
+// Loads the archive into a new schema in one transaction: nothing is committed unless every
+// member was verified and loaded.
+void restore_to_schema(Restore& r) {
+  r.ctx.ready_db().transact([&](db::Transaction& tx) {
+    try {
+      tx.exec("CREATE SCHEMA " + db::quote_ident(r.opt.into_schema));
+    } catch (const db::DbError& e) {
+      if (e.sqlstate() != "42P06") {
+        throw;
+      }
+      throw Error(Exit::cant_create, "schema " + r.opt.into_schema + " already exists",
+                  "choose another --into-db name, or drop it first (DROP SCHEMA " +
+                      r.opt.into_schema + " CASCADE) if it holds an old restore");
+    }
+    std::map<std::string, std::string> target = create_tables(r, tx);
+    read_verified(r, [&](const std::string& name, const std::string& data) {
+      auto slash = name.rfind('/');
+      if (slash == std::string::npos) {
+        return; // tables.json, manifest.json
+      }
+      std::string table = name.substr(0, slash);
+      if (!target.contains(table)) {
+        refuse_contents(r.a.id, "has member " + name + " for no table in its tables.json");
+      }
+      r.rows += load_member(tx, r.a.id, name, target[table], data);
+    });
+  });
+}
+
+audit::Record restore_record(const RestoreOptions& opt, const std::string& archive_id,
+                             long long members, long long rows, const std::string& outcome,
+                             const std::string& exit_reason) {
+  return audit::Record{audit::Kind::manual,
+                       "archive restore",
+                       outcome,
+                       exit_reason,
+                       std::nullopt,
+                       util::JsonObject().add("members", members).add("rows", rows).str(),
+                       util::JsonObject()
+                           .add("archive_id", archive_id)
+                           .add("reason", opt.reason)
+                           .add("into", opt.into_dir.empty() ? "schema " + opt.into_schema
+                                                             : "directory " + opt.into_dir)
+                           .str()};
+}
+
+audit::Record restore_record(const Restore& r, const std::string& outcome,
+                             const std::string& exit_reason) {
+  return restore_record(r.opt, r.a.id, r.members, r.rows, outcome, exit_reason);
+}
+
+} // namespace
+
+int run_restore(Context& ctx, const RestoreOptions& opt) {
+  if (opt.reason.empty()) {
+    throw Error(Exit::usage, "--reason is required", "say why, e.g. --reason 'tax audit 2027-03'");
+  }
+  if (opt.into_dir.empty() == opt.into_schema.empty()) {
+    throw Error(Exit::usage, "give exactly one of --into DIR and --into-db SCHEMA",
+                "--into writes files, --into-db loads a scratch schema");
+  }
+  if (!opt.into_schema.empty() &&
+      opt.into_schema.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+          std::string::npos) {
+    throw Error(Exit::usage, "--into-db takes a plain lower-case schema name",
+                "e.g. --into-db restore_tax_2027");
+  }
+  db::Session& s = ctx.ready_db();
+  Cataloged a = find_archive(s, opt.archive_id);
+  // Anyone with the public key can write a valid message: before decrypting, the file must be
+  // the one the catalog and the audit chain recorded.
+  // A restore refused before it read anything is audited as failed too, with who asked and why.
+  auto refused = [&](const Error& e) {
+    ctx.record(restore_record(opt, a.id, 0, 0, "failed", exit_name(e.code())));
+  };
+  if (std::string problem = evidence_problem(s, facts_of(a), ReadFile::yes); !problem.empty()) {
+    Error e(Exit::data, "archive " + problem,
+            "do not restore it: keep the file for the "
+            "incident record and fetch the archive's recorded copy from cold storage");
+    refused(e);
+    throw e;
+  }
+  std::optional<crypto::RsaKey> key;
+  try {
+    key.emplace(crypto::load_private_key(opt.private_key));
+  } catch (const Error& e) {
+    refused(e);
+    throw;
+  }
+  Restore r{ctx, opt, a, *key, {}, {}, 0, 0};
+  try {
+    util::install_stop_handlers();
+    r.expected = verify_contents(s, ctx.settings(), a, *key, r.tables);
+    if (opt.into_dir.empty()) {
+      restore_to_schema(r);
+    } else {
+      restore_to_directory(r);
+    }
+  } catch (const Error& e) {
+    ctx.record(restore_record(r, "failed", exit_name(e.code())));
+    throw;
+  } catch (const std::exception&) {
+    ctx.record(restore_record(r, "failed", exit_name(Exit::internal)));
+    throw;
+  }
+  ctx.record(restore_record(r, "done", "restored"));
+  std::cout << "restored archive " << a.id << ": " << r.members << " members"
+            << (opt.into_dir.empty()
+                    ? ", " + std::to_string(r.rows) + " rows into schema " + opt.into_schema
+                    : " into " + opt.into_dir)
+            << "\n";
+  return 0;
+}
+
+} // namespace lethe::jobs::archive
