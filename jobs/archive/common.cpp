@@ -46,38 +46,21 @@ std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Set
   return out;
 }
 
-std::string tables_json(const std::vector<TableColumns>& tables) {
-  std::string out = "[";
-  for (const TableColumns& t : tables) {
-    std::string cols = "[";
-    for (const auto& [name, type] : t.columns) {
-      cols += (cols.size() > 1 ? "," : "") +
-              util::JsonObject().add("name", name).add("type", type).str();
-    }
-    out += (out.size() > 1 ? "," : "") +
-           util::JsonObject().add("table", t.table).add_raw("columns", cols + "]").str();
-  }
-  return out + "]";
-}
-
 Recipients load_recipients(const settings::Settings& s) {
   Recipients out;
   out.owned.reserve(s.archive.recipients.size());
-  std::string json = "[";
+  util::Json keys = util::Json::array();
   for (const std::string& file : s.archive.recipients) {
     out.owned.push_back(crypto::load_public_key(file));
-    json += (json.size() > 1 ? "," : "") +
-            util::JsonObject()
-                .add("namespace", s.archive.key_namespace)
-                .add("name", s.archive.key_name)
-                .add("file", file)
-                .add("sha256", crypto::hex(crypto::sha256(util::read_file(file))))
-                .str();
+    keys.push_back({{"namespace", s.archive.key_namespace},
+                    {"name", s.archive.key_name},
+                    {"file", file},
+                    {"sha256", crypto::hex(crypto::sha256(util::read_file(file)))}});
   }
   for (const crypto::RsaKey& k : out.owned) {
     out.keys.push_back({s.archive.key_namespace, s.archive.key_name, &k});
   }
-  out.json = json + "]";
+  out.json = util::dump(keys);
   return out;
 }
 

@@ -40,9 +40,6 @@ struct TableColumns {
 // The columns of every PII-map table, in table order.
 std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Settings& s);
 
-// [{"table", "columns": [{"name", "type"}]}]
-std::string tables_json(const std::vector<TableColumns>& tables);
-
 struct Recipients {
   std::vector<crypto::RsaKey> owned;
   std::vector<crypto::esdk::WrappingKey> keys;

@@ -28,18 +28,16 @@ namespace lethe::jobs::archive {
 int run_list(Context& ctx, bool json) {
   for (const Cataloged& a : catalog(ctx.ready_db())) {
     if (json) {
-      std::cout << util::JsonObject()
-                       .add("archive_id", a.id)
-                       .add("created_at", a.created_at)
-                       .add("state", a.state)
-                       .add("orders", a.orders)
-                       .add("size_bytes", static_cast<long long>(a.size))
-                       .add("sha256", a.sha256)
-                       .add("retention_until", a.retention_until)
-                       .add("path", a.path)
-                       .add("destroyed_by", a.destroyed_by)
-                       .add("destroyed_by_role", a.destroyed_by_role)
-                       .str()
+      std::cout << util::dump({{"archive_id", a.id},
+                               {"created_at", a.created_at},
+                               {"state", a.state},
+                               {"orders", a.orders},
+                               {"size_bytes", static_cast<long long>(a.size)},
+                               {"sha256", a.sha256},
+                               {"retention_until", a.retention_until},
+                               {"path", a.path},
+                               {"destroyed_by", a.destroyed_by},
+                               {"destroyed_by_role", a.destroyed_by_role}})
                 << "\n";
     } else {
       std::string by = a.state == "destroyed" ? "  destroyed by " + a.destroyed_by + " (role " +
@@ -81,17 +79,15 @@ void destroy_file(const std::string& path) {
 // file untouched), then the file, then the commit. A destroy that fails rolls the record back;
 // a commit that fails after the file is gone is spooled as an alarm and thrown.
 void expire_one(Context& ctx, const Cataloged& a) {
-  audit::Record rec{audit::Kind::run,
-                    "archive expire",
-                    "done",
-                    "destroyed",
-                    std::nullopt,
-                    util::JsonObject().add("bytes", static_cast<long long>(a.size)).str(),
-                    util::JsonObject()
-                        .add("archive_id", a.id)
-                        .add("from", a.state)
-                        .add("retention_until", a.retention_until)
-                        .str()};
+  audit::Record rec{
+      audit::Kind::run,
+      "archive expire",
+      "done",
+      "destroyed",
+      std::nullopt,
+      util::dump({{"bytes", static_cast<long long>(a.size)}}),
+      util::dump(
+          {{"archive_id", a.id}, {"from", a.state}, {"retention_until", a.retention_until}})};
   audit::Stored stored;
   bool file_gone = false;
   try {
@@ -117,7 +113,7 @@ void expire_one(Context& ctx, const Cataloged& a) {
     }
     ctx.trail().spool(audit::Record{audit::Kind::alarm, "archive expire", "failed",
                                     "destroyed_not_recorded", std::nullopt, "{}",
-                                    util::JsonObject().add("archive_id", a.id).str()});
+                                    util::dump({{"archive_id", a.id}})});
     throw Error(Exit::temporary,
                 "archive " + a.id +
                     " was destroyed, but its destruction could not be recorded: " + e.what(),
@@ -151,12 +147,10 @@ int run_expire(Context& ctx, const std::string& as_of) {
   for (const Cataloged& a : due) {
     if (a.state == "cold") {
       ++in_cold;
-      ctx.record(audit::Record{audit::Kind::alarm, "archive expire", "action_needed",
-                               "destroy_in_cold_storage", std::nullopt, "{}",
-                               util::JsonObject()
-                                   .add("archive_id", a.id)
-                                   .add("retention_until", a.retention_until)
-                                   .str()});
+      ctx.record(audit::Record{
+          audit::Kind::alarm, "archive expire", "action_needed", "destroy_in_cold_storage",
+          std::nullopt, "{}",
+          util::dump({{"archive_id", a.id}, {"retention_until", a.retention_until}})});
       std::cout << "archive " << a.id << " is past its retention (" << a.retention_until
                 << ") and in cold storage: destroy it there, then run `lethe archive "
                    "mark-destroyed "
@@ -171,8 +165,7 @@ int run_expire(Context& ctx, const std::string& as_of) {
       }
       // Nothing is recorded as destroyed: the catalog keeps the archive as it was.
       ctx.record(audit::Record{audit::Kind::alarm, "archive expire", "failed", "destroy_failed",
-                               std::nullopt, "{}",
-                               util::JsonObject().add("archive_id", a.id).str()});
+                               std::nullopt, "{}", util::dump({{"archive_id", a.id}})});
       std::cout << "archive " << a.id << " NOT destroyed: " << e.what() << "\n";
       failed.push_back(e);
       continue;
@@ -220,10 +213,9 @@ int run_mark(Context& ctx, const std::string& archive_id, const std::string& sta
                 "if it really was destroyed early, that is an incident (C18): report it; the "
                 "catalog keeps the archive");
   }
-  change_state(
-      ctx, a, state,
-      audit::Record{audit::Kind::manual, "archive mark", "done", state, std::nullopt, "{}",
-                    util::JsonObject().add("archive_id", a.id).add("from", a.state).str()});
+  change_state(ctx, a, state,
+               audit::Record{audit::Kind::manual, "archive mark", "done", state, std::nullopt, "{}",
+                             util::dump({{"archive_id", a.id}, {"from", a.state}})});
   std::cout << "archive " << a.id << ": " << a.state << " -> " << state << "\n";
   return 0;
 }

@@ -123,14 +123,21 @@ void read_members(const settings::Settings& s, const std::string& path, const st
 // The keys archive `id` was written to, from its catalog row (names and public key digests,
 // nothing secret), for telling an operator which private key to use.
 std::string written_to(db::Session& db, const std::string& id) {
-  db::Rows r = db.exec("SELECT coalesce(string_agg(format('%s/%s (public key %s, SHA-256 %s...)', "
-                       "k->>'namespace', k->>'name', k->>'file', left(k->>'sha256', 16)), ', '), "
-                       "'') "
-                       "FROM lethe.archives a, jsonb_array_elements(a.recipients::jsonb) k "
-                       "WHERE a.archive_id = $1",
-                       {id});
-  return r.empty() || r.text(0, 0).empty() ? std::string("keys the catalog does not list")
-                                           : r.text(0, 0);
+  db::Rows r = db.exec("SELECT recipients FROM lethe.archives WHERE archive_id = $1", {id});
+  util::Json keys = r.empty() ? util::Json() : util::json_or_text(r.text(0, 0));
+  std::string out;
+  auto str = [](const util::Json& k, const char* key) {
+    auto it = k.find(key);
+    return it != k.end() && it->is_string() ? it->get<std::string>() : std::string("?");
+  };
+  for (const util::Json& k : keys.is_array() ? keys : util::Json::array()) {
+    if (k.is_object()) {
+      out += (out.empty() ? "" : ", ") + str(k, "namespace") + "/" + str(k, "name") +
+             " (public key " + str(k, "file") + ", SHA-256 " + str(k, "sha256").substr(0, 16) +
+             "...)";
+    }
+  }
+  return out.empty() ? std::string("keys the catalog does not list") : out;
 }
 
 // read_members, telling a private key that does not fit apart from a damaged file.
@@ -154,15 +161,6 @@ void read_archive(db::Session& db, const settings::Settings& s, const std::strin
         "pass --private-key with the private half of one of those public keys (and the "
         "archive.key_namespace/key_name it was written with)");
   }
-}
-
-std::string json_list(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (const std::string& i : items) {
-    out += (out.size() > 1 ? "," : "");
-    util::append_json_string(out, i);
-  }
-  return out + "]";
 }
 
 // COPYs one CSV member into `target`; a member that does not fit its table is bad data.

@@ -78,9 +78,6 @@ void read_archive(db::Session& db, const settings::Settings& s, const std::strin
                   const std::string& id, const crypto::RsaKey& key,
                   const std::function<void(const std::string&, const std::string&)>& member);
 
-// ["a","b"]
-std::string json_list(const std::vector<std::string>& items);
-
 // COPYs one CSV member into `target`; a member that does not fit its table is bad data.
 long long load_member(db::Transaction& tx, const std::string& id, const std::string& name,
                       const std::string& target, const std::string& data);

@@ -2,6 +2,7 @@
 // a private directory or a new schema, nothing left behind on failure.
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
+#include "jobs/archive/manifest.hpp"
 #include "jobs/archive/reading.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/hash.hpp"
@@ -82,27 +83,19 @@ std::map<std::string, MemberFacts> verify_contents(db::Session& s, const setting
   if (manifest.empty() || !have_tables) {
     refuse_contents(a.id, manifest.empty() ? "has no manifest" : "has no tables.json");
   }
-  db::Rows m;
-  bool tables_match = false;
-  try {
-    // coalesce: a crafted manifest may leave any field out.
-    m = s.exec("SELECT coalesce(x->>'name', ''), coalesce(x->>'sha256', ''), "
-               "coalesce((x->>'rows')::bigint, -1), coalesce((x->>'name') LIKE "
-               "'%/part-00001.csv', false) FROM jsonb_array_elements($1::jsonb->'members') x",
-               {manifest});
-    tables_match =
-        s.exec("SELECT coalesce($1::jsonb->'tables' = $2::jsonb, false)", {manifest, tables})
-            .text(0, 0) == "t";
-  } catch (const db::DbError&) {
+  // A crafted manifest may leave any field out: a missing one never matches.
+  std::optional<std::vector<ManifestMember>> members = manifest_members(manifest);
+  std::optional<bool> tables_match = manifest_tables_match(manifest, tables);
+  if (!members || !tables_match) {
     refuse_contents(a.id, "has a manifest or tables.json that is not what lethe writes");
   }
-  if (!tables_match) {
+  if (!*tables_match) {
     refuse_contents(a.id, "has a tables.json that differs from its manifest");
   }
   std::map<std::string, MemberFacts> expected;
-  for (size_t r = 0; r < m.size(); ++r) {
-    std::string name = m.text(r, 0);
-    MemberFacts want{m.text(r, 1), m.integer(r, 2) + (m.text(r, 3) == "t" ? 1 : 0)};
+  for (const ManifestMember& mm : *members) {
+    const std::string& name = mm.name;
+    MemberFacts want{mm.sha256, mm.rows < 0 ? -1 : mm.rows + (mm.first_part ? 1 : 0)};
     auto it = seen.find(name);
     if (it == seen.end()) {
       refuse_contents(a.id, "lacks member " + name + " that its manifest names");
@@ -212,39 +205,63 @@ void restore_to_directory(Restore& r) {
 
 // Checks tables.json's column types and creates the tables in the new schema; returns the
 // restored table name of each archived table.
+// A quoted column name: the archive's name whole, dots and all (quote_ident reads a dot as a
+// schema separator).
+std::string quote_column(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  }
+  return out + "\"";
+}
+
+// Column types come from the archive, which anyone with the public key can write: only plain
+// type names this server knows (and no pseudo-types) pass.
+bool known_type(db::Transaction& tx, const std::string& type) {
+  static const std::regex plain("^[A-Za-z0-9_ ,()\\[\\].]+$");
+  if (!std::regex_match(type, plain)) {
+    return false;
+  }
+  try {
+    return tx.exec("SELECT coalesce((SELECT typtype <> 'p' FROM pg_type WHERE oid = "
+                   "to_regtype($1)), false)",
+                   {type})
+               .text(0, 0) == "t";
+  } catch (const db::DbError& e) {
+    if (e.sqlstate().empty() || e.sqlstate().starts_with("08")) {
+      throw; // the connection, not the data
+    }
+    return false; // to_regtype refuses what does not parse as a type name
+  }
+}
+
+// Checks tables.json's column types and creates the tables in the new schema; returns the
+// restored table name of each archived table.
 std::map<std::string, std::string> create_tables(Restore& r, db::Transaction& tx) {
   const std::string& id = r.a.id;
-  // Column types come from the archive, which anyone with the public key can write: only plain
-  // type names this server knows (and no pseudo-types) pass.
-  long long bad = 0;
-  try {
-    bad = tx.exec("SELECT count(*) FROM jsonb_array_elements($1::jsonb) t, "
-                  "jsonb_array_elements(t->'columns') c WHERE CASE WHEN NOT (c->>'type') ~ "
-                  "'^[A-Za-z0-9_ ,()\\[\\].]+$' THEN true ELSE coalesce((SELECT typtype = 'p' "
-                  "FROM pg_type WHERE oid = to_regtype(c->>'type')), true) END",
-                  {r.tables})
-              .integer(0, 0);
-  } catch (const db::DbError&) {
-    bad = 1; // to_regtype refuses what does not parse as a type name
+  std::optional<std::vector<TableColumns>> tables = parse_tables(r.tables);
+  bool known = tables.has_value();
+  for (size_t i = 0; known && i < tables->size(); ++i) {
+    for (const auto& [name, type] : (*tables)[i].columns) {
+      known = known && known_type(tx, type);
+    }
   }
-  if (bad > 0) {
+  if (!known) {
     throw Error(Exit::data, "archive " + id + " records a column type this server does not know",
                 "the archive is not what lethe writes: restore it --into a directory to inspect "
                 "it, and keep it for the incident record (C18)");
   }
   std::map<std::string, std::string> target;
   try {
-    db::Rows cols = tx.exec("SELECT t->>'table', string_agg(format('%I %s', c->>'name', "
-                            "c->>'type'), ', ' ORDER BY n) FROM jsonb_array_elements($1::jsonb) "
-                            "t, jsonb_array_elements(t->'columns') WITH ORDINALITY AS x(c, n) "
-                            "GROUP BY t->>'table'",
-                            {r.tables});
-    for (size_t i = 0; i < cols.size(); ++i) {
-      std::string table = cols.text(i, 0);
-      std::string local = table;
+    for (const TableColumns& t : *tables) {
+      std::string cols;
+      for (const auto& [name, type] : t.columns) {
+        cols += (cols.empty() ? "" : ", ") + quote_column(name) + " " + type;
+      }
+      std::string local = t.table;
       std::replace(local.begin(), local.end(), '.', '_');
-      target[table] = db::quote_ident(r.opt.into_schema) + "." + db::quote_ident(local);
-      tx.exec("CREATE TABLE " + target[table] + " (" + cols.text(i, 1) + ")");
+      target[t.table] = db::quote_ident(r.opt.into_schema) + "." + db::quote_ident(local);
+      tx.exec("CREATE TABLE " + target[t.table] + " (" + cols + ")");
     }
   } catch (const db::DbError& e) {
     if (e.sqlstate().empty() || e.sqlstate().starts_with("08")) {
@@ -296,13 +313,11 @@ audit::Record restore_record(const RestoreOptions& opt, const std::string& archi
                        outcome,
                        exit_reason,
                        std::nullopt,
-                       util::JsonObject().add("members", members).add("rows", rows).str(),
-                       util::JsonObject()
-                           .add("archive_id", archive_id)
-                           .add("reason", opt.reason)
-                           .add("into", opt.into_dir.empty() ? "schema " + opt.into_schema
-                                                             : "directory " + opt.into_dir)
-                           .str()};
+                       util::dump({{"members", members}, {"rows", rows}}),
+                       util::dump({{"archive_id", archive_id},
+                                   {"reason", opt.reason},
+                                   {"into", opt.into_dir.empty() ? "schema " + opt.into_schema
+                                                                 : "directory " + opt.into_dir}})};
 }
 
 audit::Record restore_record(const Restore& r, const std::string& outcome,

@@ -2,6 +2,7 @@
 // private key its members against its manifest.
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
+#include "jobs/archive/manifest.hpp"
 #include "jobs/archive/reading.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/hash.hpp"
@@ -117,50 +118,41 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
         problems.push_back(a.id + ": " + e.what());
         continue;
       }
-      db::Rows m = s.exec("SELECT x->>'name', x->>'sha256', (x->>'rows')::bigint, "
-                          "(x->>'name') LIKE '%/part-00001.csv' FROM "
-                          "jsonb_array_elements($1::jsonb->'members') x",
-                          {manifest.empty() ? std::string("{}") : manifest});
-      if (manifest.empty() || m.empty()) {
+      std::optional<std::vector<ManifestMember>> members = manifest_members(manifest);
+      if (manifest.empty() || !members || members->empty()) {
         problems.push_back(a.id + ": no manifest");
         continue;
       }
-      for (size_t r = 0; r < m.size(); ++r) {
-        auto it = seen.find(m.text(r, 0));
-        long long header = m.text(r, 3) == "t" ? 1 : 0;
+      for (const ManifestMember& mm : *members) {
+        auto it = seen.find(mm.name);
+        long long header = mm.first_part ? 1 : 0;
         if (it == seen.end()) {
-          problems.push_back(a.id + ": member " + m.text(r, 0) + " is missing");
-        } else if (it->second.sha256 != m.text(r, 1) ||
-                   it->second.rows - header != m.integer(r, 2)) {
-          problems.push_back(a.id + ": member " + m.text(r, 0) + " differs from the manifest");
+          problems.push_back(a.id + ": member " + mm.name + " is missing");
+        } else if (it->second.sha256 != mm.sha256 || it->second.rows - header != mm.rows) {
+          problems.push_back(a.id + ": member " + mm.name + " differs from the manifest");
         }
       }
     }
     s.exec("UPDATE lethe.archives SET last_seen_at = now() WHERE archive_id = $1", {a.id});
     ++checked;
   }
-  std::string counts = util::JsonObject()
-                           .add("checked", checked)
-                           .add("cold", cold)
-                           .add("not_reached", not_reached)
-                           .add("problems", static_cast<long>(problems.size()))
-                           .add("read_data", opt.read_data)
-                           .str();
+  std::string counts = util::dump({{"checked", checked},
+                                   {"cold", cold},
+                                   {"not_reached", not_reached},
+                                   {"problems", static_cast<long>(problems.size())},
+                                   {"read_data", opt.read_data}});
   ctx.record(audit::Record{problems.empty() ? audit::Kind::run : audit::Kind::alarm,
                            "archive verify", problems.empty() ? "done" : "failed",
                            problems.empty()                    ? "verified"
                            : key_mismatches == problems.size() ? "key_mismatch"
                                                                : "archive_damaged",
-                           std::nullopt, counts,
-                           util::JsonObject().add_raw("problems", json_list(problems)).str()});
+                           std::nullopt, counts, util::dump({{"problems", problems}})});
   if (opt.json) {
-    std::cout << util::JsonObject()
-                     .add("ok", problems.empty())
-                     .add("checked", checked)
-                     .add("cold", cold)
-                     .add("not_reached", not_reached)
-                     .add_raw("problems", json_list(problems))
-                     .str()
+    std::cout << util::dump({{"ok", problems.empty()},
+                             {"checked", checked},
+                             {"cold", cold},
+                             {"not_reached", not_reached},
+                             {"problems", problems}})
               << "\n";
   } else {
     std::cout << "archives verified: " << checked << (opt.read_data ? " (contents read)" : "")

@@ -3,6 +3,7 @@
 // sanitize the archived orders.
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
+#include "jobs/archive/manifest.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/esdk.hpp"
 #include "worker/crypto/hash.hpp"
@@ -165,29 +166,22 @@ long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
 }
 
 std::string manifest_json(const ArchiveRun& run, const std::vector<TableColumns>& tables) {
-  const settings::Settings& s = run.ctx.settings();
-  std::string members = "[";
+  util::Json members = util::Json::array();
   for (const Member& m : run.w.members) {
-    members += (members.size() > 1 ? "," : "") + util::JsonObject()
-                                                     .add("name", m.name)
-                                                     .add("table", m.table)
-                                                     .add("rows", m.rows)
-                                                     .add("sha256", m.sha256)
-                                                     .str();
+    members.push_back(
+        {{"name", m.name}, {"table", m.table}, {"rows", m.rows}, {"sha256", m.sha256}});
   }
-  return util::JsonObject()
-      .add("format", "lethe-archive-1")
-      .add("lethe_version", LETHE_VERSION)
-      .add("archive_id", run.w.id)
-      .add("pii_map_digest", settings::pii_map_digest(s))
-      .add("source", run.ctx.ready_db().endpoint())
-      .add("as_of", run.as_of.iso)
-      .add("retention_until", run.w.retention_until)
-      .add("orders", run.w.orders)
-      .add_raw("tables", tables_json(tables))
-      .add_raw("members", members + "]")
-      .add_raw("recipients", run.w.recipients_json)
-      .str();
+  return util::dump({{"format", "lethe-archive-1"},
+                     {"lethe_version", LETHE_VERSION},
+                     {"archive_id", run.w.id},
+                     {"pii_map_digest", settings::pii_map_digest(run.ctx.settings())},
+                     {"source", run.ctx.ready_db().endpoint()},
+                     {"as_of", run.as_of.iso},
+                     {"retention_until", run.w.retention_until},
+                     {"orders", run.w.orders},
+                     {"tables", tables_to_json(tables)},
+                     {"members", members},
+                     {"recipients", util::parse_json(run.w.recipients_json, "recipients")}});
 }
 
 // Streams each PII-map table's rows of the selected orders into members of at most
@@ -215,9 +209,9 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
   lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { sealed.write(p, n); });
 
   std::vector<TableColumns> tables = table_columns(tx, s);
-  tar.add("tables.json", tables_json(tables)); // first, so a restore can create the tables
+  tar.add("tables.json", util::dump(tables_to_json(tables))); // first: a restore creates them
   const size_t limit = static_cast<size_t>(s.archive.member_mib) << 20;
-  util::JsonObject counts;
+  util::Json counts = util::Json::object();
   for (const settings::PiiTable* t : s.pii_tables()) {
     std::string buffer;
     buffer.reserve(limit + (64U << 10)); // one member and the row that fills it: never regrown
@@ -263,7 +257,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
     if (!buffer.empty() || part == 0) {
       flush();
     }
-    counts.add(t->table, table_rows);
+    counts[t->table] = table_rows;
     log::event(
         log::Level::debug, "archive.table",
         {{"table", t->table},
@@ -272,7 +266,7 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
          {"ms",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
   }
-  w.row_counts_json = counts.str();
+  w.row_counts_json = util::dump(counts);
   tar.add("manifest.json", manifest_json(run, tables));
   tar.finish();
   const vault::Sealed& done = sealed.finish();
@@ -294,21 +288,17 @@ void verify_written(ArchiveRun& run) {
 
 audit::Record written_record(const ArchiveRun& run) {
   const Written& w = run.w;
-  return audit::Record{audit::Kind::run,
-                       run.ctx.job(),
-                       "recorded",
-                       "archive_written",
-                       run.run_id,
-                       util::JsonObject()
-                           .add("orders", w.orders)
-                           .add("bytes", static_cast<long long>(w.size))
-                           .add("members", static_cast<long>(w.members.size()))
-                           .str(),
-                       util::JsonObject()
-                           .add("archive_id", w.id)
-                           .add("sha256", w.sha256)
-                           .add("retention_until", w.retention_until)
-                           .str()};
+  return audit::Record{
+      audit::Kind::run,
+      run.ctx.job(),
+      "recorded",
+      "archive_written",
+      run.run_id,
+      util::dump({{"orders", w.orders},
+                  {"bytes", static_cast<long long>(w.size)},
+                  {"members", static_cast<long>(w.members.size())}}),
+      util::dump(
+          {{"archive_id", w.id}, {"sha256", w.sha256}, {"retention_until", w.retention_until}})};
 }
 
 // The catalog row, its archive_written audit record and the archived orders commit in one
@@ -362,15 +352,11 @@ int interrupted(ArchiveRun& run, long long rows_sanitized = 0) {
     std::filesystem::remove(run.w.path, ec); // else the next run discards it as an orphan
   }
   run.scope->finish(runtime::Outcome::interrupted, "interrupted",
-                    util::JsonObject()
-                        .add("orders_archived", run.recorded ? run.w.orders : 0)
-                        .add("rows_sanitized", rows_sanitized)
-                        .add("orphans_discarded", run.orphans)
-                        .str(),
-                    util::JsonObject()
-                        .add("archive_id", run.recorded ? run.w.id : std::string{})
-                        .add("as_of", run.as_of.iso)
-                        .str());
+                    util::dump({{"orders_archived", run.recorded ? run.w.orders : 0},
+                                {"rows_sanitized", rows_sanitized},
+                                {"orphans_discarded", run.orphans}}),
+                    util::dump({{"archive_id", run.recorded ? run.w.id : std::string{}},
+                                {"as_of", run.as_of.iso}}));
   std::cout << "archive: stopped by a signal; "
             << (run.recorded ? "archive " + run.w.id +
                                    " is recorded, the next run sanitizes "
@@ -451,11 +437,10 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   }
   // Before anything is written: the held orders are chosen through the state views.
   db::require_current_state_views(ctx.ready_db(), ctx.settings());
-  runtime::RunScope scope(ctx, util::JsonObject().add("as_of", run.as_of.iso).str());
+  runtime::RunScope scope(ctx, util::dump({{"as_of", run.as_of.iso}}));
   run.run_id = scope.id();
   run.scope = &scope;
-  scope.counts_on_failure(
-      [&run] { return util::JsonObject().add("orphans_discarded", run.orphans).str(); });
+  scope.counts_on_failure([&run] { return util::dump({{"orphans_discarded", run.orphans}}); });
   sanitize::Stats sanitized;
   double write_s = 0;
   bool stopped = scope.watch([&] {
@@ -473,31 +458,29 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   if (sanitized.exit_reason == "interrupted") {
     return interrupted(run, sanitized.total_sanitized());
   }
-  std::string counts = util::JsonObject()
-                           .add("orders_archived", run.w.orders)
-                           .add("bytes", static_cast<long long>(run.w.size))
-                           .add("members", static_cast<long>(run.w.members.size()))
-                           .add("rows_sanitized", sanitized.total_sanitized())
-                           .add("orphans_discarded", run.orphans)
-                           .str();
+  std::string counts = util::dump({{"orders_archived", run.w.orders},
+                                   {"bytes", static_cast<long long>(run.w.size)},
+                                   {"members", static_cast<long>(run.w.members.size())},
+                                   {"rows_sanitized", sanitized.total_sanitized()},
+                                   {"orphans_discarded", run.orphans}});
   std::string reason = run.w.orders == 0 ? "nothing_held" : "done";
   scope.finish(runtime::Outcome::done, reason, counts,
-               util::JsonObject().add("archive_id", run.w.id).add("as_of", run.as_of.iso).str());
+               util::dump({{"archive_id", run.w.id}, {"as_of", run.as_of.iso}}));
   if (opt.json) {
-    std::cout << util::JsonObject()
-                     .add("exit_reason", reason)
-                     .add("archive_id", run.w.id)
-                     .add("path", run.w.path.string())
-                     .add("orders_archived", run.w.orders)
-                     .add("bytes", static_cast<long long>(run.w.size))
-                     .add("sha256", run.w.sha256)
-                     .add("retention_until", run.w.retention_until)
-                     .add_raw("rows", run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)
-                     .add("rows_sanitized", sanitized.total_sanitized())
-                     .add("orphans_discarded", run.orphans)
-                     .add("seconds_archive", write_s)
-                     .add("seconds_sanitize", sanitized.seconds)
-                     .str()
+    std::cout << util::dump(
+                     {{"exit_reason", reason},
+                      {"archive_id", run.w.id},
+                      {"path", run.w.path.string()},
+                      {"orders_archived", run.w.orders},
+                      {"bytes", static_cast<long long>(run.w.size)},
+                      {"sha256", run.w.sha256},
+                      {"retention_until", run.w.retention_until},
+                      {"rows", util::json_or_text(
+                                   run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)},
+                      {"rows_sanitized", sanitized.total_sanitized()},
+                      {"orphans_discarded", run.orphans},
+                      {"seconds_archive", write_s},
+                      {"seconds_sanitize", sanitized.seconds}})
               << "\n";
   } else if (run.w.orders == 0) {
     std::cout << "archive as of " << run.as_of.iso << ": no held order is due\n";
