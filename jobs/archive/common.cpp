@@ -2,6 +2,7 @@
 
 #include "worker/crypto/hash.hpp"
 #include "worker/db/catalog.hpp"
+#include "worker/db/store/archives.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
@@ -16,12 +17,7 @@ void ensure_spool(const settings::Settings& s) {
 }
 
 std::set<std::string> cataloged_ids(db::Session& session) {
-  db::Rows r = session.exec("SELECT archive_id FROM lethe.archives");
-  std::set<std::string> out;
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.insert(r.text(i, 0));
-  }
-  return out;
+  return db::store::archive_ids(session);
 }
 
 FileHeader read_header(const std::filesystem::path& path) {
@@ -64,46 +60,22 @@ Recipients load_recipients(const settings::Settings& s) {
   return out;
 }
 
-namespace {
-
-// The state the audit trail says archive `id` is in: the newest state change recorded by
-// `archive mark` or `archive expire`, or spooled.
-std::string audited_state(db::Session& session, const std::string& id) {
-  db::Rows r = session.exec(
-      "SELECT exit_reason FROM lethe.audit_log WHERE job IN ('archive mark', 'archive expire') "
-      "AND exit_reason IN ('cold', 'destroyed') AND outcome = 'done' AND "
-      "(details::jsonb ->> 'archive_id') = $1 ORDER BY seq DESC LIMIT 1",
-      {id});
-  return r.empty() ? std::string("spooled") : r.text(0, 0);
-}
-
-} // namespace
-
 std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFile read) {
-  db::Rows w = session.exec("SELECT (counts::jsonb ->> 'bytes'), (details::jsonb ->> 'sha256') "
-                            "FROM lethe.audit_log WHERE exit_reason = 'archive_written' AND "
-                            "(details::jsonb ->> 'archive_id') = $1 ORDER BY seq",
-                            {a.id});
+  std::vector<db::store::WrittenEvidence> w = db::store::archive_written_records(session, a.id);
   if (w.size() != 1) {
     return a.id + (w.empty() ? ": no archive_written audit record"
                              : ": more than one archive_written audit record");
   }
-  if (w.text(0, 0) != std::to_string(a.size) || w.text(0, 1) != a.sha256) {
+  if (w[0].bytes != std::to_string(a.size) || w[0].sha256 != a.sha256) {
     return a.id + ": the catalog's length or SHA-256 differs from its archive_written audit record";
   }
-  std::string audited = audited_state(session, a.id);
+  std::string audited = db::store::audited_archive_state(session, a.id);
   if (audited != a.state) {
     return a.id + ": the catalog says " + a.state + ", the audit trail says " + audited;
   }
   // Who destroyed it is the destroyed record's actor and the role the server stamped on it
   // (archives destroyed before schema 4 name no state record and are not checked).
-  if (a.state == "destroyed" &&
-      session.exec("SELECT count(*) FROM lethe.archives a LEFT JOIN lethe.audit_log l ON l.seq = "
-                   "a.state_seq AND l.exit_reason = 'destroyed' WHERE a.archive_id = $1 AND "
-                   "a.state_seq IS NOT NULL AND (l.seq IS NULL OR a.destroyed_by IS DISTINCT "
-                   "FROM l.actor OR a.destroyed_by_role IS DISTINCT FROM l.db_role)",
-                   {a.id})
-              .integer(0, 0) != 0) {
+  if (a.state == "destroyed" && db::store::destroyed_by_differs(session, a.id)) {
     return a.id + ": the catalog's destroyed_by differs from its destroyed audit record";
   }
   if (read == ReadFile::no) {

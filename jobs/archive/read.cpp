@@ -26,7 +26,7 @@
 namespace lethe::jobs::archive {
 
 int run_list(Context& ctx, bool json) {
-  for (const Cataloged& a : catalog(ctx.ready_db())) {
+  for (const Cataloged& a : db::store::archives(ctx.ready_db())) {
     if (json) {
       std::cout << util::dump({{"archive_id", a.id},
                                {"created_at", a.created_at},
@@ -60,8 +60,7 @@ void change_state(Context& ctx, const Cataloged& a, const std::string& state,
   audit::Stored stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
     stored = ctx.trail().append_in(tx, r);
-    tx.exec("SELECT lethe.archive_set_state($1, $2, $3::bigint)",
-            {a.id, state, std::to_string(stored.seq)});
+    db::store::set_archive_state(tx, a.id, state, stored.seq);
   });
   ctx.trail().anchor(stored);
 }
@@ -94,8 +93,7 @@ void expire_one(Context& ctx, const Cataloged& a) {
     ctx.ready_db().transact([&](db::Transaction& tx) {
       stored = ctx.trail().append_in(tx, rec);
       try {
-        tx.exec("SELECT lethe.archive_set_state($1, $2, $3::bigint)",
-                {a.id, "destroyed", std::to_string(stored.seq)});
+        db::store::set_archive_state(tx, a.id, "destroyed", stored.seq);
       } catch (const db::DbError& e) {
         throw Error(e.sqlstate() == "42501" ? Exit::permission : e.code(),
                     "the database refused to record archive " + a.id + " destroyed (SQLSTATE " +
@@ -137,10 +135,7 @@ int run_expire(Context& ctx, const std::string& as_of) {
                 "leave --as-of out");
   }
   std::vector<Cataloged> due =
-      catalog(s,
-              "state <> 'destroyed' AND retention_until < least((coalesce($1::timestamptz, now()) "
-              "AT TIME ZONE 'UTC')::date, current_date)",
-              {as_of.empty() ? db::Value{} : db::Value{as_of}});
+      db::store::archives_past_retention(s, as_of.empty() ? db::Value{} : db::Value{as_of});
   long long destroyed = 0;
   long long in_cold = 0;
   std::vector<Error> failed;
@@ -203,10 +198,7 @@ int run_mark(Context& ctx, const std::string& archive_id, const std::string& sta
                 "mark-cold " +
                     a.id + "`");
   }
-  if (state == "destroyed" &&
-      s.exec("SELECT retention_until >= current_date FROM lethe.archives WHERE archive_id = $1",
-             {a.id})
-              .text(0, 0) == "t") {
+  if (state == "destroyed" && db::store::retained_today(s, a.id)) {
     throw Error(Exit::data,
                 "archive " + a.id + " is retained until " + a.retention_until +
                     " by the database's date; it cannot be recorded destroyed before",

@@ -27,30 +27,13 @@
 
 namespace lethe::jobs::archive {
 
-std::vector<Cataloged> catalog(db::Session& s, const std::string& where, const db::Params& params) {
-  db::Rows r =
-      s.exec("SELECT archive_id, path, size_bytes, sha256, state, retention_until::text, "
-             "orders, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-             "coalesce(destroyed_by, ''), coalesce(destroyed_by_role, '') "
-             "FROM lethe.archives WHERE " +
-                 where + " ORDER BY archive_id",
-             params);
-  std::vector<Cataloged> out;
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back({r.text(i, 0), r.text(i, 1), std::stoull(r.text(i, 2)), r.text(i, 3),
-                   r.text(i, 4), r.text(i, 5), r.integer(i, 6), r.text(i, 7), r.text(i, 8),
-                   r.text(i, 9)});
-  }
-  return out;
-}
-
 Cataloged find_archive(db::Session& s, const std::string& id) {
-  std::vector<Cataloged> found = catalog(s, "archive_id = $1", {id});
-  if (found.empty()) {
+  std::optional<Cataloged> found = db::store::find_archive(s, id);
+  if (!found) {
     throw Error(Exit::data, "no archive " + id + " in the catalog",
                 "`lethe archive list` shows the archive ids");
   }
-  return found.front();
+  return *found;
 }
 
 ArchiveFacts facts_of(const Cataloged& a) {
@@ -123,8 +106,7 @@ void read_members(const settings::Settings& s, const std::string& path, const st
 // The keys archive `id` was written to, from its catalog row (names and public key digests,
 // nothing secret), for telling an operator which private key to use.
 std::string written_to(db::Session& db, const std::string& id) {
-  db::Rows r = db.exec("SELECT recipients FROM lethe.archives WHERE archive_id = $1", {id});
-  util::Json keys = r.empty() ? util::Json() : util::json_or_text(r.text(0, 0));
+  util::Json keys = util::json_or_text(db::store::archive_recipients(db, id));
   std::string out;
   auto str = [](const util::Json& k, const char* key) {
     auto it = k.find(key);

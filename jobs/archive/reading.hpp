@@ -4,6 +4,7 @@
 #include "jobs/archive/common.hpp"
 #include "worker/crypto/keys.hpp"
 #include "worker/db/session.hpp"
+#include "worker/db/store/archives.hpp"
 #include "worker/settings/settings.hpp"
 
 #include <functional>
@@ -14,22 +15,7 @@
 namespace lethe::jobs::archive {
 
 // An archive's catalog row.
-struct Cataloged {
-  std::string id;
-  std::string path;
-  unsigned long long size = 0;
-  std::string sha256;
-  std::string state;
-  std::string retention_until;
-  long long orders = 0;
-  std::string created_at;
-  std::string destroyed_by;      // the actor of the destroyed record, as lethe wrote it
-  std::string destroyed_by_role; // the database role the server stamped on that record
-};
-
-// The catalog rows matching `where` (SQL over lethe.archives, with `params`), by archive id.
-std::vector<Cataloged> catalog(db::Session& s, const std::string& where = "true",
-                               const db::Params& params = {});
+using Cataloged = db::store::ArchiveRow;
 
 // The catalog row of archive `id`; throws Error(data) with a HINT when there is none.
 Cataloged find_archive(db::Session& s, const std::string& id);

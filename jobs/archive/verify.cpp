@@ -34,21 +34,13 @@ namespace {
 // someone wrote them outside lethe.archive_orders). Names archives and counts, never an order.
 std::vector<std::string> archived_orders_problems(db::Session& s) {
   std::vector<std::string> out;
-  db::Rows r = s.exec("SELECT a.archive_id, a.orders, count(o.order_key), a.evidence_seq IS NULL "
-                      "FROM lethe.archives a LEFT JOIN lethe.archived_orders o ON o.archive_id = "
-                      "a.archive_id GROUP BY a.archive_id HAVING count(o.order_key) <> a.orders "
-                      "OR a.evidence_seq IS NULL ORDER BY 1");
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(r.text(i, 0) + (r.text(i, 3) == "t"
-                                      ? ": the catalog row names no evidence"
-                                      : ": the catalog says " + r.text(i, 1) +
-                                            " orders, archived_orders lists " + r.text(i, 2)));
+  for (const db::store::OrdersMismatch& m : db::store::archived_orders_mismatches(s)) {
+    out.push_back(m.id + (m.no_evidence ? ": the catalog row names no evidence"
+                                        : ": the catalog says " + m.orders +
+                                              " orders, archived_orders lists " + m.listed));
   }
-  r = s.exec("SELECT o.archive_id, count(*) FROM lethe.archived_orders o WHERE NOT EXISTS "
-             "(SELECT 1 FROM lethe.archives a WHERE a.archive_id = o.archive_id AND "
-             "a.evidence_seq IS NOT NULL) GROUP BY 1 ORDER BY 1");
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(r.text(i, 0) + ": " + r.text(i, 1) +
+  for (const auto& [id, rows] : db::store::stray_archived_orders(s)) {
+    out.push_back(id + ": " + rows +
                   " archived_orders row(s) name an archive not cataloged with its evidence");
   }
   return out;
@@ -58,7 +50,7 @@ std::vector<std::string> archived_orders_problems(db::Session& s) {
 
 int run_verify(Context& ctx, const VerifyOptions& opt) {
   db::Session& s = ctx.ready_db();
-  std::vector<Cataloged> all = catalog(s);
+  std::vector<Cataloged> all = db::store::archives(s);
   std::optional<crypto::RsaKey> key;
   if (opt.read_data) {
     if (opt.private_key.empty()) {
@@ -133,7 +125,7 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
         }
       }
     }
-    s.exec("UPDATE lethe.archives SET last_seen_at = now() WHERE archive_id = $1", {a.id});
+    db::store::touch_archive(s, a.id);
     ++checked;
   }
   std::string counts = util::dump({{"checked", checked},

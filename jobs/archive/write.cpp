@@ -10,6 +10,7 @@
 #include "worker/db/catalog.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
+#include "worker/db/store/archives.hpp"
 #include "worker/log/log.hpp"
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
@@ -309,17 +310,12 @@ void record_archive(ArchiveRun& run) {
   audit::Stored stored;
   try {
     run.ctx.ready_db().transact([&](db::Transaction& tx) {
-      tx.exec("INSERT INTO lethe.archives (archive_id, run_id, path, size_bytes, sha256, as_of, "
-              "retention_until, pii_map_digest, recipients, row_counts, orders, last_seen_at) "
-              "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())",
-              {w.id, std::to_string(run.run_id), w.path.string(), std::to_string(w.size), w.sha256,
-               run.as_of.iso, w.retention_until, settings::pii_map_digest(run.ctx.settings()),
-               w.recipients_json, w.row_counts_json, std::to_string(w.orders)});
+      db::store::insert_archive(tx,
+                                {w.id, run.run_id, w.path.string(), w.size, w.sha256, run.as_of.iso,
+                                 w.retention_until, settings::pii_map_digest(run.ctx.settings()),
+                                 w.recipients_json, w.row_counts_json, w.orders});
       stored = run.ctx.trail().append_in(tx, written_record(run));
-      tx.exec(std::string("SELECT lethe.archive_orders($1, $2::bigint, (SELECT "
-                          "array_agg(order_key ORDER BY 1) FROM ") +
-                  k_keys_table + "))",
-              {w.id, std::to_string(stored.seq)});
+      db::store::record_archived_orders(tx, w.id, stored.seq, k_keys_table);
       runtime::add_progress(tx, run.run_id, -1,
                             {{"orders_archived", w.orders},
                              {"bytes", static_cast<long long>(w.size)},
