@@ -4,6 +4,7 @@
 // server must take exactly the right rows.
 #include "support/cluster.hpp"
 #include "worker/crypto/hash.hpp"
+#include "worker/db/store/copies.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -206,6 +207,17 @@ TEST_CASE("composite keys: archive and purge take exactly the right rows of a sc
   REQUIRE(r.exit == 0);
   CHECK(test::table_digest(*s, "scratch.shop_shipments") == held_before);
   CHECK(t.lethe("audit verify").exit == 0);
+
+  // The copies catalog finds the archive by the held order's canonical key, and only by it.
+  std::vector<db::store::CopyRow> copies = db::store::copies_holding(*s, {"[\"US\", \"2\"]"});
+  REQUIRE(copies.size() == 1);
+  CHECK(copies[0].kind == "archive");
+  CHECK(copies[0].id == id);
+  CHECK(copies[0].state == "spooled");
+  CHECK(copies[0].sha256 == s->exec("SELECT sha256 FROM lethe.archives").text(0, 0));
+  CHECK(db::store::copies_holding(*s, {"[\"EU\", \"2\"]", "[\"US\", \"1\"]"}).empty());
+  REQUIRE(t.lethe("archive mark-cold " + id + " --operator vault").exit == 0);
+  CHECK(db::store::copies_holding(*s, {"[\"US\", \"2\"]"}).at(0).state == "cold");
   CHECK(t.lethe("purge --json --as-of '" + k_as_of + "'").out.find("\"orders_done\":0") !=
         std::string::npos);
 }

@@ -1,0 +1,27 @@
+// Typed access to the copies catalog (schema 6: lethe.copies, lethe.copy_orders): every copy
+// lethe made of the orders' data (cold archives; backups later), and which orders each holds.
+#pragma once
+
+#include "worker/db/session.hpp"
+
+#include <string>
+#include <vector>
+
+namespace lethe::db::store {
+
+struct CopyRow {
+  std::string kind; // archive (backup later)
+  std::string id;
+  std::string path;
+  unsigned long long size = 0;
+  std::string sha256;
+  std::string retention_until;
+  std::string state; // spooled | cold | destroyed
+};
+
+// The copies that hold any of the orders whose canonical key texts are `order_keys` (as
+// db::key_text_sql spells them), by kind and id, destroyed ones included (a request reports
+// when each went).
+std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& order_keys);
+
+} // namespace lethe::db::store
