@@ -46,6 +46,104 @@ std::vector<std::string> archived_orders_problems(db::Session& s) {
   return out;
 }
 
+// What is wrong with spooled archive `a`'s members against its manifest, read with `key`,
+// appended to `problems`. Returns false when the archive could not be read through (a key that
+// does not fit, counted in `key_mismatches`; a damaged file; no manifest).
+bool check_contents(Context& ctx, const Cataloged& a, const crypto::RsaKey& key,
+                    std::vector<std::string>& problems, size_t& key_mismatches) {
+  std::map<std::string, MemberFacts> seen;
+  std::string manifest;
+  try {
+    read_archive(ctx.ready_db(), ctx.settings(), a.path, a.id, key,
+                 [&](const std::string& name, const std::string& data) {
+                   if (name == "manifest.json") {
+                     manifest = data;
+                     return;
+                   }
+                   CsvCounter rows;
+                   rows.feed(data);
+                   seen[name] = {crypto::hex(crypto::sha256(data)), rows.lines};
+                 });
+  } catch (const KeyMismatch& e) {
+    problems.push_back(a.id + ": " + e.what());
+    ++key_mismatches;
+    return false;
+  } catch (const Error& e) {
+    problems.push_back(a.id + ": " + e.what());
+    return false;
+  }
+  std::optional<std::vector<ManifestMember>> members = manifest_members(manifest);
+  if (manifest.empty() || !members || members->empty()) {
+    problems.push_back(a.id + ": no manifest");
+    return false;
+  }
+  for (const ManifestMember& mm : *members) {
+    auto it = seen.find(mm.name);
+    long long header = mm.first_part ? 1 : 0;
+    if (it == seen.end()) {
+      problems.push_back(a.id + ": member " + mm.name + " is missing");
+    } else if (it->second.sha256 != mm.sha256 || it->second.rows - header != mm.rows) {
+      problems.push_back(a.id + ": member " + mm.name + " differs from the manifest");
+    }
+  }
+  return true;
+}
+
+// What `archive verify` found.
+struct VerifyTally {
+  long long checked = 0;
+  long long cold = 0;
+  long long not_reached = 0;
+  std::vector<std::string> problems;
+  size_t key_mismatches = 0; // problems that are the key's, not the files'
+};
+
+// Records the verification (an alarm when anything is wrong), prints it, and refuses with the
+// right HINT when something failed.
+int report(Context& ctx, const VerifyOptions& opt, const VerifyTally& t) {
+  std::string counts = util::dump({{"checked", t.checked},
+                                   {"cold", t.cold},
+                                   {"not_reached", t.not_reached},
+                                   {"problems", static_cast<long>(t.problems.size())},
+                                   {"read_data", opt.read_data}});
+  bool ok = t.problems.empty();
+  bool only_keys = !ok && t.key_mismatches == t.problems.size();
+  ctx.record(audit::Record{ok ? audit::Kind::run : audit::Kind::alarm, "archive verify",
+                           ok ? "done" : "failed",
+                           ok          ? "verified"
+                           : only_keys ? "key_mismatch"
+                                       : "archive_damaged",
+                           std::nullopt, counts, util::dump({{"problems", t.problems}})});
+  if (opt.json) {
+    std::cout << util::dump({{"ok", ok},
+                             {"checked", t.checked},
+                             {"cold", t.cold},
+                             {"not_reached", t.not_reached},
+                             {"problems", t.problems}})
+              << "\n";
+  } else {
+    std::cout << "archives verified: " << t.checked << (opt.read_data ? " (contents read)" : "")
+              << ", in cold storage: " << t.cold
+              << ", not reached in the time budget: " << t.not_reached << "\n";
+    for (const std::string& p : t.problems) {
+      std::cout << "  problem: " << p << "\n";
+    }
+  }
+  if (only_keys) {
+    throw Error(Exit::data,
+                "the private key does not fit " + std::to_string(t.problems.size()) +
+                    " archive(s); their files were not found damaged",
+                "pass --private-key with the private half of the public key each problem line "
+                "names");
+  }
+  if (!ok) {
+    throw Error(Exit::data, std::to_string(t.problems.size()) + " archive(s) failed verification",
+                "restore the damaged file from its other copy, or re-archive before the live PII "
+                "is gone; see `lethe archive list`");
+  }
+  return 0;
+}
+
 } // namespace
 
 int run_verify(Context& ctx, const VerifyOptions& opt) {
@@ -59,11 +157,8 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
     key = crypto::load_private_key(opt.private_key);
   }
   auto started = std::chrono::steady_clock::now();
-  long long checked = 0;
-  long long cold = 0;
-  long long not_reached = 0;
-  std::vector<std::string> problems = archived_orders_problems(s);
-  size_t key_mismatches = 0; // problems that are the key's, not the files'
+  VerifyTally t;
+  t.problems = archived_orders_problems(s);
   for (size_t i = 0; i < all.size(); ++i) {
     const Cataloged& a = all[i];
     if (opt.subset_count > 0 &&
@@ -73,7 +168,7 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
     double spent =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (opt.max_duration_s > 0 && spent > static_cast<double>(opt.max_duration_s)) {
-      ++not_reached;
+      ++t.not_reached;
       continue;
     }
     // The catalog is checked against the audit chain, not only against itself: its length,
@@ -81,92 +176,20 @@ int run_verify(Context& ctx, const VerifyOptions& opt) {
     std::string problem =
         evidence_problem(s, facts_of(a), a.state == "spooled" ? ReadFile::yes : ReadFile::no);
     if (!problem.empty()) {
-      problems.push_back(problem);
+      t.problems.push_back(problem);
       continue;
     }
     if (a.state != "spooled") {
-      cold += a.state == "cold" ? 1 : 0;
+      t.cold += a.state == "cold" ? 1 : 0;
       continue;
     }
-    if (key) {
-      std::map<std::string, MemberFacts> seen;
-      std::string manifest;
-      try {
-        read_archive(s, ctx.settings(), a.path, a.id, *key,
-                     [&](const std::string& name, const std::string& data) {
-                       if (name == "manifest.json") {
-                         manifest = data;
-                         return;
-                       }
-                       CsvCounter rows;
-                       rows.feed(data);
-                       seen[name] = {crypto::hex(crypto::sha256(data)), rows.lines};
-                     });
-      } catch (const KeyMismatch& e) {
-        problems.push_back(a.id + ": " + e.what());
-        ++key_mismatches;
-        continue;
-      } catch (const Error& e) {
-        problems.push_back(a.id + ": " + e.what());
-        continue;
-      }
-      std::optional<std::vector<ManifestMember>> members = manifest_members(manifest);
-      if (manifest.empty() || !members || members->empty()) {
-        problems.push_back(a.id + ": no manifest");
-        continue;
-      }
-      for (const ManifestMember& mm : *members) {
-        auto it = seen.find(mm.name);
-        long long header = mm.first_part ? 1 : 0;
-        if (it == seen.end()) {
-          problems.push_back(a.id + ": member " + mm.name + " is missing");
-        } else if (it->second.sha256 != mm.sha256 || it->second.rows - header != mm.rows) {
-          problems.push_back(a.id + ": member " + mm.name + " differs from the manifest");
-        }
-      }
+    if (key && !check_contents(ctx, a, *key, t.problems, t.key_mismatches)) {
+      continue;
     }
     db::store::touch_archive(s, a.id);
-    ++checked;
+    ++t.checked;
   }
-  std::string counts = util::dump({{"checked", checked},
-                                   {"cold", cold},
-                                   {"not_reached", not_reached},
-                                   {"problems", static_cast<long>(problems.size())},
-                                   {"read_data", opt.read_data}});
-  ctx.record(audit::Record{problems.empty() ? audit::Kind::run : audit::Kind::alarm,
-                           "archive verify", problems.empty() ? "done" : "failed",
-                           problems.empty()                    ? "verified"
-                           : key_mismatches == problems.size() ? "key_mismatch"
-                                                               : "archive_damaged",
-                           std::nullopt, counts, util::dump({{"problems", problems}})});
-  if (opt.json) {
-    std::cout << util::dump({{"ok", problems.empty()},
-                             {"checked", checked},
-                             {"cold", cold},
-                             {"not_reached", not_reached},
-                             {"problems", problems}})
-              << "\n";
-  } else {
-    std::cout << "archives verified: " << checked << (opt.read_data ? " (contents read)" : "")
-              << ", in cold storage: " << cold
-              << ", not reached in the time budget: " << not_reached << "\n";
-    for (const std::string& p : problems) {
-      std::cout << "  problem: " << p << "\n";
-    }
-  }
-  if (!problems.empty() && key_mismatches == problems.size()) {
-    throw Error(Exit::data,
-                "the private key does not fit " + std::to_string(problems.size()) +
-                    " archive(s); their files were not found damaged",
-                "pass --private-key with the private half of the public key each problem line "
-                "names");
-  }
-  if (!problems.empty()) {
-    throw Error(Exit::data, std::to_string(problems.size()) + " archive(s) failed verification",
-                "restore the damaged file from its other copy, or re-archive before the live PII "
-                "is gone; see `lethe archive list`");
-  }
-  return 0;
+  return report(ctx, opt, t);
 }
 
 } // namespace lethe::jobs::archive

@@ -15,6 +15,7 @@
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
 #include "worker/runtime/runs.hpp"
+#include "worker/runtime/timer.hpp"
 #include "worker/sanitize/engine.hpp"
 #include "worker/util/faults.hpp"
 #include "worker/util/files.hpp"
@@ -185,6 +186,65 @@ std::string manifest_json(const ArchiveRun& run, const std::vector<TableColumns>
                      {"recipients", util::parse_json(run.w.recipients_json, "recipients")}});
 }
 
+// Streams table `t`'s rows of the selected orders into CSV members of at most
+// archive.member_mib (the first with the header line) into `tar`; returns the rows.
+long long archive_table(ArchiveRun& run, db::Transaction& tx, lethe::archive::TarWriter& tar,
+                        const settings::PiiTable& t) {
+  const settings::Settings& s = run.ctx.settings();
+  const size_t limit = static_cast<size_t>(s.archive.member_mib) << 20;
+  std::string buffer;
+  buffer.reserve(limit + (64U << 10)); // one member and the row that fills it: never regrown
+  long long rows = 0;
+  long long table_rows = 0;
+  int part = 0;
+  bool header = true;
+  auto flush = [&]() {
+    Member m;
+    char name[32];
+    std::snprintf(name, sizeof name, "/part-%05d.csv", ++part);
+    m.name = t.table + name;
+    m.table = t.table;
+    m.rows = rows;
+    m.sha256 = crypto::hex(crypto::sha256(buffer));
+    tar.add(m.name, buffer);
+    run.w.members.push_back(m);
+    buffer.clear();
+    rows = 0;
+  };
+  std::string where = db::rows_of_orders(s, t, "x", [&s](const std::string& columns) {
+    std::string typed;
+    for (size_t i = 0; i < s.root.table.key.size(); ++i) {
+      typed += (i ? ", k" : "k") + std::to_string(i + 1);
+    }
+    return columns + " IN (SELECT " + typed + " FROM " + std::string(k_keys_table) + ")";
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t.table) + " x WHERE " + where +
+                  ") TO STDOUT WITH (FORMAT csv, HEADER true)",
+              [&](std::string_view row) {
+                buffer.append(row);
+                if (header) {
+                  header = false; // the first line names the columns
+                } else {
+                  ++rows;
+                  ++table_rows;
+                }
+                if (buffer.size() >= limit) {
+                  flush();
+                }
+              });
+  if (!buffer.empty() || part == 0) {
+    flush();
+  }
+  log::event(log::Level::debug, "archive.table",
+             {{"table", t.table},
+              {"rows", table_rows},
+              {"members", part},
+              {"ms", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() *
+                         1000}});
+  return table_rows;
+}
+
 // Streams each PII-map table's rows of the selected orders into members of at most
 // archive.member_mib, through tar+zstd and the encryption core, into a pending spool file.
 void write_archive(ArchiveRun& run, db::Transaction& tx) {
@@ -211,61 +271,9 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
 
   std::vector<TableColumns> tables = table_columns(tx, s);
   tar.add("tables.json", util::dump(tables_to_json(tables))); // first: a restore creates them
-  const size_t limit = static_cast<size_t>(s.archive.member_mib) << 20;
   util::Json counts = util::Json::object();
   for (const settings::PiiTable* t : s.pii_tables()) {
-    std::string buffer;
-    buffer.reserve(limit + (64U << 10)); // one member and the row that fills it: never regrown
-    long long rows = 0;
-    long long table_rows = 0;
-    int part = 0;
-    bool header = true;
-    auto flush = [&]() {
-      Member m;
-      char name[32];
-      std::snprintf(name, sizeof name, "/part-%05d.csv", ++part);
-      m.name = t->table + name;
-      m.table = t->table;
-      m.rows = rows;
-      m.sha256 = crypto::hex(crypto::sha256(buffer));
-      tar.add(m.name, buffer);
-      w.members.push_back(m);
-      buffer.clear();
-      rows = 0;
-    };
-    std::string where = db::rows_of_orders(s, *t, "x", [&s](const std::string& columns) {
-      std::string typed;
-      for (size_t i = 0; i < s.root.table.key.size(); ++i) {
-        typed += (i ? ", k" : "k") + std::to_string(i + 1);
-      }
-      return columns + " IN (SELECT " + typed + " FROM " + std::string(k_keys_table) + ")";
-    });
-    auto t0 = std::chrono::steady_clock::now();
-    tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t->table) + " x WHERE " + where +
-                    ") TO STDOUT WITH (FORMAT csv, HEADER true)",
-                [&](std::string_view row) {
-                  buffer.append(row);
-                  if (header) {
-                    header = false; // the first line names the columns
-                  } else {
-                    ++rows;
-                    ++table_rows;
-                  }
-                  if (buffer.size() >= limit) {
-                    flush();
-                  }
-                });
-    if (!buffer.empty() || part == 0) {
-      flush();
-    }
-    counts[t->table] = table_rows;
-    log::event(
-        log::Level::debug, "archive.table",
-        {{"table", t->table},
-         {"rows", table_rows},
-         {"members", part},
-         {"ms",
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
+    counts[t->table] = archive_table(run, tx, tar, *t);
   }
   w.row_counts_json = util::dump(counts);
   tar.add("manifest.json", manifest_json(run, tables));
@@ -383,13 +391,8 @@ sanitize::Stats sanitize_archived(ArchiveRun& run) {
 double archive_steps(ArchiveRun& run) {
   auto started = std::chrono::steady_clock::now();
   auto step = [&](const char* name, const std::function<void()>& f) {
-    auto t0 = std::chrono::steady_clock::now();
+    runtime::Timer t(run.ctx.timings(), name);
     f();
-    log::event(
-        log::Level::debug, "archive.step",
-        {{"step", name},
-         {"ms",
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1000}});
   };
   step("discard_orphans", [&] { discard_orphans(run); });
   stop_if_requested();
@@ -442,6 +445,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   bool stopped = scope.watch([&] {
     try {
       write_s = archive_steps(run);
+      runtime::Timer t(run.ctx.timings(), "sanitize_archived");
       sanitized = sanitize_archived(run);
       return false;
     } catch (const Interrupted&) {
@@ -476,7 +480,8 @@ int run_archive(Context& ctx, const RunOptions& opt) {
                       {"rows_sanitized", sanitized.total_sanitized()},
                       {"orphans_discarded", run.orphans},
                       {"seconds_archive", write_s},
-                      {"seconds_sanitize", sanitized.seconds}})
+                      {"seconds_sanitize", sanitized.seconds},
+                      {"steps_seconds", ctx.timings().to_json()}})
               << "\n";
   } else if (run.w.orders == 0) {
     std::cout << "archive as of " << run.as_of.iso << ": no held order is due\n";

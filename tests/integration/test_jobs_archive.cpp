@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 using namespace lethe;
@@ -93,6 +94,15 @@ TEST_CASE(
   INFO(r.err);
   REQUIRE(r.exit == 0);
   CHECK(field(r.out, "orders_archived") == std::to_string(held));
+  // The run's steps, in the order they ran, each timed.
+  nlohmann::ordered_json out = nlohmann::ordered_json::parse(r.out);
+  std::vector<std::string> steps;
+  for (const auto& [step, seconds] : out.at("steps_seconds").items()) {
+    steps.push_back(step);
+    CHECK(seconds.get<double>() >= 0);
+  }
+  CHECK(steps == std::vector<std::string>{"discard_orphans", "select_held_orders", "write_archive",
+                                          "verify_written", "record_archive", "sanitize_archived"});
   std::string id = field(r.out, "archive_id");
   db::Rows cat = s->exec(
       "SELECT path, size_bytes, sha256, orders, retention_until::text, state FROM lethe.archives");
