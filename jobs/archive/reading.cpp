@@ -46,47 +46,11 @@ ArchiveFacts facts_of(const Cataloged& a) {
 void read_members(const settings::Settings& s, const std::string& path, const std::string& id,
                   const crypto::RsaKey& key,
                   const std::function<void(const std::string&, const std::string&)>& member) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw Error(Exit::io, "cannot open archive file " + path,
-                "fetch it back from cold storage to this path first");
-  }
   crypto::esdk::DecryptParams params;
   params.keys.push_back({s.archive.key_namespace, s.archive.key_name, &key});
-  std::string pending;
-  size_t pending_at = 0;
-  crypto::esdk::Decryptor dec(params, [&](const unsigned char* p, size_t n) {
-    pending.append(reinterpret_cast<const char*>(p), n);
-  });
-  bool ended = false;
-  bool context_checked = false;
-  std::vector<char> cbuf(256 * 1024);
-  lethe::archive::TarReader tar([&](unsigned char* buf, size_t cap) -> size_t {
-    while (pending_at == pending.size() && !ended) {
-      pending.clear();
-      pending_at = 0;
-      in.read(cbuf.data(), static_cast<std::streamsize>(cbuf.size()));
-      std::streamsize n = in.gcount();
-      if (n > 0) {
-        dec.update(reinterpret_cast<const unsigned char*>(cbuf.data()), static_cast<size_t>(n));
-      } else {
-        dec.finish();
-        ended = true;
-      }
-      if (!context_checked && dec.header_read()) {
-        context_checked = true;
-        auto it = dec.context().find("lethe-archive-id");
-        if (it == dec.context().end() || it->second != id) {
-          throw Error(Exit::data, "file " + path + " is not archive " + id,
-                      "its encryption context names another archive: check the path");
-        }
-      }
-    }
-    size_t n = std::min(cap, pending.size() - pending_at);
-    std::memcpy(buf, pending.data() + pending_at, n);
-    pending_at += n;
-    return n;
-  });
+  vault::SealedReader sealed(path, params, "lethe-archive-id", id, "archive");
+  lethe::archive::TarReader tar(
+      [&](unsigned char* buf, size_t cap) -> size_t { return sealed.read(buf, cap); });
   // Anyone with the public key can write a well-formed archive, so member names are checked
   // before they become paths: tables.json, manifest.json or TABLE/part-NNNNN.csv, nothing else.
   static const std::regex k_member(

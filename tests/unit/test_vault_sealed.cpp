@@ -186,3 +186,39 @@ TEST_CASE("vault: a spool others can open is refused with the chmod that fixes i
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("vault: a SealedReader hands back the plaintext only from the file its label names") {
+  std::filesystem::path dir = fresh_dir("reader");
+  std::string plain(600000, 'r');
+  for (size_t i = 0; i < plain.size(); i += 997) {
+    plain[i] = static_cast<char>('a' + i % 26);
+  }
+  {
+    vault::SealedWriter w(dir / "r.sealed", params("r-7"));
+    put(w, plain);
+    w.commit();
+  }
+  crypto::esdk::DecryptParams dp;
+  dp.keys.push_back({"lethe-test", "k1", &keys().priv});
+  std::string got;
+  {
+    vault::SealedReader r(dir / "r.sealed", dp, "lethe-test-id", "r-7", "test file");
+    unsigned char buf[4096];
+    while (size_t n = r.read(buf, sizeof buf)) {
+      got.append(reinterpret_cast<const char*>(buf), n);
+    }
+  }
+  CHECK(got == plain);
+  try {
+    vault::SealedReader r(dir / "r.sealed", dp, "lethe-test-id", "r-8", "test file");
+    unsigned char buf[16];
+    r.read(buf, sizeof buf);
+    FAIL("another file's label was accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Exit::data);
+    CHECK(std::string(e.what()) == "file " + (dir / "r.sealed").string() + " is not test file r-8");
+  }
+  CHECK_THROWS_WITH(vault::SealedReader(dir / "missing", dp, "lethe-test-id", "r-7", "test file"),
+                    Catch::Contains("cannot open test file file"));
+  std::filesystem::remove_all(dir);
+}

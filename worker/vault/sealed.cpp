@@ -16,7 +16,8 @@ void ensure_spool(const std::filesystem::path& dir, const std::string& setting) 
   if (!std::filesystem::exists(dir, ec)) {
     std::filesystem::create_directories(dir, ec);
     if (ec) {
-      throw Error(Exit::cant_create, "cannot create the spool " + dir.string() + ": " + ec.message(),
+      throw Error(Exit::cant_create,
+                  "cannot create the spool " + dir.string() + ": " + ec.message(),
                   "create it (mode 0700, owned by the user lethe runs as) or fix " + setting);
     }
     ::chmod(dir.c_str(), 0700);
@@ -36,12 +37,12 @@ SealedWriter::SealedWriter(std::filesystem::path final_path,
                            const crypto::esdk::EncryptParams& params)
     : m_file(final_path, 0600) {
   m_sealed.path = std::move(final_path);
-  m_enc = std::make_unique<crypto::esdk::Encryptor>(params, [this](const unsigned char* p,
-                                                                   size_t n) {
-    m_file.write(p, n);
-    m_hash.update(std::string_view(reinterpret_cast<const char*>(p), n));
-    m_sealed.size += n;
-  });
+  m_enc =
+      std::make_unique<crypto::esdk::Encryptor>(params, [this](const unsigned char* p, size_t n) {
+        m_file.write(p, n);
+        m_hash.update(std::string_view(reinterpret_cast<const char*>(p), n));
+        m_sealed.size += n;
+      });
 }
 
 SealedWriter::~SealedWriter() = default;
@@ -62,6 +63,56 @@ const Sealed& SealedWriter::finish() {
 void SealedWriter::commit() {
   finish();
   m_file.commit();
+}
+
+SealedReader::SealedReader(const std::filesystem::path& path,
+                           const crypto::esdk::DecryptParams& params, std::string label_key,
+                           std::string label_value, std::string what)
+    : m_path(path), m_label_key(std::move(label_key)), m_label_value(std::move(label_value)),
+      m_what(std::move(what)), m_in(std::make_unique<std::ifstream>(path, std::ios::binary)) {
+  if (!*m_in) {
+    throw Error(Exit::io, "cannot open " + m_what + " file " + path.string(),
+                "fetch it back from cold storage to this path first");
+  }
+  m_dec =
+      std::make_unique<crypto::esdk::Decryptor>(params, [this](const unsigned char* p, size_t n) {
+        m_pending.append(reinterpret_cast<const char*>(p), n);
+      });
+}
+
+SealedReader::~SealedReader() = default;
+
+void SealedReader::refill() {
+  std::vector<char> buf(256 * 1024);
+  while (m_at == m_pending.size() && !m_ended) {
+    m_pending.clear();
+    m_at = 0;
+    m_in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize n = m_in->gcount();
+    if (n > 0) {
+      m_dec->update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<size_t>(n));
+    } else {
+      m_dec->finish();
+      m_ended = true;
+    }
+    if (!m_label_checked && m_dec->header_read()) {
+      m_label_checked = true;
+      auto it = m_dec->context().find(m_label_key);
+      if (it == m_dec->context().end() || it->second != m_label_value) {
+        throw Error(Exit::data,
+                    "file " + m_path.string() + " is not " + m_what + " " + m_label_value,
+                    "its encryption context names another " + m_what + ": check the path");
+      }
+    }
+  }
+}
+
+size_t SealedReader::read(unsigned char* buf, size_t cap) {
+  refill();
+  size_t n = std::min(cap, m_pending.size() - m_at);
+  std::memcpy(buf, m_pending.data() + m_at, n);
+  m_at += n;
+  return n;
 }
 
 FileCheck check_file(const std::filesystem::path& path) {

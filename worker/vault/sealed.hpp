@@ -5,6 +5,8 @@
 //
 //   write:  SealedWriter (temp name, 0600) → finish() → commit() (fsync, rename, dir fsync) →
 //           check_written() (re-read: length and SHA-256 must be what was written)
+//   open:   SealedReader (decrypt with the private key, the label checked before any plaintext
+//           is handed out, each frame released only after its tag verified)
 //   check:  check_file() (present, length, SHA-256 as on disk)
 //   who:    read_label() (the unencrypted encryption context: a file is identified by the id
 //           in its header, never by its name)
@@ -16,6 +18,7 @@
 #include "worker/util/files.hpp"
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -56,6 +59,36 @@ private:
   Sealed m_sealed;
   std::unique_ptr<crypto::esdk::Encryptor> m_enc;
   bool m_finished = false;
+};
+
+// Reads a sealed file back as plaintext, pulled by the caller (a tar reader, a restore).
+// Throws Error(io) when the file cannot be opened, Error(data) when its label's `label_key` is
+// not `label_value` (another file under this path), and the decryptor's FormatError when the
+// message is damaged or the key does not fit.
+class SealedReader {
+public:
+  SealedReader(const std::filesystem::path& path, const crypto::esdk::DecryptParams& params,
+               std::string label_key, std::string label_value, std::string what);
+  ~SealedReader();
+  SealedReader(const SealedReader&) = delete;
+  SealedReader& operator=(const SealedReader&) = delete;
+
+  // Up to `cap` plaintext bytes into `buf`; 0 once the whole message was read and verified.
+  size_t read(unsigned char* buf, size_t cap);
+
+private:
+  void refill();
+
+  std::filesystem::path m_path;
+  std::string m_label_key;
+  std::string m_label_value;
+  std::string m_what;
+  std::unique_ptr<std::ifstream> m_in;
+  std::unique_ptr<crypto::esdk::Decryptor> m_dec;
+  std::string m_pending;
+  size_t m_at = 0;
+  bool m_ended = false;
+  bool m_label_checked = false;
 };
 
 // Length and SHA-256 of the file at `path` as it is on disk (exists = false when unreadable).
