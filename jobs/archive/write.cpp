@@ -413,6 +413,37 @@ double archive_steps(ArchiveRun& run) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 }
 
+// The archive run's closing lines: --json, or a few words.
+void print_result(const ArchiveRun& run, const std::string& reason,
+                  const sanitize::Stats& sanitized, double write_s) {
+  if (run.opt.json) {
+    std::cout << util::dump(
+                     {{"exit_reason", reason},
+                      {"archive_id", run.w.id},
+                      {"path", run.w.path.string()},
+                      {"orders_archived", run.w.orders},
+                      {"bytes", static_cast<long long>(run.w.size)},
+                      {"sha256", run.w.sha256},
+                      {"retention_until", run.w.retention_until},
+                      {"rows", util::json_or_text(
+                                   run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)},
+                      {"rows_sanitized", sanitized.total_sanitized()},
+                      {"orphans_discarded", run.orphans},
+                      {"seconds_archive", write_s},
+                      {"seconds_sanitize", sanitized.seconds},
+                      {"steps_seconds", run.ctx.timings().to_json()}})
+              << "\n";
+  } else if (run.w.orders == 0) {
+    std::cout << "archive as of " << run.as_of.iso << ": no held order is due\n";
+  } else {
+    std::cout << "archive " << run.w.id << ": " << run.w.orders << " held orders, "
+              << run.w.members.size() << " members, " << run.w.size << " bytes, sha256 "
+              << run.w.sha256.substr(0, 16) << "…, kept until " << run.w.retention_until << "\n  "
+              << run.w.path.string() << "\n  then sanitized " << sanitized.total_sanitized()
+              << " rows\n";
+  }
+}
+
 } // namespace
 
 int run_archive(Context& ctx, const RunOptions& opt) {
@@ -466,32 +497,7 @@ int run_archive(Context& ctx, const RunOptions& opt) {
   std::string reason = run.w.orders == 0 ? "nothing_held" : "done";
   scope.finish(runtime::Outcome::done, reason, counts,
                util::dump({{"archive_id", run.w.id}, {"as_of", run.as_of.iso}}));
-  if (opt.json) {
-    std::cout << util::dump(
-                     {{"exit_reason", reason},
-                      {"archive_id", run.w.id},
-                      {"path", run.w.path.string()},
-                      {"orders_archived", run.w.orders},
-                      {"bytes", static_cast<long long>(run.w.size)},
-                      {"sha256", run.w.sha256},
-                      {"retention_until", run.w.retention_until},
-                      {"rows", util::json_or_text(
-                                   run.w.row_counts_json.empty() ? "{}" : run.w.row_counts_json)},
-                      {"rows_sanitized", sanitized.total_sanitized()},
-                      {"orphans_discarded", run.orphans},
-                      {"seconds_archive", write_s},
-                      {"seconds_sanitize", sanitized.seconds},
-                      {"steps_seconds", ctx.timings().to_json()}})
-              << "\n";
-  } else if (run.w.orders == 0) {
-    std::cout << "archive as of " << run.as_of.iso << ": no held order is due\n";
-  } else {
-    std::cout << "archive " << run.w.id << ": " << run.w.orders << " held orders, "
-              << run.w.members.size() << " members, " << run.w.size << " bytes, sha256 "
-              << run.w.sha256.substr(0, 16) << "…, kept until " << run.w.retention_until << "\n  "
-              << run.w.path.string() << "\n  then sanitized " << sanitized.total_sanitized()
-              << " rows\n";
-  }
+  print_result(run, reason, sanitized, write_s);
   log::event(log::Level::info, "archive.done",
              {{"orders", run.w.orders},
               {"bytes", static_cast<long long>(run.w.size)},

@@ -187,6 +187,8 @@ Run read_audit_show(const Args& a) {
 
 } // namespace
 
+// One long function on purpose: it is the command table, one entry per command, read top to
+// bottom as `lethe --help` lists them; splitting it would scatter the table.
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> k_commands{
       {"migrate",

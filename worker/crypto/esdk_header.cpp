@@ -82,6 +82,8 @@ Context parse_context(const unsigned char* p, size_t n) {
 
 } // namespace
 
+// One pass over the header's fields in the order the message format lays them out
+// (ESDK-NOTES.md); kept whole so it reads against the spec field by field.
 std::optional<Header> parse_header(const unsigned char* p, size_t n, size_t max_wrapped) {
   Reader r{p, n};
   std::uint64_t version = r.uint(1);
