@@ -149,6 +149,15 @@ void discard_orphans(ArchiveRun& run) {
   }
 }
 
+// "k1, k2, …": the typed key columns of the keys table, for a key of `n` columns.
+std::string key_columns(size_t n) {
+  std::string out;
+  for (size_t i = 1; i <= n; ++i) {
+    out += (i > 1 ? ", k" : "k") + std::to_string(i);
+  }
+  return out;
+}
+
 // The held orders whose PII is due, into a session temp table (no keys held in memory).
 long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
@@ -212,11 +221,8 @@ long long archive_table(ArchiveRun& run, db::Transaction& tx, lethe::archive::Ta
     rows = 0;
   };
   std::string where = db::rows_of_orders(s, t, "x", [&s](const std::string& columns) {
-    std::string typed;
-    for (size_t i = 0; i < s.root.table.key.size(); ++i) {
-      typed += (i ? ", k" : "k") + std::to_string(i + 1);
-    }
-    return columns + " IN (SELECT " + typed + " FROM " + std::string(k_keys_table) + ")";
+    return columns + " IN (SELECT " + key_columns(s.root.table.key.size()) + " FROM " +
+           std::string(k_keys_table) + ")";
   });
   auto t0 = std::chrono::steady_clock::now();
   tx.copy_out("COPY (SELECT x.* FROM " + db::quote_ident(t.table) + " x WHERE " + where +

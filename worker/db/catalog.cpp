@@ -384,9 +384,7 @@ std::vector<std::string> stale_state_views(Session& session, const settings::Set
   std::string want = view_comment(s);
   for (const PiiTable* t : s.pii_tables()) {
     std::vector<std::string> views{state_view(t->table)};
-    if (std::any_of(t->columns.begin(), t->columns.end(), [](const settings::PiiColumn& c) {
-          return c.strategy == settings::Strategy::hmac;
-        })) {
+    if (has_hmac(*t)) {
       views.push_back(due_view(t->table));
     }
     for (const std::string& view : views) {

@@ -254,6 +254,19 @@ std::string due_now(const Settings& s, const PiiTable& t) {
          " AND r.due_at <= now() AND NOT r.held)";
 }
 
+// ",\n <id> AS lethe_row_id" of a view of `t`: the map's one-column key, or the catalog's
+// identity column (k_id_placeholder, filled in by with_identity when the script runs). A
+// composite key has none: it is matched by its own columns, which the views already show.
+std::string row_id_column(const Settings& s, const PiiTable& t) {
+  if (identity_from_catalog(s, t)) {
+    return std::string(",\n         ") + k_id_placeholder + " AS " + k_row_id;
+  }
+  if (t.key.size() == 1) {
+    return ",\n         " + quote_ident(t.key[0]) + " AS " + k_row_id;
+  }
+  return {};
+}
+
 std::string view_sql(const Settings& s, const PiiTable& t) {
   std::string out = "CREATE OR REPLACE VIEW " + state_view(t.table) + " AS\n  SELECT " +
                     join(structural_columns(s, t));
@@ -264,11 +277,7 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
   out += ",\n         " + has_pii_expr(t) + " AS has_pii";
   // Appended after the older columns, so CREATE OR REPLACE VIEW keeps working on old views.
   if (t.strategy != TableStrategy::delete_row) {
-    // A composite key is matched by its own columns, which the view already shows.
-    if (identity_from_catalog(s, t) || t.key.size() == 1) {
-      std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key[0]);
-      out += ",\n         " + id + " AS " + k_row_id;
-    }
+    out += row_id_column(s, t);
     for (size_t i = 0; i < t.columns.size(); ++i) {
       out += ",\n         " + quote_ident(t.columns[i].name) + " IS NULL AS " + null_flag(i);
     }
@@ -276,20 +285,12 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
   return out + "\n  FROM " + quote_ident(t.table) + ";\n";
 }
 
-bool has_hmac(const PiiTable& t) {
-  return std::any_of(t.columns.begin(), t.columns.end(),
-                     [](const settings::PiiColumn& c) { return c.strategy == Strategy::hmac; });
-}
-
 // The due-values view of a table with hmac columns: its rows whose order is due now and not
 // held, with their identity, structure and hmac values; nothing of any other order.
 std::string due_view_sql(const Settings& s, const PiiTable& t) {
   std::string out = "CREATE OR REPLACE VIEW " + due_view(t.table) + " AS\n  SELECT " +
                     join(structural_columns(s, t));
-  if (identity_from_catalog(s, t) || t.key.size() == 1) {
-    std::string id = identity_from_catalog(s, t) ? k_id_placeholder : quote_ident(t.key[0]);
-    out += ",\n         " + id + " AS " + k_row_id;
-  }
+  out += row_id_column(s, t);
   for (size_t i = 0; i < t.columns.size(); ++i) {
     if (t.columns[i].strategy == Strategy::hmac) {
       out += ",\n         " + quote_ident(t.columns[i].name) + "::text AS " + hmac_value(i);
@@ -311,6 +312,11 @@ std::string run_grants(const std::string& role) {
 }
 
 } // namespace
+
+bool has_hmac(const PiiTable& t) {
+  return std::any_of(t.columns.begin(), t.columns.end(),
+                     [](const settings::PiiColumn& c) { return c.strategy == Strategy::hmac; });
+}
 
 std::string null_flag(size_t index) {
   return "lethe_null_" + std::to_string(index);

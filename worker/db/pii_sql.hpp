@@ -31,6 +31,9 @@ std::string view_comment(const settings::Settings& s);
 // Name of the state view for PII-map table `table`: lethe.pii_state_<table with . as _>.
 std::string state_view(const std::string& table);
 
+// Whether table `t` has a column with the hmac strategy (and so a due-values view).
+bool has_hmac(const settings::PiiTable& t);
+
 // Name of the due-values view of PII-map table `table` (one with hmac columns):
 // lethe.pii_due_<table>. It shows only the rows whose order's PII is due now and not held, with
 // their hmac columns' values, so the purge reads no PII it is not about to pseudonymize (its

@@ -83,7 +83,11 @@ SealedReader::SealedReader(const std::filesystem::path& path,
 SealedReader::~SealedReader() = default;
 
 void SealedReader::refill() {
-  std::vector<char> buf(256 * 1024);
+  if (m_at < m_pending.size() || m_ended) {
+    return; // the caller pulls in small pieces: most calls need no read at all
+  }
+  std::vector<char>& buf = m_buf;
+  buf.resize(256 * 1024);
   while (m_at == m_pending.size() && !m_ended) {
     m_pending.clear();
     m_at = 0;

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace lethe::vault {
 
@@ -86,6 +87,7 @@ private:
   std::unique_ptr<std::ifstream> m_in;
   std::unique_ptr<crypto::esdk::Decryptor> m_dec;
   std::string m_pending;
+  std::vector<char> m_buf; // ciphertext read from the file, reused
   size_t m_at = 0;
   bool m_ended = false;
   bool m_label_checked = false;
