@@ -32,8 +32,12 @@ void resolve_clock(Job& job, const PurgeOptions& opt) {
   }
 }
 
-void plan_batches(Job& job) {
-  sanitize::plan(job, sanitize::Selection::due(), sanitize::Action::sanitize);
+void plan_batches(Job& job, runtime::Timings& steps) {
+  {
+    runtime::Timer t(steps, "plan");
+    sanitize::plan(job, sanitize::Selection::due(), sanitize::Action::sanitize);
+  }
+  runtime::Timer counting(steps, "count");
   db::Session& s = job.ctx.ready_db();
   job.stats.root_rows = s.exec(job.plan.count_root).integer(0, 0);
   job.stats.orders_held = s.exec(job.plan.count_held, {job.as_of.iso}).integer(0, 0);
@@ -104,10 +108,7 @@ int run_purge(Context& ctx, const PurgeOptions& opt) {
     runtime::lock_pii_writers(ctx, "purge");
   }
   resolve_clock(job, opt);
-  {
-    runtime::Timer t(steps, "plan");
-    plan_batches(job);
-  }
+  plan_batches(job, steps);
   if (opt.dry_run) {
     print_plan(job.stats, ctx.settings(), opt.json);
     return 0;
