@@ -104,12 +104,20 @@ TEST_CASE("plan: sanitize walks due orders by their clocks and leaves keep table
   CHECK_FALSE(p.steps[0].deletes);
   // A constant keeps a NULL NULL, through the state view's null flag.
   CHECK(has(p.steps[1].sanitize, "CASE WHEN v.lethe_null_0 THEN NULL ELSE '[redacted]' END"));
-  // hmac: the root's ids are of the key's type.
-  REQUIRE(p.steps[2].hmac_columns == std::vector<std::string>{"buyer_email"});
-  CHECK(has(p.steps[2].hmac_update, "unnest($1::bigint[], $2::text[])"));
-  CHECK(p.steps[2].hmac_select.rfind("SELECT v.lethe_row_id::text, v.lethe_hmac_0 FROM "
-                                     "lethe.\"pii_due_sales_orders\" v WHERE",
-                                     0) == 0);
+  // hmac: computed in the same UPDATE as the constants, from the due-values view and the
+  // session's key pads; a NULL or an earlier pseudonym is written back as it is.
+  CHECK(p.steps[2].hmac);
+  CHECK_FALSE(p.steps[1].hmac);
+  CHECK(has(p.steps[2].sanitize, "FROM lethe.\"pii_state_sales_orders\" v, "
+                                 "lethe.\"pii_due_sales_orders\" d, pg_temp.lethe_hmac_key k "
+                                 "WHERE v.lethe_row_id = x.\"order_no\" AND d.lethe_row_id = "
+                                 "x.\"order_no\" AND v.has_pii"));
+  CHECK(has(p.steps[2].sanitize,
+            "\"buyer_email\" = CASE WHEN d.lethe_hmac_0 IS NULL OR d.lethe_hmac_0 ~ "
+            "'^hmac:[0-9a-f]{64}$' THEN d.lethe_hmac_0 ELSE 'hmac:' || encode(sha256(k.opad || "
+            "sha256(k.ipad || convert_to(d.lethe_hmac_0, 'UTF8'))), 'hex') END"));
+  // The key itself is never in a statement.
+  CHECK_FALSE(has(p.steps[2].sanitize, "$2"));
   // Orders still holding PII anywhere below are due: the walk looks into both PII children.
   CHECK(has(p.count_candidates, "lethe.\"pii_state_sales_shipments\""));
   CHECK(has(p.count_candidates, "lethe.\"pii_state_sales_shipment_contacts\""));
@@ -131,7 +139,7 @@ TEST_CASE("plan: erase takes exactly the named orders, due or not, and deletes e
   for (const sanitize::TableStep& st : p.steps) {
     order.push_back(st.table->table);
     CHECK(st.deletes);
-    CHECK(st.hmac_columns.empty());
+    CHECK_FALSE(st.hmac);
     CHECK(st.sanitize.rfind("DELETE FROM ", 0) == 0);
   }
   CHECK(order == std::vector<std::string>{"sales.item_fees", "sales.order_items",
@@ -316,20 +324,17 @@ TEST_CASE("plan: a composite root key walks, guards and matches by all its colum
   // A composite row identity matches the state view by each column and counts canonical texts.
   CHECK(has(p.steps[1].sanitize,
             "v.\"region_code\" = x.\"region_code\" AND v.\"order_no\" = x.\"order_no\" AND "
-            "v.\"shipment_no\" = x.\"shipment_no\" AND v.has_pii"));
+            "v.\"shipment_no\" = x.\"shipment_no\" AND d."));
   CHECK(has(p.steps[1].sanitize, "RETURNING json_build_array(x.\"region_code\"::text, "
                                  "x.\"order_no\"::text, x.\"shipment_no\"::text)::text"));
-  CHECK(has(p.steps[1].hmac_update, "unnest($1::jsonb[], $2::text[])"));
-  CHECK(has(p.steps[1].hmac_update, "x.\"region_code\" = (v.id ->> 0)::text AND x.\"order_no\" = "
-                                    "(v.id ->> 1)::bigint AND x.\"shipment_no\" = (v.id ->> "
-                                    "2)::integer"));
-  // hmac values are read through the due-values view, which shows only due orders' rows.
-  CHECK(has(p.steps[2].hmac_select, "SELECT json_build_array(v.\"region_code\"::text, "
-                                    "v.\"order_no\"::text)::text, v.lethe_hmac_0 FROM "
-                                    "lethe.\"pii_due_sales_orders\" v WHERE (v.\"region_code\", "
-                                    "v.\"order_no\") IN " +
-                                        k_batch_keys));
-  CHECK(has(p.steps[1].hmac_select, "v.lethe_hmac_0 FROM lethe.\"pii_due_sales_shipments\" v"));
+  // hmac values are read through the due-values view, which shows only due orders' rows,
+  // matched to the row by every identity column.
+  CHECK(has(p.steps[1].sanitize, "lethe.\"pii_due_sales_shipments\" d, pg_temp.lethe_hmac_key k"));
+  CHECK(has(p.steps[1].sanitize, "AND d.\"region_code\" = x.\"region_code\" AND d.\"order_no\" = "
+                                 "x.\"order_no\" AND d.\"shipment_no\" = x.\"shipment_no\" AND "
+                                 "v.has_pii"));
+  CHECK(has(p.steps[2].sanitize, "AND d.\"region_code\" = x.\"region_code\" AND d.\"order_no\" = "
+                                 "x.\"order_no\" AND v.has_pii"));
 }
 
 TEST_CASE("plan: erasing orders of a composite key takes them by canonical text, keep table "

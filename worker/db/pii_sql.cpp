@@ -395,8 +395,15 @@ std::string purge_grants(const Settings& s, const std::set<std::string>& schemas
   }
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(purge) + ";\n";
   out += run_grants(purge);
-  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n\n";
-  return out;
+  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n";
+  std::vector<const PiiTable*> tables = s.pii_tables();
+  if (std::any_of(tables.begin(), tables.end(), [](const PiiTable* t) { return has_hmac(*t); })) {
+    // The engine computes hmac values in the database from the key pads it puts in a
+    // temporary table of its own session (sanitize::TableStep::hmac).
+    out += "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO lethe_purge', "
+           "current_database()); END $$;\n";
+  }
+  return out + "\n";
 }
 
 // The archive job: reads the held orders whole (they go into the encrypted archive), records

@@ -275,7 +275,10 @@ size_t Transaction::copy_in_data(const std::string& copy_sql,
                                  const std::function<bool(std::string&)>& next) {
   PGconn* c = start_copy(m_session.m_impl->raw, copy_sql, PGRES_COPY_IN);
   std::string chunk;
+  // A chunk may carry key material (the engine's hmac pads): overwritten before reuse.
+  auto wipe = [&chunk] { util::wipe_bytes(chunk.data(), chunk.size()); };
   while (true) {
+    wipe();
     chunk.clear();
     bool more = false;
     try {
@@ -289,12 +292,14 @@ size_t Transaction::copy_in_data(const std::string& copy_sql,
       throw;
     }
     if (!chunk.empty() && PQputCopyData(c, chunk.data(), static_cast<int>(chunk.size())) != 1) {
+      wipe();
       throw copy_failed(c, "COPY IN");
     }
     if (!more) {
       break;
     }
   }
+  wipe();
   if (PQputCopyEnd(c, nullptr) != 1) {
     throw copy_failed(c, "COPY IN");
   }

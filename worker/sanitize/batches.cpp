@@ -11,7 +11,6 @@
 #include <atomic>
 #include <exception>
 #include <mutex>
-#include <set>
 #include <thread>
 
 namespace lethe::sanitize {
@@ -26,12 +25,6 @@ struct Tally : BatchCounters {
   std::vector<long long> sanitized; // per plan step
   std::vector<long long> batches_per_step;
 };
-
-// True for a value the hmac strategy already wrote: "hmac:" and 64 lowercase hex digits.
-bool pseudonymized(const std::string& v) {
-  return v.size() == 69 && v.compare(0, 5, "hmac:") == 0 &&
-         v.find_first_not_of("0123456789abcdef", 5) == std::string::npos;
-}
 
 class Worker {
 public:
@@ -58,6 +51,8 @@ public:
     long size = configured;
     std::optional<std::pair<std::string, std::string>> last; // clock, key
     bool warned = false;
+    long checked_first = 0;
+    long checked_next = 0;
     while (true) {
       if (util::stop_requested()) {
         return false;
@@ -73,7 +68,12 @@ public:
         params.push_back(last->second);
         sql = &lane.next;
       }
-      if (!index_driven(*sql, params) && !warned) {
+      // The plan of a keyset query can only change with its shape and its LIMIT: checked on
+      // the first batch of each shape and again whenever the batch grows past the checked size.
+      long& checked = last ? checked_next : checked_first;
+      bool check = size > checked;
+      checked = std::max(checked, size);
+      if (check && !index_driven(*sql, params) && !warned) {
         warned = true;
         log::event(log::Level::warning, "purge.plan_not_indexed",
                    {{"lane", lane.name},
@@ -143,60 +143,16 @@ private:
     return ok;
   }
 
-  // Rows of the step's table whose PII this batch changed, each counted once.
-  long long sanitize_step(db::Transaction& tx, const TableStep& st, const std::string& keys) {
+  // Rows of the step's table whose PII this batch changed (or that it removed), each once.
+  static long long sanitize_step(db::Transaction& tx, const TableStep& st,
+                                 const std::string& keys) {
+    if (st.sanitize.empty()) {
+      return 0;
+    }
     if (st.deletes) {
       return static_cast<long long>(tx.exec(st.sanitize, {keys}).affected());
     }
-    std::set<std::string> changed;
-    if (!st.sanitize.empty()) {
-      db::Rows r = tx.exec(st.sanitize, {keys});
-      for (size_t i = 0; i < r.size(); ++i) {
-        changed.insert(r.text(i, 0));
-      }
-    }
-    if (!st.hmac_columns.empty()) {
-      apply_hmac(tx, st, keys, changed);
-    }
-    return static_cast<long long>(changed.size());
-  }
-
-  // Reads the batch's hmac columns, pseudonymizes them here and writes them back; adds the ids
-  // of the rows it changed to `changed`.
-  void apply_hmac(db::Transaction& tx, const TableStep& st, const std::string& keys,
-                  std::set<std::string>& changed) {
-    db::Rows rows = tx.exec(st.hmac_select, {keys});
-    std::vector<db::Value> ids;
-    std::vector<std::vector<db::Value>> cols(st.hmac_columns.size());
-    for (size_t i = 0; i < rows.size(); ++i) {
-      bool needed = false;
-      for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
-        const db::Value& v = rows.at(i, c + 1);
-        needed = needed || (v && !pseudonymized(*v));
-      }
-      if (!needed) {
-        continue;
-      }
-      ids.push_back(rows.at(i, 0));
-      for (size_t c = 0; c < st.hmac_columns.size(); ++c) {
-        const db::Value& v = rows.at(i, c + 1);
-        cols[c].push_back(
-            !v || pseudonymized(*v)
-                ? v
-                : db::Value("hmac:" + crypto::hex(crypto::hmac_sha256(m_run.hmac_key.view(), *v))));
-      }
-    }
-    if (ids.empty()) {
-      return;
-    }
-    db::Params params{db::array_literal(ids)};
-    for (const auto& c : cols) {
-      params.push_back(db::array_literal(c));
-    }
-    db::Rows r = tx.exec(st.hmac_update, params);
-    for (size_t i = 0; i < r.size(); ++i) {
-      changed.insert(r.text(i, 0));
-    }
+    return static_cast<long long>(tx.exec(st.sanitize, {keys}).size());
   }
 
   // What this batch did, into the run's progress in the batch's own transaction: a killed run
@@ -227,6 +183,10 @@ private:
       auto started = Clock::now();
       try {
         m_s.transact([&](db::Transaction& tx) {
+          // A batch is redone from the data if a server crash loses its commit, and the run's
+          // closing record commits synchronously, flushing every batch's WAL before it
+          // (docs/ARCHITECTURE.md, "Batches commit asynchronously").
+          tx.exec("SET LOCAL synchronous_commit = off");
           db::Rows guarded = tx.exec(m_run.plan.guard, {keys, m_run.as_of.iso});
           std::vector<db::Value> ids;
           for (size_t i = 0; i < guarded.size(); ++i) {
@@ -307,15 +267,93 @@ void prepare_session(db::Session& s) {
   s.exec("SET enable_seqscan = off");
 }
 
+// Hex digits of `n` bytes at `p`, into `out` at `at`.
+static void put_hex(char* out, std::size_t at, const unsigned char* p, std::size_t n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < n; ++i) {
+    out[at + 2 * i] = digits[p[i] >> 4];
+    out[at + 2 * i + 1] = digits[p[i] & 15];
+  }
+}
+
+static void load_key_pads(db::Session& s, const util::Secret& key) {
+  if (key.empty()) {
+    throw Error(Exit::config, "the PII map uses hmac but no hmac key was read",
+                "set pii.hmac_key_file to the key file; `lethe config check` shows the map");
+  }
+  // RFC 2104: a key longer than the hash's 64-byte block is hashed first; then zero-padded.
+  constexpr std::size_t block = 64;
+  unsigned char k[block] = {};
+  if (key.size() > block) {
+    crypto::Digest d = crypto::sha256(key.view());
+    std::copy(d.begin(), d.end(), k);
+    util::wipe_bytes(d.data(), d.size());
+  } else {
+    std::copy(key.view().begin(), key.view().end(), k);
+  }
+  unsigned char ipad[block];
+  unsigned char opad[block];
+  for (std::size_t i = 0; i < block; ++i) {
+    ipad[i] = static_cast<unsigned char>(k[i] ^ 0x36);
+    opad[i] = static_cast<unsigned char>(k[i] ^ 0x5c);
+  }
+  // One COPY text line: \x<ipad hex> TAB \x<opad hex> (bytea hex input, backslash escaped).
+  util::Secret line = util::Secret::with_capacity(2 * (3 + 2 * block) + 1);
+  char* out = line.data();
+  std::size_t n = 0;
+  for (const unsigned char* pad : {ipad, opad}) {
+    out[n++] = '\\';
+    out[n++] = '\\';
+    out[n++] = 'x';
+    put_hex(out, n, pad, block);
+    n += 2 * block;
+    out[n++] = pad == ipad ? '\t' : '\n';
+  }
+  line.resize(n);
+  util::wipe_bytes(k, block);
+  util::wipe_bytes(ipad, block);
+  util::wipe_bytes(opad, block);
+  s.exec(std::string("CREATE TEMPORARY TABLE IF NOT EXISTS ") + k_hmac_key_table +
+         " (ipad bytea NOT NULL, opad bytea NOT NULL)");
+  s.transact([&](db::Transaction& tx) {
+    tx.exec(std::string("TRUNCATE ") + k_hmac_key_table);
+    bool sent = false;
+    tx.copy_in_data(std::string("COPY ") + k_hmac_key_table + " FROM STDIN",
+                    [&](std::string& chunk) {
+                      if (!sent) {
+                        chunk.assign(line.view());
+                        sent = true;
+                      }
+                      return false;
+                    });
+  });
+}
+
+static void drop_key_pads(db::Session& s) noexcept {
+  try {
+    s.exec(std::string("DROP TABLE IF EXISTS ") + k_hmac_key_table);
+  } catch (...) {
+    // The session's end drops it too.
+  }
+}
+
 // Runs the workers; wipes nothing (run_batches does, on every path).
 static void walk_all(Job& run) {
   int workers = run.limits.workers;
   workers = static_cast<int>(
       std::max<long long>(1, std::min<long long>(workers, run.stats.candidates / 1000 + 1)));
+  bool hmac = std::any_of(run.plan.steps.begin(), run.plan.steps.end(),
+                          [](const TableStep& st) { return st.hmac && !st.skip; });
+  if (hmac) {
+    load_key_pads(run.ctx.ready_db(), run.hmac_key);
+  }
   std::vector<std::unique_ptr<db::Session>> extra;
   for (int i = 1; i < workers; ++i) {
     extra.push_back(db::connect(run.ctx.settings()));
     prepare_session(*extra.back());
+    if (hmac) {
+      load_key_pads(*extra.back(), run.hmac_key);
+    }
     if (run.run_id > 0) {
       runtime::join_run(*extra.back(), run.run_id);
     }
@@ -359,6 +397,9 @@ static void walk_all(Job& run) {
     merge(run, w->tally());
   }
   run.stats.seconds = seconds_since(started);
+  if (hmac) {
+    drop_key_pads(run.ctx.ready_db());
+  }
   run.stats.workers = workers;
   if (failed) {
     std::rethrow_exception(failed);

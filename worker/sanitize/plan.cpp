@@ -209,44 +209,23 @@ private:
     return st;
   }
 
-  // The hmac read and write-back of `t`'s rows, matched by identity `ids`; the ids travel as
-  // text ($1), each unpacked to its typed columns where the UPDATE matches.
-  void hmac_statements(const PiiTable& t, const settings::Columns& ids, TableStep& st) {
-    std::string table = quote_ident(t.table);
-    const db::TableFacts& facts = m_facts.of(t.table);
-    std::string assigns;
-    std::string arrays =
-        "$1::" + (ids.size() == 1 ? facts.type_of(ids[0]) : std::string("jsonb")) + "[]";
-    std::string names = "id";
-    std::string view_cols;
+  // SET list of the hmac columns, computed in the database from the due-values view `d` (the
+  // role may not read the table's PII columns) and the session's key pads `k` (see
+  // TableStep::hmac): HMAC-SHA256 as RFC 2104 spells it over the value's UTF-8 bytes, the same
+  // value the worker's crypto::hmac_sha256 gives. A NULL stays NULL, a pseudonym stays as it is.
+  static std::string hmac_sets(const PiiTable& t) {
+    std::string sets;
     for (size_t i = 0; i < t.columns.size(); ++i) {
-      if (t.columns[i].strategy == Strategy::hmac) {
-        view_cols += ", v." + db::hmac_value(i);
+      if (t.columns[i].strategy != Strategy::hmac) {
+        continue;
       }
+      std::string v = "d." + db::hmac_value(i);
+      sets += (sets.empty() ? "" : ", ") + quote_ident(t.columns[i].name) + " = CASE WHEN " + v +
+              " IS NULL OR " + v + " ~ '^hmac:[0-9a-f]{64}$' THEN " + v +
+              " ELSE 'hmac:' || encode(sha256(k.opad || sha256(k.ipad || convert_to(" + v +
+              ", 'UTF8'))), 'hex') END";
     }
-    for (size_t i = 0; i < st.hmac_columns.size(); ++i) {
-      std::string c = quote_ident(st.hmac_columns[i]);
-      assigns += (i ? ", " : "") + c + " = v.h" + std::to_string(i);
-      arrays += ", $" + std::to_string(i + 2) + "::text[]";
-      names += ", h" + std::to_string(i);
-    }
-    std::string match;
-    if (ids.size() == 1) {
-      match = "x." + quote_ident(ids[0]) + " = v.id";
-    } else {
-      for (size_t i = 0; i < ids.size(); ++i) {
-        match += (i ? " AND " : "") + std::string("x.") + quote_ident(ids[i]) + " = (v.id ->> " +
-                 std::to_string(i) + ")::" + facts.type_of(ids[i]);
-      }
-    }
-    std::string id_text = db::key_text_sql("x", ids);
-    // Read through the due-values view: it shows only rows whose order is due and not held.
-    std::string view_id =
-        ids.size() == 1 ? "v." + std::string(db::k_row_id) + "::text" : db::key_text_sql("v", ids);
-    st.hmac_select = "SELECT " + view_id + view_cols + " FROM " + db::due_view(t.table) +
-                     " v WHERE " + in_batch(t, "v");
-    st.hmac_update = "UPDATE " + table + " x SET " + assigns + " FROM unnest(" + arrays +
-                     ") AS v(" + names + ") WHERE " + match + " RETURNING " + id_text;
+    return sets;
   }
 
   TableStep step(const PiiTable& t) {
@@ -266,21 +245,24 @@ private:
                                : db::columns_equal("v", ids, "x", ids);
     std::string id_text = db::key_text_sql("x", ids);
     std::string sets = constant_sets(t);
-    if (!sets.empty()) {
-      // Only rows that still hold PII are written, matched by their own identity, so clean rows
-      // make no dead tuples and the count is of rows whose PII changed.
-      st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + db::state_view(t.table) +
-                    " v WHERE " + same_row + " AND v.has_pii AND " + in_batch(t, "x") +
-                    " RETURNING " + id_text;
+    std::string from = db::state_view(t.table) + " v";
+    if (db::has_hmac(t)) {
+      // One UPDATE writes every column, so a row makes one dead version, not two.
+      std::string same_due_row =
+          ids.size() == 1 ? "d." + std::string(db::k_row_id) + " = x." + quote_ident(ids[0])
+                          : db::columns_equal("d", ids, "x", ids);
+      sets += (sets.empty() ? "" : ", ") + hmac_sets(t);
+      from += ", " + db::due_view(t.table) + " d, " + k_hmac_key_table + " k";
+      same_row += " AND " + same_due_row;
+      st.hmac = true;
     }
-    for (const settings::PiiColumn& c : t.columns) {
-      if (c.strategy == Strategy::hmac) {
-        st.hmac_columns.push_back(c.name);
-      }
+    if (sets.empty()) {
+      return st;
     }
-    if (!st.hmac_columns.empty()) {
-      hmac_statements(t, ids, st);
-    }
+    // Only rows that still hold PII are written, matched by their own identity, so clean rows
+    // make no dead tuples and the count is of rows whose PII changed.
+    st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + from + " WHERE " + same_row +
+                  " AND v.has_pii AND " + in_batch(t, "x") + " RETURNING " + id_text;
     return st;
   }
 

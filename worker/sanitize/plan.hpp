@@ -14,18 +14,20 @@
 
 namespace lethe::sanitize {
 
+// The session's hmac key pads (TableStep::hmac).
+inline constexpr const char* k_hmac_key_table = "pg_temp.lethe_hmac_key";
+
 // What one PII-map table's rows of a batch undergo. $1 is always the batch's root keys.
 struct TableStep {
   const settings::PiiTable* table = nullptr;
-  // UPDATE of null/constant columns (RETURNING the ids of the rows it changed), or DELETE;
-  // empty when none
+  // UPDATE of every PII column (RETURNING the ids of the rows it changed), or DELETE
   std::string sanitize;
   bool deletes = false; // `sanitize` is a DELETE: its count is the rows it removed
-  // hmac columns: read the values, pseudonymize them in the worker, write them back.
-  std::vector<std::string> hmac_columns;
-  std::string hmac_select; // $1 keys -> row id, then the hmac columns
-  std::string hmac_update; // $1 row ids, $2.. one text array per hmac column; RETURNING ids
-  bool skip = false;       // nothing of this table is due in this run
+  // `sanitize` computes hmac columns in the database: it reads the session's temporary table
+  // k_hmac_key_table (one row: ipad, opad), which the engine fills through COPY, so the key
+  // is never in a statement's text or parameters, where server logs could keep it.
+  bool hmac = false;
+  bool skip = false; // nothing of this table is due in this run
 };
 
 // One keyset walk over the selected orders: shipped orders by shipment time, each
