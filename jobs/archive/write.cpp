@@ -387,6 +387,7 @@ sanitize::Stats sanitize_archived(ArchiveRun& run) {
                     {},        run.run_id,
                     {}};
   sanitize::plan(job, sanitize::Selection::archived_due(), sanitize::Action::sanitize);
+  sanitize::count(job);
   sanitize::load_hmac_key(job);
   sanitize::run_batches(job);
   sanitize::vacuum_touched_tables(job);

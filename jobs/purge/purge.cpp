@@ -6,7 +6,6 @@
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
 #include "worker/sanitize/engine.hpp"
-#include "worker/sanitize/overdue.hpp"
 #include "worker/util/json.hpp"
 #include "worker/util/signals.hpp"
 
@@ -37,21 +36,8 @@ void plan_batches(Job& job, runtime::Timings& steps) {
     runtime::Timer t(steps, "plan");
     sanitize::plan(job, sanitize::Selection::due(), sanitize::Action::sanitize);
   }
-  runtime::Timer counting(steps, "count");
-  db::Session& s = job.ctx.ready_db();
-  job.stats.root_rows = s.exec(job.plan.count_root).integer(0, 0);
-  job.stats.orders_held = s.exec(job.plan.count_held, {job.as_of.iso}).integer(0, 0);
-  sanitize::Overdue due = sanitize::overdue_pii(s, job.ctx.settings(), job.as_of.iso);
-  for (const sanitize::TableOverdue& t : due.tables) {
-    sanitize::TableStats* ts = job.stats.find(t.table);
-    ts->due = t.overdue;
-    ts->held = t.held;
-  }
-  // A table with nothing due at the start is left out of every batch; what falls due during
-  // the run is the next run's.
-  for (sanitize::TableStep& st : job.plan.steps) {
-    st.skip = job.stats.find(st.table->table)->due == 0;
-  }
+  runtime::Timer t(steps, "count");
+  sanitize::count(job);
 }
 
 void check_safety_limits(Job& job, const PurgeOptions& opt) {

@@ -1,6 +1,9 @@
 // C1: the nightly purge against a real TLS PostgreSQL, through the real binary.
 #include "support/cluster.hpp"
 #include "worker/crypto/hash.hpp"
+#include "worker/db/clock.hpp"
+#include "worker/runtime/context.hpp"
+#include "worker/sanitize/overdue.hpp"
 
 #include <catch2/catch.hpp>
 #include <csignal>
@@ -99,7 +102,8 @@ TEST_CASE("purge: exactly the due rows lose exactly their PII, the rest is byte-
       steps.push_back(step);
       CHECK(seconds.get<double>() >= 0);
     }
-    CHECK(steps == std::vector<std::string>{"lock", "plan", "count", "batches", "vacuum", "record"});
+    CHECK(steps ==
+          std::vector<std::string>{"lock", "plan", "count", "batches", "vacuum", "record"});
 
     // Not due: untouched.
     CHECK(row(*s, k_order_pii, "A-29d23h") == "b-A-29d23h@example.org|Name A-29d23h");
@@ -325,4 +329,107 @@ TEST_CASE("purge: the purge role from `lethe grants` is enough") {
   CHECK(r.err.find("event=purge.vacuum_skipped") != std::string::npos);
   CHECK(t.lethe("check --as-of '" + k_as_of + "'").exit == 0);
   test::require_no_pii(r.out + r.err, pii);
+}
+
+TEST_CASE("purge: hmac computed in the database is RFC 2104 HMAC-SHA256 of the UTF-8 value, even "
+          "for a key longer than a block, and the key reaches no server log") {
+  test::TestDb t("purge_hmac_sql", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  boundary_orders(*s);
+  // Longer than SHA-256's 64-byte block, so RFC 2104 hashes it first.
+  std::string key;
+  for (int i = 0; i < 100; ++i) {
+    key += static_cast<char>('!' + (i * 37) % 90);
+  }
+  test::write_file(t.dir() / "hmac.key", key + "\n");
+  const std::string non_ascii = "zo\xc3\xab.\xc3\xa5ngstr\xc3\xb6m@\xe4\xbe\x8b\xe3\x81\x88.jp";
+  const std::string earlier = "hmac:" + std::string(64, 'a');
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = 'B-30d1h'", {non_ascii});
+  s->exec("UPDATE orders SET buyer_email = NULL WHERE amazon_order_id = 'C-30d'");
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = 'D-cancel-31d'", {earlier});
+  // Every statement and its parameters into the server's log, as a strict operator might set it.
+  s->exec("ALTER DATABASE " + db::quote_ident(t.name()) + " SET log_statement = 'all'");
+  s->exec("ALTER DATABASE " + db::quote_ident(t.name()) + " SET log_min_duration_statement = 0");
+  const std::string& log_path = test::cluster().server_log;
+  REQUIRE(std::filesystem::exists(log_path));
+  auto offset = std::filesystem::file_size(log_path);
+
+  test::RunResult r = t.lethe("purge --as-of '" + k_as_of + "'", roomy_config(t));
+  REQUIRE(r.exit == 0);
+
+  CHECK(row(*s, k_order_pii, "B-30d1h") ==
+        "hmac:" + crypto::hex(crypto::hmac_sha256(key, non_ascii)) + "|[redacted]");
+  CHECK(row(*s, k_order_pii, "C-30d") == "NULL|[redacted]");
+  CHECK(row(*s, k_order_pii, "D-cancel-31d") == earlier + "|[redacted]");
+  CHECK(
+      row(*s, k_order_pii, "H-pending-91d") ==
+      "hmac:" + crypto::hex(crypto::hmac_sha256(key, std::string("b-H-pending-91d@example.org"))) +
+          "|[redacted]");
+
+  // The log holds lethe's statements, and nothing of the key: neither its text nor the pads.
+  std::ifstream in(log_path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset));
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(log.find("lethe_hmac_key") != std::string::npos);
+  CHECK(log.find("UPDATE \"public\".\"orders\"") != std::string::npos);
+  crypto::Digest hashed = crypto::sha256(key);
+  std::string ipad;
+  std::string opad;
+  for (size_t i = 0; i < 64; ++i) {
+    unsigned char k = i < hashed.size() ? hashed[i] : 0;
+    ipad.push_back(static_cast<char>(k ^ 0x36));
+    opad.push_back(static_cast<char>(k ^ 0x5c));
+  }
+  auto hex_of = [](const std::string& bytes) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+      out += digits[c >> 4];
+      out += digits[c & 15];
+    }
+    return out;
+  };
+  CHECK(log.find(key.substr(0, 24)) == std::string::npos);
+  CHECK(log.find(hex_of(ipad).substr(0, 32)) == std::string::npos);
+  CHECK(log.find(hex_of(opad).substr(0, 32)) == std::string::npos);
+  CHECK(log.find(crypto::hex(hashed).substr(0, 32)) == std::string::npos);
+  s->exec("ALTER DATABASE " + db::quote_ident(t.name()) + " RESET ALL");
+}
+
+TEST_CASE("purge: the one-pass counts equal lethe check's per-table counts, every level, held "
+          "apart") {
+  test::TestDb t("purge_counts", 600, "2026-06-30");
+  t.migrate_and_grant();
+  auto cfg = roomy_config(t);
+  test::RunResult d = t.lethe("purge --dry-run --json --as-of '" + k_as_of + "'", cfg);
+  INFO(d.err);
+  REQUIRE(d.exit == 0);
+  nlohmann::json plan = nlohmann::json::parse(d.out);
+
+  Context ctx(t.settings(), util::Identity{"test", "test", ""}, "test counts");
+  db::Session& s = ctx.ready_db();
+  sanitize::Overdue due =
+      sanitize::overdue_pii(s, ctx.settings(), db::resolve_instant(s, k_as_of).iso);
+  REQUIRE(plan.at("tables").size() == due.tables.size());
+  long long held = 0;
+  for (size_t i = 0; i < due.tables.size(); ++i) {
+    const nlohmann::json& p = plan.at("tables").at(i);
+    INFO(due.tables[i].table);
+    CHECK(p.at("table") == due.tables[i].table);
+    CHECK(p.at("rows").get<long long>() == due.tables[i].overdue);
+    CHECK(p.at("held_awaiting_archive").get<long long>() == due.tables[i].held);
+    held += due.tables[i].held;
+  }
+  // The sample has orders of each kind, so the comparison means something.
+  CHECK(due.tables[0].overdue > 0);
+  CHECK(due.tables[1].overdue > 0);
+  CHECK(held > 0);
+  CHECK(plan.at("orders_due").get<long long>() ==
+        s.exec("SELECT count(*) FROM lethe.pii_state_public_orders r WHERE r.due_at <= "
+               "$1::timestamptz AND NOT r.held AND (r.has_pii OR EXISTS (SELECT 1 FROM "
+               "lethe.pii_state_public_shipping_addresses c WHERE c.amazon_order_id = "
+               "r.amazon_order_id AND c.has_pii))",
+               {k_as_of})
+            .integer(0, 0));
 }

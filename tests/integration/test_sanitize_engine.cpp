@@ -58,6 +58,7 @@ TEST_CASE("sanitize engine: erase deletes every mapped row of exactly the named 
   Context ctx(t.settings(), util::Identity{"test", "test", ""}, "test erase");
   sanitize::Job job{ctx, {50, 2}, db::resolve_instant(ctx.ready_db(), ""), {}, {}, 0, {}};
   sanitize::plan(job, sanitize::Selection::orders({*ids[0], *ids[1]}), sanitize::Action::erase);
+  sanitize::count(job);
   CHECK(job.stats.candidates == 2);
   sanitize::run_batches(job);
   CHECK(job.stats.orders_done == 2);

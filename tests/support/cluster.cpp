@@ -77,6 +77,7 @@ const ClusterInfo& cluster() {
     c.other_ca = env["LETHE_PG_OTHER_CA"];
     c.admin = env["LETHE_PG_ADMIN"];
     c.admin_password_file = env["LETHE_PG_ADMIN_PASSWORD_FILE"];
+    c.server_log = env["LETHE_PG_SERVER_LOG"];
     return c;
   }();
   return info;

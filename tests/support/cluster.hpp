@@ -20,6 +20,7 @@ struct ClusterInfo {
   std::string other_ca;
   std::string admin;
   std::string admin_password_file;
+  std::string server_log; // the TLS server's log file (what its operators would keep)
 };
 
 // Reads $LETHE_TEST_CLUSTER/cluster.env (written by tests/harness/pg-cluster).

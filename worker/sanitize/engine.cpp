@@ -5,6 +5,10 @@
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 
+#include <exception>
+#include <memory>
+#include <thread>
+
 namespace lethe::sanitize {
 
 void plan(Job& job, const Selection& sel, Action action) {
@@ -13,9 +17,91 @@ void plan(Job& job, const Selection& sel, Action action) {
   db::require_current_state_views(s, job.ctx.settings());
   job.plan = build_plan(job.ctx.settings(), db::read_facts(s, job.ctx.settings()), sel, action);
   job.stats.as_of = job.as_of.iso;
-  job.stats.candidates = s.exec(job.plan.count_candidates, {job.as_of.iso}).integer(0, 0);
   for (const settings::PiiTable* t : job.ctx.settings().pii_tables()) {
     job.stats.find(t->table);
+  }
+}
+
+namespace {
+
+// Whole-table counts get the planner's every join method, unlike the batches.
+void free_planner(db::Transaction& tx) {
+  tx.exec("SET LOCAL enable_hashjoin = on");
+  tx.exec("SET LOCAL enable_mergejoin = on");
+  tx.exec("SET LOCAL enable_seqscan = on");
+}
+
+// Each child table's rows with PII due and held, on their own connection.
+void count_children(Job& job, db::Session& s) {
+  s.transact([&job](db::Transaction& tx) {
+    free_planner(tx);
+    for (const auto& [table, sql] : job.plan.count_children) {
+      db::Rows r = tx.exec(sql, {job.as_of.iso});
+      TableStats* ts = job.stats.find(table);
+      ts->due = r.integer(0, 0);
+      ts->held = r.integer(0, 1);
+    }
+  });
+}
+
+} // namespace
+
+void count(Job& job) {
+  db::Session& s = job.ctx.ready_db();
+  if (job.plan.count_due.empty()) {
+    s.transact([&job](db::Transaction& tx) {
+      free_planner(tx);
+      job.stats.candidates = tx.exec(job.plan.count_candidates, {job.as_of.iso}).integer(0, 0);
+    });
+    return;
+  }
+  // The child tables are counted on a second connection while this one walks the root: the
+  // two passes are independent, and each keeps a core busy.
+  for (const auto& [table, sql] : job.plan.count_children) {
+    job.stats.find(table); // before the thread starts: find() may add to the table list
+  }
+  std::unique_ptr<db::Session> helper;
+  if (!job.plan.count_children.empty()) {
+    helper = db::connect(job.ctx.settings());
+  }
+  std::exception_ptr failed;
+  std::thread children;
+  if (helper) {
+    children = std::thread([&] {
+      try {
+        count_children(job, *helper);
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    });
+  }
+  try {
+    s.transact([&job](db::Transaction& tx) {
+      free_planner(tx);
+      db::Rows r = tx.exec(job.plan.count_due, {job.as_of.iso});
+      job.stats.root_rows = r.integer(0, 0);
+      job.stats.candidates = r.integer(0, 1);
+      job.stats.orders_held = r.integer(0, 2);
+      TableStats* root = job.stats.find(job.ctx.settings().root.table.table);
+      root->due = r.integer(0, 3);
+      root->held = r.integer(0, 4);
+    });
+  } catch (...) {
+    if (children.joinable()) {
+      children.join();
+    }
+    throw;
+  }
+  if (children.joinable()) {
+    children.join();
+  }
+  if (failed) {
+    std::rethrow_exception(failed);
+  }
+  // A table with nothing due at the start is left out of every batch; what falls due during
+  // the run is the next run's.
+  for (TableStep& st : job.plan.steps) {
+    st.skip = job.stats.find(st.table->table)->due == 0;
   }
 }
 

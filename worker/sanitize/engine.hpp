@@ -48,8 +48,14 @@ struct Job {
 void prepare_session(db::Session& s);
 
 // Reads the catalog facts and builds `job.plan` for `sel` and `action` on the context's session
-// (prepared for batch work); fills stats.candidates (orders the selection takes now).
+// (prepared for batch work).
 void plan(Job& job, const Selection& sel, Action action);
+
+// Counts what the plan takes now into job.stats.candidates; for Selection::due, in the same
+// pass, all root rows, the held orders and each table's due and held rows with PII (and marks
+// the steps of tables with nothing due to be skipped). Whole-table counts get the planner's
+// every join method, unlike the batches.
+void count(Job& job);
 
 // Reads the hmac key when the map has hmac columns and the configuration names a key file.
 void load_hmac_key(Job& job);

@@ -3,6 +3,8 @@
 #include "worker/db/pii_sql.hpp"
 #include "worker/util/error.hpp"
 
+#include <algorithm>
+
 namespace lethe::sanitize {
 namespace {
 
@@ -39,9 +41,10 @@ public:
       clock_lanes(p, taken);
     }
     p.count_candidates = "SELECT count(*) FROM " + m_view + " WHERE " + taken;
-    p.count_held = "SELECT count(*) FROM " + m_view +
-                   " WHERE r.due_at <= $1::timestamptz AND r.held AND " + with_pii;
-    p.count_root = "SELECT count(*) FROM " + db::state_view(root.table);
+    if (m_sel.kind == Selection::Kind::due) {
+      p.count_due = count_root_pass(with_pii);
+      p.count_children = count_children();
+    }
     p.guard = "SELECT " + m_key_text + " FROM " + m_view + " WHERE " + key_match(m_k) + " AND " +
               guard_condition();
     if (m_action == Action::erase) {
@@ -145,6 +148,32 @@ private:
   // Explicit orders are few (one request's): walked by key, the clock column is the key's text.
   void orders_lane(Plan& p, const std::string& taken) {
     add_lane(p, "orders", m_key_text, "text", taken);
+  }
+
+  // One pass over the root's state view ($1 the run's instant): all root rows, the orders the
+  // purge takes, the orders held back, and the root's own rows with PII due and held. Each
+  // order's flags are computed once (OFFSET 0 keeps the subquery whole).
+  std::string count_root_pass(const std::string& with_pii) const {
+    std::string flags =
+        "SELECT r.*, r.due_at <= $1::timestamptz AS lethe_due FROM " + m_view + " OFFSET 0";
+    std::string due = "r.lethe_due AND NOT r.held";
+    std::string held = "r.lethe_due AND r.held";
+    return "SELECT count(*), count(*) FILTER (WHERE " + due + " AND " + with_pii +
+           "), count(*) FILTER (WHERE " + held + " AND " + with_pii + "), count(*) FILTER (WHERE " +
+           due + " AND r.has_pii), count(*) FILTER (WHERE " + held + " AND r.has_pii) FROM (" +
+           flags + ") r";
+  }
+
+  // Per child table: its rows with PII whose order is due, not held and held ($1 the instant).
+  std::vector<std::pair<std::string, std::string>> count_children() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const PiiTable& c : m_s.children) {
+      out.emplace_back(c.table, "SELECT count(*) FILTER (WHERE NOT r.held), count(*) FILTER "
+                                "(WHERE r.held) FROM " +
+                                    db::state_path_to_root(m_s, c) +
+                                    " WHERE c0.has_pii AND r.due_at <= $1::timestamptz");
+    }
+    return out;
   }
 
   // " OR EXISTS (…)" for each child of `t` (alias `alias`) that still holds PII, recursively.

@@ -45,8 +45,11 @@ struct Plan {
   std::string key_type; // format_type of the root key
   std::vector<Lane> lanes;
   std::string count_candidates; // $1 as_of: the orders the selection takes now
-  std::string count_held;       // $1 as_of: orders with PII due but held for the archive
-  std::string count_root;       // all root rows
+  // Selection::due only, $1 as_of. count_due: one row of all root rows, the orders taken, the
+  // orders held, and the root's rows with PII due and held; count_children: per child table,
+  // one row of its rows with PII due and held.
+  std::string count_due;
+  std::vector<std::pair<std::string, std::string>> count_children; // table, SQL
   std::string guard;            // $1 keys, $2 as_of: those the selection still takes
   std::vector<TableStep> steps; // deepest tables first, the root last
 };
