@@ -52,7 +52,11 @@ TEST_CASE("grants: the purge role reads keys and clocks, writes PII columns, not
   require_denied(*s, "TRUNCATE lethe.audit_log");
   require_denied(*s, "CREATE TABLE lethe.x (a int)");
 
-  // Allowed: what the purge needs.
+  // Allowed: what the purge needs, including its own temporary table for the hmac key pads
+  // where PUBLIC may not create any.
+  t.admin()->exec("REVOKE TEMPORARY ON DATABASE " + db::quote_ident(t.name()) + " FROM PUBLIC");
+  s->exec("CREATE TEMPORARY TABLE lethe_hmac_key (ipad bytea, opad bytea)");
+  s->exec("DROP TABLE pg_temp.lethe_hmac_key");
   db::Rows due = s->exec("SELECT amazon_order_id FROM lethe.pii_state_public_orders "
                          "WHERE has_pii AND NOT held ORDER BY amazon_order_id LIMIT 1");
   REQUIRE(due.size() == 1);

@@ -313,8 +313,18 @@ static void load_key_pads(db::Session& s, const util::Secret& key) {
   util::wipe_bytes(k, block);
   util::wipe_bytes(ipad, block);
   util::wipe_bytes(opad, block);
-  s.exec(std::string("CREATE TEMPORARY TABLE IF NOT EXISTS ") + k_hmac_key_table +
-         " (ipad bytea NOT NULL, opad bytea NOT NULL)");
+  try {
+    s.exec(std::string("CREATE TEMPORARY TABLE IF NOT EXISTS ") + k_hmac_key_table +
+           " (ipad bytea NOT NULL, opad bytea NOT NULL)");
+  } catch (const db::DbError& e) {
+    if (e.sqlstate() != "42501") {
+      throw;
+    }
+    throw Error(Exit::permission,
+                "the role may not create the temporary table the hmac strategy needs",
+                "apply `lethe grants` as the database owner: it grants TEMPORARY on the database "
+                "to the job roles when the PII map has hmac columns");
+  }
   s.transact([&](db::Transaction& tx) {
     tx.exec(std::string("TRUNCATE ") + k_hmac_key_table);
     bool sent = false;
