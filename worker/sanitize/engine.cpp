@@ -5,6 +5,7 @@
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 
+#include <atomic>
 #include <exception>
 #include <memory>
 #include <thread>
@@ -111,33 +112,81 @@ void load_hmac_key(Job& job) {
   }
 }
 
+namespace {
+
+// VACUUM (ANALYZE) of `t` on `s` where the role may; records what happened in `t`.
+void vacuum_one(db::Session& s, TableStats& t) {
+  db::Rows may =
+      s.exec("SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') FROM "
+             "pg_class c, pg_database d WHERE c.oid = to_regclass($1) AND d.datname = "
+             "current_database()",
+             {db::quote_ident(t.table)});
+  if (may.empty() || may.text(0, 0) != "t") {
+    t.vacuum = "skipped: not owner";
+    log::event(log::Level::warning, "purge.vacuum_skipped",
+               {{"table", t.table},
+                {"hint", "PostgreSQL 15 lets only the owner VACUUM; autovacuum will clean "
+                         "the dead tuples, or run VACUUM as the owner"}});
+    return;
+  }
+  auto t0 = Clock::now();
+  s.exec("VACUUM (ANALYZE) " + db::quote_ident(t.table));
+  t.vacuum = "done";
+  t.vacuum_seconds = seconds_since(t0);
+}
+
+} // namespace
+
 void vacuum_touched_tables(Job& job) {
   db::Session& s = job.ctx.ready_db();
   // Our own row counts reach the statistics only when this backend flushes them; flush before
   // VACUUM, or they would land after it and count the removed tuples as dead again.
   s.exec("SELECT pg_stat_force_next_flush()");
   s.exec("SELECT 1");
+  std::vector<TableStats*> touched;
   for (TableStats& t : job.stats.tables) {
-    if (t.sanitized == 0) {
-      continue;
+    if (t.sanitized > 0) {
+      touched.push_back(&t);
     }
-    db::Rows may =
-        s.exec("SELECT pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE') FROM "
-               "pg_class c, pg_database d WHERE c.oid = to_regclass($1) AND d.datname = "
-               "current_database()",
-               {db::quote_ident(t.table)});
-    if (may.empty() || may.text(0, 0) != "t") {
-      t.vacuum = "skipped: not owner";
-      log::event(log::Level::warning, "purge.vacuum_skipped",
-                 {{"table", t.table},
-                  {"hint", "PostgreSQL 15 lets only the owner VACUUM; autovacuum will clean "
-                           "the dead tuples, or run VACUUM as the owner"}});
-      continue;
+  }
+  // Two tables or more: a second connection takes every other one, so two VACUUMs run at once
+  // (each is mostly one core's work: reading pages, pruning, index cleanup).
+  std::unique_ptr<db::Session> helper;
+  if (touched.size() > 1) {
+    helper = db::connect(job.ctx.settings());
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&](db::Session& session) {
+    for (size_t i = next++; i < touched.size(); i = next++) {
+      vacuum_one(session, *touched[i]);
     }
-    auto t0 = Clock::now();
-    s.exec("VACUUM (ANALYZE) " + db::quote_ident(t.table));
-    t.vacuum = "done";
-    t.vacuum_seconds = seconds_since(t0);
+  };
+  std::exception_ptr failed;
+  std::thread second;
+  if (helper) {
+    second = std::thread([&] {
+      try {
+        work(*helper);
+      } catch (...) {
+        failed = std::current_exception();
+        next = touched.size();
+      }
+    });
+  }
+  try {
+    work(s);
+  } catch (...) {
+    next = touched.size();
+    if (second.joinable()) {
+      second.join();
+    }
+    throw;
+  }
+  if (second.joinable()) {
+    second.join();
+  }
+  if (failed) {
+    std::rethrow_exception(failed);
   }
   for (TableStats& t : job.stats.tables) {
     db::Rows d = s.exec("SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)",
