@@ -286,7 +286,8 @@ std::string view_sql(const Settings& s, const PiiTable& t) {
 }
 
 // The due-values view of a table with hmac columns: its rows whose order is due now and not
-// held, with their identity, structure and hmac values; nothing of any other order.
+// held, with their identity, structure, hmac values and the state view's flags; nothing of any
+// other order.
 std::string due_view_sql(const Settings& s, const PiiTable& t) {
   std::string out = "CREATE OR REPLACE VIEW " + due_view(t.table) + " AS\n  SELECT " +
                     join(structural_columns(s, t));
@@ -295,6 +296,11 @@ std::string due_view_sql(const Settings& s, const PiiTable& t) {
     if (t.columns[i].strategy == Strategy::hmac) {
       out += ",\n         " + quote_ident(t.columns[i].name) + "::text AS " + hmac_value(i);
     }
+  }
+  // Generation 4: the state view's flags too, so the purge's UPDATE reads one view.
+  out += ",\n         " + has_pii_expr(t) + " AS has_pii";
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    out += ",\n         " + quote_ident(t.columns[i].name) + " IS NULL AS " + null_flag(i);
   }
   return out + "\n  FROM " + quote_ident(t.table) + "\n  WHERE " + due_now(s, t) + ";\n";
 }
@@ -336,7 +342,7 @@ std::string row_identity_query(const std::string& regclass_sql) {
 }
 
 std::string view_comment(const Settings& s) {
-  return "lethe pii-map " + settings::pii_map_digest(s) + " (state views 3)";
+  return "lethe pii-map " + settings::pii_map_digest(s) + " (state views 4)";
 }
 
 std::string state_views_sql(const Settings& s) {

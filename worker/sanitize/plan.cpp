@@ -213,7 +213,8 @@ private:
   }
 
   // SET list of the null and constant columns; a NULL stays NULL (the state view tells).
-  static std::string constant_sets(const PiiTable& t) {
+  // The null flags come from the view `alias`.
+  static std::string constant_sets(const PiiTable& t, const std::string& alias) {
     std::string sets;
     for (size_t i = 0; i < t.columns.size(); ++i) {
       const settings::PiiColumn& c = t.columns[i];
@@ -222,7 +223,7 @@ private:
       }
       std::string value = c.strategy == Strategy::set_null
                               ? std::string("NULL")
-                              : "CASE WHEN v." + db::null_flag(i) + " THEN NULL ELSE " +
+                              : "CASE WHEN " + alias + "." + db::null_flag(i) + " THEN NULL ELSE " +
                                     db::quote_literal(c.value) + " END";
       sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = " + value;
     }
@@ -267,23 +268,20 @@ private:
       return st;
     }
     const settings::Columns& ids = row_id(t);
-    // A one-column identity is the view's lethe_row_id; a composite one (always the map's key)
-    // is in the view under its own names.
-    std::string same_row = ids.size() == 1
-                               ? "v." + std::string(db::k_row_id) + " = x." + quote_ident(ids[0])
-                               : db::columns_equal("v", ids, "x", ids);
+    // A table with hmac columns is read through its due-values view (d), which has the state
+    // view's flags too; any other through its state view (v). A one-column identity is the
+    // view's lethe_row_id; a composite one (always the map's key) is there under its own names.
+    st.hmac = db::has_hmac(t);
+    const std::string a = st.hmac ? "d" : "v";
+    std::string same_row = ids.size() == 1 ? a + "." + db::k_row_id + " = x." + quote_ident(ids[0])
+                                           : db::columns_equal(a, ids, "x", ids);
     std::string id_text = db::key_text_sql("x", ids);
-    std::string sets = constant_sets(t);
+    std::string sets = constant_sets(t, a);
     std::string from = db::state_view(t.table) + " v";
-    if (db::has_hmac(t)) {
+    if (st.hmac) {
       // One UPDATE writes every column, so a row makes one dead version, not two.
-      std::string same_due_row =
-          ids.size() == 1 ? "d." + std::string(db::k_row_id) + " = x." + quote_ident(ids[0])
-                          : db::columns_equal("d", ids, "x", ids);
       sets += (sets.empty() ? "" : ", ") + hmac_sets(t);
-      from += ", " + db::due_view(t.table) + " d, " + k_hmac_key_table + " k";
-      same_row += " AND " + same_due_row;
-      st.hmac = true;
+      from = db::due_view(t.table) + " d, " + k_hmac_key_table + " k";
     }
     if (sets.empty()) {
       return st;
@@ -291,7 +289,7 @@ private:
     // Only rows that still hold PII are written, matched by their own identity, so clean rows
     // make no dead tuples and the count is of rows whose PII changed.
     st.sanitize = "UPDATE " + table + " x SET " + sets + " FROM " + from + " WHERE " + same_row +
-                  " AND v.has_pii AND " + in_batch(t, "x") + " RETURNING " + id_text;
+                  " AND " + a + ".has_pii AND " + in_batch(t, "x") + " RETURNING " + id_text;
     return st;
   }
 
