@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -30,6 +31,36 @@ void free_planner(db::Transaction& tx) {
   tx.exec("SET LOCAL enable_hashjoin = on");
   tx.exec("SET LOCAL enable_mergejoin = on");
   tx.exec("SET LOCAL enable_seqscan = on");
+}
+
+// Runs `here` on this thread while `there` (when given) runs on a second one; waits for both,
+// then rethrows this thread's failure, else the other's.
+void in_parallel(const std::function<void()>& here, const std::function<void()>& there) {
+  std::exception_ptr failed;
+  std::thread second;
+  if (there) {
+    second = std::thread([&] {
+      try {
+        there();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    });
+  }
+  try {
+    here();
+  } catch (...) {
+    if (second.joinable()) {
+      second.join();
+    }
+    throw;
+  }
+  if (second.joinable()) {
+    second.join();
+  }
+  if (failed) {
+    std::rethrow_exception(failed);
+  }
 }
 
 // Each child table's rows with PII due and held, on their own connection.
@@ -65,40 +96,21 @@ void count(Job& job) {
   if (!job.plan.count_children.empty()) {
     helper = db::connect(job.ctx.settings());
   }
-  std::exception_ptr failed;
-  std::thread children;
-  if (helper) {
-    children = std::thread([&] {
-      try {
-        count_children(job, *helper);
-      } catch (...) {
-        failed = std::current_exception();
-      }
-    });
-  }
-  try {
-    s.transact([&job](db::Transaction& tx) {
-      free_planner(tx);
-      db::Rows r = tx.exec(job.plan.count_due, {job.as_of.iso});
-      job.stats.root_rows = r.integer(0, 0);
-      job.stats.candidates = r.integer(0, 1);
-      job.stats.orders_held = r.integer(0, 2);
-      TableStats* root = job.stats.find(job.ctx.settings().root.table.table);
-      root->due = r.integer(0, 3);
-      root->held = r.integer(0, 4);
-    });
-  } catch (...) {
-    if (children.joinable()) {
-      children.join();
-    }
-    throw;
-  }
-  if (children.joinable()) {
-    children.join();
-  }
-  if (failed) {
-    std::rethrow_exception(failed);
-  }
+  in_parallel(
+      [&] {
+        s.transact([&job](db::Transaction& tx) {
+          free_planner(tx);
+          db::Rows r = tx.exec(job.plan.count_due, {job.as_of.iso});
+          job.stats.root_rows = r.integer(0, 0);
+          job.stats.candidates = r.integer(0, 1);
+          job.stats.orders_held = r.integer(0, 2);
+          TableStats* root = job.stats.find(job.ctx.settings().root.table.table);
+          root->due = r.integer(0, 3);
+          root->held = r.integer(0, 4);
+        });
+      },
+      helper ? std::function<void()>([&] { count_children(job, *helper); })
+             : std::function<void()>());
   // A table with nothing due at the start is left out of every batch; what falls due during
   // the run is the next run's.
   for (TableStep& st : job.plan.steps) {
@@ -157,37 +169,17 @@ void vacuum_touched_tables(Job& job) {
   }
   std::atomic<size_t> next{0};
   auto work = [&](db::Session& session) {
-    for (size_t i = next++; i < touched.size(); i = next++) {
-      vacuum_one(session, *touched[i]);
+    try {
+      for (size_t i = next++; i < touched.size(); i = next++) {
+        vacuum_one(session, *touched[i]);
+      }
+    } catch (...) {
+      next = touched.size(); // the other connection stops after its current table
+      throw;
     }
   };
-  std::exception_ptr failed;
-  std::thread second;
-  if (helper) {
-    second = std::thread([&] {
-      try {
-        work(*helper);
-      } catch (...) {
-        failed = std::current_exception();
-        next = touched.size();
-      }
-    });
-  }
-  try {
-    work(s);
-  } catch (...) {
-    next = touched.size();
-    if (second.joinable()) {
-      second.join();
-    }
-    throw;
-  }
-  if (second.joinable()) {
-    second.join();
-  }
-  if (failed) {
-    std::rethrow_exception(failed);
-  }
+  in_parallel([&] { work(s); },
+              helper ? std::function<void()>([&] { work(*helper); }) : std::function<void()>());
   for (TableStats& t : job.stats.tables) {
     db::Rows d = s.exec("SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)",
                         {db::quote_ident(t.table)});
