@@ -50,9 +50,7 @@ public:
     long configured = m_run.limits.batch_size;
     long size = configured;
     std::optional<std::pair<std::string, std::string>> last; // clock, key
-    bool warned = false;
-    long checked_first = 0;
-    long checked_next = 0;
+    PlanChecks checks;
     while (true) {
       if (util::stop_requested()) {
         return false;
@@ -68,19 +66,7 @@ public:
         params.push_back(last->second);
         sql = &lane.next;
       }
-      // The plan of a keyset query can only change with its shape and its LIMIT: checked on
-      // the first batch of each shape and again whenever the batch grows past the checked size.
-      long& checked = last ? checked_next : checked_first;
-      bool check = size > checked;
-      checked = std::max(checked, size);
-      if (check && !index_driven(*sql, params) && !warned) {
-        warned = true;
-        log::event(log::Level::warning, "purge.plan_not_indexed",
-                   {{"lane", lane.name},
-                    {"batch_size", size},
-                    {"hint", "index the retention clock columns (with the key) and each "
-                             "child's link column"}});
-      }
+      check_plan(lane, *sql, params, size, last ? checks.next : checks.first, checks.warned);
       auto tc = Clock::now();
       db::Rows cand = m_s.exec(*sql, params);
       log::event(log::Level::debug, "purge.candidates",
@@ -119,6 +105,33 @@ public:
   const Tally& tally() const { return m_tally; }
 
 private:
+  // The largest batch size each keyset query shape of a lane was checked at, and whether the
+  // lane has warned.
+  struct PlanChecks {
+    long first = 0;
+    long next = 0;
+    bool warned = false;
+  };
+
+  // The plan of a keyset query can only change with its shape and its LIMIT: checked on the
+  // first batch of each shape and again whenever the batch grows past the size checked
+  // (`checked`); a non-index plan is reported once per lane.
+  void check_plan(const Lane& lane, const std::string& sql, const db::Params& params, long size,
+                  long& checked, bool& warned) {
+    if (size <= checked) {
+      return;
+    }
+    checked = size;
+    if (!index_driven(sql, params) && !warned) {
+      warned = true;
+      log::event(log::Level::warning, "purge.plan_not_indexed",
+                 {{"lane", lane.name},
+                  {"batch_size", size},
+                  {"hint", "index the retention clock columns (with the key) and each "
+                           "child's link column"}});
+    }
+  }
+
   static long adapt(long size, double took, long configured) {
     if (took > 2 * k_target_tx_s) {
       return std::max(k_min_batch, size / 2);
@@ -276,12 +289,10 @@ static void put_hex(char* out, std::size_t at, const unsigned char* p, std::size
   }
 }
 
-static void load_key_pads(db::Session& s, const util::Secret& key) {
-  if (key.empty()) {
-    throw Error(Exit::config, "the PII map uses hmac but no hmac key was read",
-                "set pii.hmac_key_file to the key file; `lethe config check` shows the map");
-  }
-  // RFC 2104: a key longer than the hash's 64-byte block is hashed first; then zero-padded.
+// The COPY text line of the hmac key's pads: \\x<ipad hex> TAB \\x<opad hex> (bytea hex input,
+// backslash escaped), RFC 2104: a key longer than the hash's 64-byte block is hashed first,
+// then zero-padded.
+static util::Secret key_pads_line(const util::Secret& key) {
   constexpr std::size_t block = 64;
   unsigned char k[block] = {};
   if (key.size() > block) {
@@ -297,7 +308,6 @@ static void load_key_pads(db::Session& s, const util::Secret& key) {
     ipad[i] = static_cast<unsigned char>(k[i] ^ 0x36);
     opad[i] = static_cast<unsigned char>(k[i] ^ 0x5c);
   }
-  // One COPY text line: \x<ipad hex> TAB \x<opad hex> (bytea hex input, backslash escaped).
   util::Secret line = util::Secret::with_capacity(2 * (3 + 2 * block) + 1);
   char* out = line.data();
   std::size_t n = 0;
@@ -313,6 +323,16 @@ static void load_key_pads(db::Session& s, const util::Secret& key) {
   util::wipe_bytes(k, block);
   util::wipe_bytes(ipad, block);
   util::wipe_bytes(opad, block);
+  return line;
+}
+
+// Puts the hmac key's pads into the session's temporary table (TableStep::hmac).
+static void load_key_pads(db::Session& s, const util::Secret& key) {
+  if (key.empty()) {
+    throw Error(Exit::config, "the PII map uses hmac but no hmac key was read",
+                "set pii.hmac_key_file to the key file; `lethe config check` shows the map");
+  }
+  util::Secret line = key_pads_line(key);
   try {
     s.exec(std::string("CREATE TEMPORARY TABLE IF NOT EXISTS ") + k_hmac_key_table +
            " (ipad bytea NOT NULL, opad bytea NOT NULL)");
