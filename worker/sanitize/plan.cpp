@@ -3,8 +3,6 @@
 #include "worker/db/pii_sql.hpp"
 #include "worker/util/error.hpp"
 
-#include <algorithm>
-
 namespace lethe::sanitize {
 namespace {
 

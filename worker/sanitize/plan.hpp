@@ -1,8 +1,8 @@
 // The sanitize engine's SQL, derived purely from the PII map, the catalog facts read once per
 // run, a Selection and an Action: which root orders a batch takes, and what each table's rows of
-// that batch undergo. Every statement reads only lethe's state views and key/link columns, so
-// the purge role needs no SELECT on PII (hmac columns aside). Built without a server, so unit
-// tests check the SQL.
+// that batch undergo. Every statement reads only lethe's views (hmac values through the
+// due-values view, which shows only due orders' rows) and key/link columns, so the purge role
+// needs no SELECT on a PII column. Built without a server, so unit tests check the SQL.
 #pragma once
 
 #include "worker/db/catalog.hpp"
@@ -10,6 +10,7 @@
 #include "worker/settings/settings.hpp"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lethe::sanitize {
