@@ -7,6 +7,7 @@
 #include "jobs/crypt/crypt.hpp"
 #include "jobs/migrate/migrate.hpp"
 #include "jobs/purge/purge.hpp"
+#include "jobs/request/request.hpp"
 #include "worker/db/migrations.hpp"
 #include "worker/db/session.hpp"
 #include "worker/util/error.hpp"
@@ -185,6 +186,65 @@ Run read_audit_show(const Args& a) {
              Env& env) { return jobs::audit::run_show(env.context(), limit, job, json); };
 }
 
+Run read_request_add(const Args& a) {
+  jobs::request::AddOptions o;
+  o.amazon_ref = a.text("amazon-ref");
+  o.notice_at = a.text("notice-at");
+  o.scope = a.text("scope");
+  o.scope_file = a.text("scope-file");
+  o.action = a.text("action");
+  o.return_to = a.text("return-to");
+  o.operator_name = a.text("operator");
+  o.reason = a.text("reason");
+  if (std::optional<long> n = a.integer("confirm-count")) {
+    o.confirm_count = *n;
+  }
+  o.json = a.flag("json");
+  return [o](Env& env) { return jobs::request::run_add(env.context(), o); };
+}
+
+// The one request ID argument of show and cancel.
+long long request_id(const Args& a) {
+  const std::string what = "`lethe " + std::string(a.command().name) + "` takes one request id";
+  if (a.positionals().size() != 1) {
+    throw Error(Exit::usage, what, "see `lethe request list`");
+  }
+  const std::string& v = a.positionals()[0];
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    throw Error(Exit::usage, what + " (a number)", "see `lethe request list`");
+  }
+  return std::stoll(v);
+}
+
+Run read_request_run(const Args& a) {
+  jobs::request::RunOptions o{a.integer("request").value_or(0), a.flag("json")};
+  return [o](Env& env) { return jobs::request::run_requests(env.context(), o); };
+}
+
+Run read_ledger_verify(const Args& a) {
+  return [json = a.flag("json")](Env& env) {
+    return jobs::request::run_ledger_verify(env.context(), json);
+  };
+}
+
+Run read_request_list(const Args& a) {
+  return [as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
+    return jobs::request::run_list(env.context(), as_of, json);
+  };
+}
+
+Run read_request_show(const Args& a) {
+  return [id = request_id(a), as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
+    return jobs::request::run_show(env.context(), id, as_of, json);
+  };
+}
+
+Run read_request_cancel(const Args& a) {
+  return [id = request_id(a), who = a.text("operator"), why = a.text("reason")](Env& env) {
+    return jobs::request::run_cancel(env.context(), id, who, why);
+  };
+}
+
 } // namespace
 
 // One long function on purpose: it is the command table, one entry per command, read top to
@@ -347,6 +407,77 @@ const std::vector<CommandSpec>& commands() {
        {},
        Needs::database,
        read_mark_destroyed},
+      {"request add",
+       "",
+       "register an Amazon deletion request (C5, C6, C19; audited: who and why)",
+       "Registers Amazon's notice and resolves its scope at once to the orders it names (a\n"
+       "buyer's orders whether the buyer column holds the email or the purge's pseudonym of\n"
+       "it). Both clocks run from --notice-at: live data within 72 hours, every copy within\n"
+       "90 days. Identifiers are kept only as keyed HMACs (pii.hmac_key_file). A buyer's email\n"
+       "is never taken from the command line: --scope buyer:- reads it from standard input,\n"
+       "or --scope-file FILE (owner-only) holds the scope. A second request with the same\n"
+       "--amazon-ref, or a scope resolving to no order or to more than requests.max_orders,\n"
+       "is refused (exit 65) unless --confirm-count N names the exact count.",
+       {opt::text("amazon-ref", "REF", "Amazon's reference for the notice (required)"),
+        opt::text("notice-at", "TIME", "when Amazon sent the notice (default: now)"),
+        opt::text("scope", "SCOPE",
+                  "order:ID[,ID...] | buyer:- (email on standard input) | "
+                  "seller:SELLER_ID[/MARKETPLACE_ID]"),
+        opt::path("scope-file", "FILE", "read the scope from FILE (owner-only), e.g. buyer:EMAIL"),
+        opt::text("action", "delete|return",
+                  "what Amazon asks for (required; return is not built yet: exit 69)"),
+        opt::path("return-to", "PUB.pem", "public key for a return (not built yet)"),
+        opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)"),
+        opt::integer("confirm-count", "N",
+                     "register a scope resolving to exactly N orders (0, or above the limit)"),
+        k_json},
+       Needs::database,
+       read_request_add},
+      {"request run",
+       "",
+       "execute registered deletion requests (hourly timer)",
+       "For each request not yet erased: every mapped row of its orders, in every mapped table\n"
+       "(keep tables included), is deleted deepest first in committed batches; then the touched\n"
+       "tables are vacuumed (as their owner; otherwise autovacuum is waited for), an entry is\n"
+       "appended to the deletion ledger (lethe.deletion_ledger and requests.ledger_file) and\n"
+       "the request is live_erased. A request becomes complete once no spooled archive holds\n"
+       "its orders and every table was vacuumed since the erase. Safe to rerun after a crash:\n"
+       "it finishes the work and counts each row once. SIGTERM exits 75.",
+       {opt::integer("request", "ID", "only this request"), k_json},
+       Needs::database,
+       read_request_run},
+      {"request ledger verify",
+       "",
+       "check the deletion ledger file against lethe.deletion_ledger",
+       "Every line of requests.ledger_file must read '<seq> <sha256> <entry JSON>', hash to its\n"
+       "recorded SHA-256 chained to the line before, and equal the table's entry; every table\n"
+       "entry must be in the file. Exit 65 when not.",
+       {k_json},
+       Needs::database,
+       read_ledger_verify},
+      {"request list",
+       "",
+       "list deletion requests with their state and hours left",
+       "One line (or JSON object) per request: state (overdue once a deadline passed with work\n"
+       "left), the 72-hour and 90-day deadlines and the hours left to each.",
+       {k_as_of, k_json},
+       Needs::database,
+       read_request_list},
+      {"request show",
+       "ID",
+       "show one deletion request: deadlines, counts per table, copies",
+       "Identifiers show only as a fingerprint (the first hex digits of their keyed HMAC).",
+       {k_as_of, k_json},
+       Needs::database,
+       read_request_show},
+      {"request cancel",
+       "ID",
+       "cancel a request that has not run (audited: who and why)",
+       "Only a request still `received` can be cancelled; its Amazon reference may then be\n"
+       "registered again.",
+       {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
+       Needs::database,
+       read_request_cancel},
       {"encrypt",
        "",
        "encrypt a stream into an AWS Encryption SDK message (suite 0x0478)",

@@ -458,6 +458,53 @@ std::string archive_grants(const Settings& s, const std::set<std::string>& schem
   return out;
 }
 
+// The deletion-request job: resolves a scope on the root's key and identifier columns (the
+// buyer column is PII: the job reads it to find the buyer's orders, which it then erases),
+// deletes every mapped row of the request's orders (keep tables included), and keeps the
+// request tables and the deletion ledger.
+std::string request_grants(const Settings& s, const std::set<std::string>& schemas) {
+  const std::string role = "lethe_request";
+  const std::string r = quote_ident(role);
+  std::string out = role_setup(role, "Amazon deletion requests (C5, C6, C19); erases the orders "
+                                     "a request names, all mapped tables") +
+                    usage_on(schemas, role);
+  std::vector<const PiiTable*> tables = s.pii_tables();
+  std::vector<const PiiTable*> kept = s.kept_tables();
+  tables.insert(tables.end(), kept.begin(), kept.end());
+  for (const PiiTable* t : tables) {
+    std::set<std::string> cols = structural_columns(s, *t);
+    for (const PiiTable* k : kept) {
+      if (k->parent == t->table) {
+        cols.insert(k->parent_column.begin(), k->parent_column.end());
+      }
+    }
+    if (t == &s.root.table) {
+      for (const std::string* c : {&s.root.seller, &s.root.marketplace, &s.root.buyer}) {
+        if (!c->empty()) {
+          cols.insert(*c);
+        }
+      }
+    }
+    out += "GRANT SELECT (" + join(cols) + "), DELETE ON " + quote_ident(t->table) + " TO " + r +
+           ";\n";
+    if (t->strategy != TableStrategy::keep) {
+      out += "GRANT SELECT ON " + state_view(t->table) + " TO " + r + ";\n";
+    }
+  }
+  out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + r + ";\n";
+  out += run_grants(role);
+  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq, lethe.requests_request_id_seq TO " +
+         r + ";\n";
+  out += "GRANT SELECT, INSERT, UPDATE ON lethe.requests TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT, DELETE ON lethe.request_orders TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.request_runs, lethe.deletion_ledger TO " + r + ";\n";
+  out += "GRANT SELECT ON lethe.copies, lethe.copy_orders TO " + r + ";\n";
+  // A buyer's email reaches the server only through COPY into a temporary table.
+  out += "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO lethe_request', "
+         "current_database()); END $$;\n\n";
+  return out;
+}
+
 // The monitor: `lethe check` and `lethe audit verify`; reads state views and the audit trail.
 std::string monitor_grants(const Settings& s) {
   const std::string monitor = "lethe_monitor";
@@ -487,7 +534,8 @@ std::string grants_sql(const Settings& s) {
   for (const PiiTable* t : s.pii_tables()) {
     schemas.insert(schema_of(t->table));
   }
-  out += purge_grants(s, schemas) + archive_grants(s, schemas) + monitor_grants(s);
+  out += purge_grants(s, schemas) + archive_grants(s, schemas) + request_grants(s, schemas) +
+         monitor_grants(s);
   return out + "\nCOMMIT;\n";
 }
 

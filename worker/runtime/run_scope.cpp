@@ -53,6 +53,16 @@ void RunScope::finish(Outcome outcome, const std::string& exit_reason,
              details_json);
 }
 
+audit::Stored RunScope::finish_in(db::Transaction& tx, Outcome outcome,
+                                const std::string& exit_reason, const std::string& counts_json,
+                                const std::string& details_json) {
+  m_finished = true;
+  return m_ctx.trail().append_in(tx,
+                                 audit::Record{audit::Kind::run, m_ctx.job(), outcome_name(outcome),
+                                               exit_reason, m_id, counts_json, details_json},
+                                 audit::Closes::run);
+}
+
 void RunScope::fail(const std::string& reason) noexcept {
   if (m_finished) {
     return;

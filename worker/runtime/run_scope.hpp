@@ -42,6 +42,12 @@ public:
   void finish(Outcome outcome, const std::string& exit_reason, const std::string& counts_json,
               const std::string& details_json = "{}");
 
+  // As finish, inside the caller's transaction `tx`, so the closing record commits with the fact
+  // it proves; the caller anchors the returned record (ctx.trail().anchor) after the commit. If
+  // the commit fails, the run stays open and the next run closes it as abandoned.
+  audit::Stored finish_in(db::Transaction& tx, Outcome outcome, const std::string& exit_reason,
+                          const std::string& counts_json, const std::string& details_json = "{}");
+
   // Runs `body`; on any exception records the failure, then rethrows it.
   template <class F>
   decltype(auto) watch(F&& body) {

@@ -35,6 +35,8 @@ public:
     std::string taken = selected(with_pii);
     if (m_sel.kind == Selection::Kind::orders) {
       orders_lane(p, taken);
+    } else if (m_sel.kind == Selection::Kind::request) {
+      request_lane(p);
     } else {
       clock_lanes(p, taken);
     }
@@ -73,13 +75,17 @@ private:
     case Selection::Kind::orders:
       // Every statement of a plan takes the same parameters; an explicit list needs no clock.
       return m_key_text + " = ANY(" + orders_literal() + ") AND $1::timestamptz IS NOT NULL";
+    case Selection::Kind::request:
+      return "EXISTS (SELECT 1 FROM lethe.request_orders ro WHERE ro.request_id = " +
+             std::to_string(m_sel.request_id) + " AND ro.order_key = " + m_key_text +
+             ") AND $1::timestamptz IS NOT NULL";
     }
     return "false";
   }
 
   // The guard's test of a batch's order (r, $2 the run's instant) inside its transaction.
   std::string guard_condition() const {
-    if (m_sel.kind == Selection::Kind::orders) {
+    if (m_sel.kind == Selection::Kind::orders || m_sel.kind == Selection::Kind::request) {
       return "$2::timestamptz IS NOT NULL";
     }
     return "r.due_at <= $2::timestamptz AND NOT r.held";
@@ -146,6 +152,20 @@ private:
   // Explicit orders are few (one request's): walked by key, the clock column is the key's text.
   void orders_lane(Plan& p, const std::string& taken) {
     add_lane(p, "orders", m_key_text, "text", taken);
+  }
+
+  // A request's orders are walked along lethe.request_orders' primary key (request, key text);
+  // the guard finds which of them the root still has, so an order already erased (by an earlier,
+  // interrupted run) makes an empty batch. $6 (the last key) is the key text too.
+  void request_lane(Plan& p) const {
+    std::string head = "SELECT ro.order_key, ro.order_key FROM lethe.request_orders ro WHERE "
+                       "ro.request_id = " +
+                       std::to_string(m_sel.request_id) +
+                       " AND $1::timestamptz IS NOT NULL AND (hashtext(ro.order_key) & "
+                       "2147483647) % $3::int = $4::int";
+    std::string order = " ORDER BY ro.order_key LIMIT $2";
+    p.lanes.push_back(Lane{"request", head + order,
+                           head + " AND ro.order_key > $5::text AND $6::text IS NOT NULL" + order});
   }
 
   // One pass over the root's state view ($1 the run's instant): all root rows, the orders the

@@ -179,6 +179,20 @@ constexpr std::array k_keys{
   KeySpec{"hold.archive_years", K::integer, false,
           "years an archive of held orders is kept before `archive expire` destroys it",
           M(hold.archive_years), {1, 100}},
+
+  KeySpec{"requests", K::table, false,
+          "Amazon deletion requests (C5, C6, C19)"},
+  KeySpec{"requests.max_orders", K::integer, false,
+          "a request whose scope resolves to more orders stops for the operator to confirm the "
+          "count (--confirm-count)",
+          M(requests.max_orders), {1, 1000000000}},
+  KeySpec{"requests.warn_hours", K::integer, false,
+          "`lethe check` fails this many hours before a request's deadline",
+          M(requests.warn_hours), {0, 2160}},
+  KeySpec{"requests.ledger_file", K::string, false,
+          "the deletion ledger's append-only, hash-chained file, outside the database: it "
+          "outlives a restore of an old backup",
+          M(requests.ledger_file)},
 };
 // clang-format on
 #undef M

@@ -104,6 +104,12 @@ struct Hold {
   long archive_years = 10;
 };
 
+struct Requests {
+  long max_orders = 1000;
+  long warn_hours = 12;
+  std::filesystem::path ledger_file = "/var/lib/lethe/deletion-ledger";
+};
+
 struct Settings {
   std::filesystem::path source;
   Database database;
@@ -118,6 +124,7 @@ struct Settings {
   std::vector<PiiTable> keep_tables;
   Archive archive;
   Hold hold;
+  Requests requests;
 
   // The root followed by the children, parents first.
   std::vector<const PiiTable*> pii_tables() const;

@@ -4,6 +4,7 @@
 
 #include "worker/db/session.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,5 +24,8 @@ struct CopyRow {
 // db::key_text_sql spells them), by kind and id, destroyed ones included (a request reports
 // when each went).
 std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& order_keys);
+std::vector<CopyRow> copies_holding(Transaction& tx, const std::vector<std::string>& order_keys);
+// The copy `kind`/`id`, if the catalog has it.
+std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id);
 
 } // namespace lethe::db::store

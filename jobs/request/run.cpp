@@ -1,0 +1,284 @@
+// `lethe request run` (hourly): erases the live rows of every registered request through the
+// sanitize engine, appends the deletion ledger, and completes each request whose copies are gone.
+#include "jobs/request/request.hpp"
+
+#include "jobs/request/common.hpp"
+#include "worker/audit/ledger.hpp"
+#include "worker/db/clock.hpp"
+#include "worker/db/store/copies.hpp"
+#include "worker/db/store/requests.hpp"
+#include "worker/runtime/locks.hpp"
+#include "worker/runtime/run_scope.hpp"
+#include "worker/sanitize/engine.hpp"
+#include "worker/util/faults.hpp"
+#include "worker/util/signals.hpp"
+
+#include <iostream>
+
+namespace lethe::jobs::request {
+namespace {
+
+namespace store = db::store;
+using runtime::Outcome;
+using sanitize::Job;
+
+// What one request's step in this run came to.
+struct Result {
+  long long id = 0;
+  std::string step;   // erased, orders_remaining, interrupted, complete, waiting
+  std::string detail; // for the operator
+};
+
+// Counts of the request's erase: the sum of every linked run's committed progress.
+util::Json request_counts(const std::map<std::string, long long>& progress) {
+  util::Json by_table = util::Json::object();
+  long long rows = 0;
+  for (const auto& [item, n] : progress) {
+    if (item.rfind("rows.", 0) == 0) {
+      by_table[item.substr(5)] = n;
+      rows += n;
+    }
+  }
+  auto orders = progress.find("orders_done");
+  return {{"orders_erased", orders == progress.end() ? 0 : orders->second},
+          {"rows_erased", rows},
+          {"rows_erased_by_table", by_table}};
+}
+
+util::Json copies_json(const std::vector<store::CopyRow>& copies) {
+  util::Json out = util::Json::array();
+  for (const store::CopyRow& c : copies) {
+    out.push_back({{"kind", c.kind}, {"id", c.id}, {"state_at_erase", c.state}});
+  }
+  return out;
+}
+
+// The ledger entry of the erase: keyed HMACs and counts, never an identifier.
+std::string ledger_entry(db::Transaction& tx, const store::RequestRow& r, long long run_id,
+                         const util::Json& counts) {
+  std::string erased_at =
+      tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+          .text(0, 0);
+  util::Json e = {{"request_id", r.id},
+                  {"amazon_ref", r.amazon_ref},
+                  {"action", r.action},
+                  {"scope", r.scope_kind},
+                  {"subjects", util::parse_json(r.subjects, "lethe.requests.subjects")},
+                  {"marketplace", r.marketplace.empty() ? util::Json() : util::Json(r.marketplace)},
+                  {"notice_at", r.notice_at},
+                  {"erased_at", erased_at},
+                  {"run_id", run_id},
+                  {"counts", counts}};
+  return util::dump(e);
+}
+
+// After the batches: either the request's live rows are all gone (ledger entry, state
+// live_erased, the run's closing record, all in one transaction), or some orders were left
+// (lock timeouts) for the next run.
+Result finish_erase(Context& ctx, Job& job, runtime::RunScope& run, const store::RequestRow& r) {
+  Result res{r.id, "", ""};
+  std::optional<audit::Stored> stored;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    long long left = store::orders_remaining(tx, ctx.settings(), r.id);
+    util::Json details = {{"request_id", r.id}, {"amazon_ref", r.amazon_ref}};
+    if (left > 0) {
+      details["orders_remaining"] = left;
+      res = {r.id, "orders_remaining",
+             std::to_string(left) + " orders were locked by other sessions; the next run "
+                                    "erases them"};
+      stored = run.finish_in(tx, Outcome::done, "orders_remaining", job.stats.counts_json(),
+                             util::dump(details));
+      return;
+    }
+    util::Json counts = request_counts(store::request_progress(tx, r.id));
+    util::Json copies = copies_json(store::copies_holding(tx, store::request_order_keys(tx, r.id)));
+    audit::LedgerEntry entry =
+        audit::append_ledger_in(tx, r.id, ledger_entry(tx, r, run.id(), counts));
+    store::mark_live_erased(tx, r.id, util::dump(counts), util::dump(copies));
+    details["ledger_seq"] = entry.seq;
+    details["ledger_hash"] = entry.hash;
+    details["request_counts"] = counts;
+    details["copies"] = copies.size();
+    stored = run.finish_in(tx, Outcome::done, "live_erased", job.stats.counts_json(),
+                           util::dump(details));
+    res = {r.id, "erased",
+           std::to_string(counts["orders_erased"].get<long long>()) + " orders, " +
+               std::to_string(counts["rows_erased"].get<long long>()) + " rows erased; ledger " +
+               "entry " + std::to_string(entry.seq)};
+  });
+  util::crash_point("request:erase_recorded");
+  ctx.trail().anchor(*stored);
+  audit::append_missing(ctx.settings().requests.ledger_file, audit::ledger_table(ctx.ready_db()));
+  util::crash_point("request:ledger_written");
+  return res;
+}
+
+// Erases every mapped row of the request's orders, deepest table first, keep tables included.
+Result erase(Context& ctx, const store::RequestRow& r) {
+  runtime::RunScope run(ctx, util::dump({{"request_id", r.id}}));
+  db::Session& s = ctx.ready_db();
+  s.transact([&](db::Transaction& tx) {
+    store::add_request_run(tx, r.id, run.id());
+    if (r.state == "received") {
+      store::set_state(tx, r.id, "executing");
+    }
+  });
+  util::crash_point("request:executing");
+  const settings::Settings& set = ctx.settings();
+  Job job{ctx,      {set.purge.batch_size, static_cast<int>(set.purge.workers)},
+          {},       {},
+          {},       run.id(),
+          {}};
+  job.as_of = db::resolve_instant(s, "");
+  run.counts_on_failure([&job] { return job.stats.counts_json(); });
+  return run.watch([&] {
+    sanitize::plan(job, sanitize::Selection::request(r.id), sanitize::Action::erase);
+    job.stats.candidates = r.orders_resolved; // an upper bound: sizes the workers
+    sanitize::run_batches(job);
+    if (job.stats.exit_reason == "interrupted") {
+      run.finish(Outcome::interrupted, "interrupted", job.stats.counts_json(),
+                 util::dump({{"request_id", r.id}}));
+      return Result{r.id, "interrupted", "stopped by a signal; the next run continues"};
+    }
+    sanitize::vacuum_touched_tables(job);
+    return finish_erase(ctx, job, run, r);
+  });
+}
+
+// A live_erased request is complete when no copy lethe made of its orders is still online
+// (spooled archives destroyed or moved to cold storage) and every table it erased from was
+// vacuumed since (by lethe as the owner, or by autovacuum), so no dead row version is left.
+Result try_complete(Context& ctx, const store::RequestRow& r) {
+  std::vector<std::string> waiting;
+  util::Json copies = util::parse_json(r.copies, "lethe.requests.copies");
+  for (const util::Json& c : copies) {
+    std::optional<store::CopyRow> now =
+        store::find_copy(ctx.ready_db(), c["kind"].get<std::string>(), c["id"].get<std::string>());
+    if (now && now->state == "spooled") {
+      waiting.push_back(now->kind + " " + now->id + " (spooled)");
+    }
+  }
+  util::Json counts = util::parse_json(r.counts, "lethe.requests.counts");
+  std::vector<std::string> tables;
+  for (const auto& [table, n] : counts["rows_erased_by_table"].items()) {
+    tables.push_back(table);
+  }
+  std::optional<audit::Stored> stored;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    for (const std::string& t : store::tables_not_vacuumed_since(tx, tables, r.live_erased_at)) {
+      waiting.push_back(t + " (not vacuumed since the erase)");
+    }
+    if (!waiting.empty()) {
+      return;
+    }
+    store::mark_complete(tx, r.id);
+    stored = ctx.trail().append_in(
+        tx, audit::Record{audit::Kind::run, "request", "done", "complete", std::nullopt, "{}",
+                          util::dump({{"request_id", r.id},
+                                      {"amazon_ref", r.amazon_ref},
+                                      {"copies", copies.size()},
+                                      {"tables_vacuumed", tables.size()}})});
+  });
+  if (!stored) {
+    std::string detail;
+    for (const std::string& w : waiting) {
+      detail += (detail.empty() ? "" : ", ") + w;
+    }
+    return {r.id, "waiting", "copies left: " + detail};
+  }
+  ctx.trail().anchor(*stored);
+  return {r.id, "complete", "no copy left online"};
+}
+
+void print_results(const std::vector<Result>& results, bool json) {
+  if (json) {
+    util::Json out = util::Json::array();
+    for (const Result& r : results) {
+      out.push_back({{"request_id", r.id}, {"step", r.step}, {"detail", r.detail}});
+    }
+    std::cout << util::dump(out) << "\n";
+    return;
+  }
+  if (results.empty()) {
+    std::cout << "request run: no request has work to do\n";
+  }
+  for (const Result& r : results) {
+    std::cout << "request " << r.id << ": " << r.step << ": " << r.detail << "\n";
+  }
+}
+
+} // namespace
+
+int run_ledger_verify(Context& ctx, bool json) {
+  const std::filesystem::path& path = ctx.settings().requests.ledger_file;
+  std::vector<audit::LedgerEntry> table = audit::ledger_table(ctx.ready_db());
+  audit::LedgerFile file = audit::read_ledger(path);
+  std::string problem;
+  if (!file.exists && !table.empty()) {
+    problem = "the file is absent, and lethe.deletion_ledger has " + std::to_string(table.size()) +
+              " entries";
+  } else {
+    problem = audit::ledger_problem(file, table, table.empty() ? 0 : table.back().seq);
+  }
+  if (json) {
+    std::cout << util::dump({{"file", path.string()},
+                             {"entries_in_table", table.size()},
+                             {"entries_in_file", file.entries.size()},
+                             {"torn_line", file.torn_line},
+                             {"ok", problem.empty()},
+                             {"problem", problem}})
+              << "\n";
+  }
+  if (!problem.empty()) {
+    throw Error(Exit::data, "the deletion ledger " + path.string() + ": " + problem,
+                "an entry missing at the end is appended by the next `lethe request run`; "
+                "anything else means the file or the table was changed: keep both as evidence "
+                "and restore the file from its copy");
+  }
+  if (!json) {
+    std::cout << "deletion ledger " << path.string() << ": " << table.size()
+              << " entries, the file and lethe.deletion_ledger agree and every link holds";
+    if (file.torn_line > 0) {
+      std::cout << " (line " << file.torn_line << " is a torn append, cut off by the next one)";
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+int run_requests(Context& ctx, const RunOptions& opt) {
+  util::install_stop_handlers();
+  runtime::lock_pii_writers(ctx, "request");
+  db::Session& s = ctx.ready_db();
+  // A ledger line that did not reach the file (full disk, crash after the commit) goes first.
+  audit::append_missing(ctx.settings().requests.ledger_file, audit::ledger_table(s));
+  std::vector<store::RequestRow> todo = store::requests(s, std::nullopt);
+  if (opt.request_id > 0) {
+    std::erase_if(todo, [&](const store::RequestRow& r) { return r.id != opt.request_id; });
+    if (todo.empty()) {
+      throw Error(Exit::usage, "no request " + std::to_string(opt.request_id),
+                  "see `lethe request list`");
+    }
+  }
+  std::vector<Result> results;
+  int exit = 0;
+  for (const store::RequestRow& r : todo) {
+    if (r.state == "received" || r.state == "executing") {
+      results.push_back(erase(ctx, r));
+      if (results.back().step == "interrupted") {
+        exit = static_cast<int>(Exit::temporary);
+        break;
+      }
+      std::optional<store::RequestRow> now = store::find_request(s, r.id, std::nullopt);
+      if (now && now->state == "live_erased") {
+        results.push_back(try_complete(ctx, *now));
+      }
+    } else if (r.state == "live_erased") {
+      results.push_back(try_complete(ctx, r));
+    }
+  }
+  print_results(results, opt.json);
+  return exit;
+}
+
+} // namespace lethe::jobs::request

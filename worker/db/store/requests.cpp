@@ -1,0 +1,246 @@
+#include "worker/db/store/requests.hpp"
+
+#include "worker/db/pii_sql.hpp"
+#include "worker/util/error.hpp"
+
+#include <algorithm>
+
+namespace lethe::db::store {
+namespace {
+
+std::string utc(const std::string& column) {
+  return "to_char((" + column + ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+}
+
+// $1: the instant hours are counted to (NULL: now()).
+const std::string k_select =
+    "SELECT request_id, amazon_ref, action, scope_kind, subjects, coalesce(marketplace, ''), " +
+    utc("notice_at") + ", " + utc("registered_at") + ", registered_by, reason, orders_resolved, " +
+    "state, coalesce(" + utc("live_erased_at") + ", ''), counts, coalesce(" + utc("cancelled_at") +
+    ", ''), coalesce(cancelled_by, ''), copies, coalesce(" + utc("completed_at") + ", ''), " +
+    utc("notice_at + interval '72 hours'") + ", " +
+    utc("notice_at + interval '90 days'") +
+    ", extract(epoch FROM notice_at + interval '72 hours' - coalesce($1::timestamptz, now())) / "
+    "3600, extract(epoch FROM notice_at + interval '90 days' - coalesce($1::timestamptz, now())) "
+    "/ 3600 FROM lethe.requests";
+
+RequestRow row_of(const Rows& r, size_t i) {
+  RequestRow q;
+  q.id = r.integer(i, 0);
+  q.amazon_ref = r.text(i, 1);
+  q.action = r.text(i, 2);
+  q.scope_kind = r.text(i, 3);
+  q.subjects = r.text(i, 4);
+  q.marketplace = r.text(i, 5);
+  q.notice_at = r.text(i, 6);
+  q.registered_at = r.text(i, 7);
+  q.registered_by = r.text(i, 8);
+  q.reason = r.text(i, 9);
+  q.orders_resolved = r.integer(i, 10);
+  q.state = r.text(i, 11);
+  q.live_erased_at = r.text(i, 12);
+  q.counts = r.text(i, 13);
+  q.cancelled_at = r.text(i, 14);
+  q.cancelled_by = r.text(i, 15);
+  q.copies = r.text(i, 16);
+  q.completed_at = r.text(i, 17);
+  q.live_deadline = r.text(i, 18);
+  q.copies_deadline = r.text(i, 19);
+  q.live_hours_left = std::stod(r.text(i, 20));
+  q.copies_hours_left = std::stod(r.text(i, 21));
+  return q;
+}
+
+std::vector<RequestRow> rows_of(const Rows& r) {
+  std::vector<RequestRow> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back(row_of(r, i));
+  }
+  return out;
+}
+
+// The root column a scope needs, or Error(config) naming the key to set.
+std::string scope_column(const std::string& column, const char* key, const char* scope) {
+  if (column.empty()) {
+    throw Error(Exit::config,
+                std::string("a ") + scope + " scope needs pii.root." + key +
+                    ", the order table's column that holds it",
+                std::string("set pii.root.") + key + " in the configuration (see " +
+                    "config/lethe.example.toml) and run `lethe config check`");
+  }
+  return quote_ident(column);
+}
+
+} // namespace
+
+std::vector<RequestRow> requests(Session& s, const Value& as_of) {
+  return rows_of(s.exec(k_select + " ORDER BY notice_at, request_id", {as_of}));
+}
+
+std::optional<RequestRow> find_request(Session& s, long long id, const Value& as_of) {
+  std::vector<RequestRow> r =
+      rows_of(s.exec(k_select + " WHERE request_id = $2", {as_of, std::to_string(id)}));
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return r.front();
+}
+
+std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string& ref) {
+  std::vector<RequestRow> r = rows_of(
+      tx.exec(k_select + " WHERE amazon_ref = $2 AND state <> 'cancelled'", {std::nullopt, ref}));
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return r.front();
+}
+
+long long insert_request(Transaction& tx, const NewRequest& r) {
+  Rows out = tx.exec(
+      "INSERT INTO lethe.requests (amazon_ref, action, scope_kind, subjects, marketplace, "
+      "notice_at, registered_by, reason, orders_resolved) VALUES ($1, $2, $3, $4, "
+      "nullif($5, ''), coalesce($6::timestamptz, now()), $7, $8, 0) RETURNING request_id",
+      {r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
+       r.notice_at.empty() ? Value() : Value(r.notice_at), r.registered_by, r.reason});
+  return out.integer(0, 0);
+}
+
+long long resolve_scope(Transaction& tx, const settings::Settings& s, long long request_id,
+                        const std::string& scope_kind, const ScopeValues& v) {
+  const settings::PiiTable& root = s.root.table;
+  std::string insert = "INSERT INTO lethe.request_orders (request_id, order_key) SELECT DISTINCT " +
+                       std::to_string(request_id) + ", " + key_text_sql("x", root.key) + " FROM " +
+                       quote_ident(root.table) + " x WHERE ";
+  Rows r;
+  if (scope_kind == "order") {
+    if (root.key.size() != 1) {
+      throw Error(Exit::config, "an order scope needs a one-column order key; " + root.table +
+                                    "'s key has " + std::to_string(root.key.size()) + " columns",
+                  "name the orders by buyer or seller, or erase them by hand and record why");
+    }
+    std::vector<Value> ids(v.order_ids.begin(), v.order_ids.end());
+    r = tx.exec(insert + "x." + quote_ident(root.key[0]) + "::text = ANY($1::text[])",
+                {array_literal(ids)});
+  } else if (scope_kind == "buyer") {
+    std::string column = scope_column(s.root.buyer, "buyer", "buyer");
+    // The identifier and its pseudonym go by COPY, never as statement text or parameters.
+    tx.exec("CREATE TEMPORARY TABLE lethe_request_subject (v text NOT NULL) ON COMMIT DROP");
+    std::vector<const std::string*> values{&v.buyer, &v.buyer_pseudonym};
+    size_t next = 0;
+    tx.copy_in("pg_temp.lethe_request_subject (v)", [&](std::string& out) {
+      std::fill(out.begin(), out.end(), '\0'); // the line before: the identifier
+      if (next == values.size()) {
+        return false;
+      }
+      out.clear();
+      copy_field(out, *values[next++]);
+      return true;
+    });
+    r = tx.exec(insert + "x." + column + " IN (SELECT v FROM pg_temp.lethe_request_subject)");
+  } else if (scope_kind == "seller") {
+    std::string column = scope_column(s.root.seller, "seller", "seller");
+    if (v.marketplace.empty()) {
+      r = tx.exec(insert + "x." + column + " = $1", {v.seller});
+    } else {
+      std::string market = scope_column(s.root.marketplace, "marketplace", "seller/marketplace");
+      r = tx.exec(insert + "x." + column + " = $1 AND x." + market + " = $2",
+                  {v.seller, v.marketplace});
+    }
+  } else {
+    throw Error(Exit::internal, "unknown scope kind " + scope_kind, "this is a bug in lethe");
+  }
+  long long n = static_cast<long long>(r.affected());
+  tx.exec("UPDATE lethe.requests SET orders_resolved = $2 WHERE request_id = $1",
+          {std::to_string(request_id), std::to_string(n)});
+  return n;
+}
+
+void set_state(Transaction& tx, long long id, const std::string& state) {
+  tx.exec("UPDATE lethe.requests SET state = $2 WHERE request_id = $1",
+          {std::to_string(id), state});
+}
+
+bool cancel_request(Transaction& tx, long long id, const std::string& who) {
+  Rows r = tx.exec("UPDATE lethe.requests SET state = 'cancelled', cancelled_at = now(), "
+                   "cancelled_by = $2 WHERE request_id = $1 AND state = 'received'",
+                   {std::to_string(id), who});
+  if (r.affected() == 0) {
+    return false;
+  }
+  tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
+  return true;
+}
+
+void add_request_run(Transaction& tx, long long id, long long run_id) {
+  tx.exec("INSERT INTO lethe.request_runs (request_id, run_id) VALUES ($1, $2) ON CONFLICT DO "
+          "NOTHING",
+          {std::to_string(id), std::to_string(run_id)});
+}
+
+std::map<std::string, long long> request_progress(Transaction& tx, long long id) {
+  Rows r = tx.exec("SELECT p.item, sum(p.n)::bigint FROM lethe.run_progress p JOIN "
+                   "lethe.request_runs rr ON rr.run_id = p.run_id WHERE rr.request_id = $1 "
+                   "GROUP BY p.item ORDER BY p.item",
+                   {std::to_string(id)});
+  std::map<std::string, long long> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out[r.text(i, 0)] = r.integer(i, 1);
+  }
+  return out;
+}
+
+long long orders_remaining(Transaction& tx, const settings::Settings& s, long long id) {
+  const settings::PiiTable& root = s.root.table;
+  Rows r = tx.exec("SELECT count(*) FROM lethe.request_orders ro WHERE ro.request_id = $1 AND "
+                   "EXISTS (SELECT 1 FROM " +
+                       state_view(root.table) + " x WHERE " + key_text_sql("x", root.key) +
+                       " = ro.order_key)",
+                   {std::to_string(id)});
+  return r.integer(0, 0);
+}
+
+std::vector<std::string> request_order_keys(Transaction& tx, long long id) {
+  Rows r = tx.exec("SELECT order_key FROM lethe.request_orders WHERE request_id = $1 ORDER BY "
+                   "order_key",
+                   {std::to_string(id)});
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back(r.text(i, 0));
+  }
+  return out;
+}
+
+void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
+                      const std::string& copies_json) {
+  tx.exec("UPDATE lethe.requests SET state = 'live_erased', live_erased_at = now(), counts = $2, "
+          "copies = $3 WHERE request_id = $1",
+          {std::to_string(id), counts_json, copies_json});
+  tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
+}
+
+void mark_complete(Transaction& tx, long long id) {
+  tx.exec("UPDATE lethe.requests SET state = 'complete', completed_at = now() WHERE request_id = "
+          "$1",
+          {std::to_string(id)});
+}
+
+std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
+                                                   const std::vector<std::string>& tables,
+                                                   const std::string& since) {
+  std::vector<Value> names;
+  for (const std::string& t : tables) {
+    names.emplace_back(quote_ident(t));
+  }
+  Rows r = tx.exec("SELECT t.name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) LEFT JOIN "
+                   "pg_stat_all_tables s ON s.relid = to_regclass(t.name) WHERE s.relid IS NULL "
+                   "OR coalesce(greatest(s.last_vacuum, s.last_autovacuum), '-infinity') < "
+                   "$2::timestamptz ORDER BY t.n",
+                   {array_literal(names), since});
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back(r.text(i, 0));
+  }
+  return out;
+}
+
+} // namespace lethe::db::store

@@ -1,0 +1,99 @@
+// Typed access to the deletion requests of schema 7 (lethe.requests, lethe.request_orders,
+// lethe.request_runs) and to the order table a scope is resolved on. The only place with SQL
+// about these tables; jobs/request calls these functions. No buyer identifier reaches a
+// statement's text or a bind parameter: a buyer's email and its pseudonym reach the server only
+// through COPY into a temporary table of the session (server logs keep statements and their
+// parameters, never COPY data), and the request keeps keyed HMACs of its identifiers.
+#pragma once
+
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lethe::db::store {
+
+struct RequestRow {
+  long long id = 0;
+  std::string amazon_ref;
+  std::string action;     // delete | return
+  std::string scope_kind; // order | buyer | seller
+  std::string subjects;   // JSON array of HMAC hex
+  std::string marketplace;
+  std::string notice_at; // UTC, ISO 8601
+  std::string registered_at;
+  std::string registered_by;
+  std::string reason;
+  long long orders_resolved = 0;
+  std::string state; // received | executing | live_erased | complete | cancelled
+  std::string live_erased_at;
+  std::string counts; // JSON object
+  std::string cancelled_at;
+  std::string cancelled_by;
+  std::string copies; // JSON array of {kind, id}
+  std::string completed_at;
+  // The two deadlines (notice + 72 hours, notice + 90 days) and the hours left to each at the
+  // instant the rows were read for (negative once passed).
+  std::string live_deadline;
+  std::string copies_deadline;
+  double live_hours_left = 0;
+  double copies_hours_left = 0;
+};
+
+// Every request, oldest notice first, with hours left as of `as_of` (NULL: the server's now()).
+std::vector<RequestRow> requests(Session& s, const Value& as_of);
+std::optional<RequestRow> find_request(Session& s, long long id, const Value& as_of);
+// The request with this Amazon reference that was not cancelled, if any.
+std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string& ref);
+
+struct NewRequest {
+  std::string amazon_ref;
+  std::string action;
+  std::string scope_kind;
+  std::string subjects; // JSON array of HMAC hex
+  std::string marketplace;
+  std::string notice_at; // empty: the server's now()
+  std::string registered_by;
+  std::string reason;
+};
+// Inserts the request (state received, orders_resolved 0); returns its id.
+long long insert_request(Transaction& tx, const NewRequest& r);
+
+// What a scope names, to be resolved to the root table's orders.
+struct ScopeValues {
+  std::vector<std::string> order_ids;   // order scope
+  std::string buyer;                    // buyer scope: the identifier as stored
+  std::string buyer_pseudonym;          // and the purge's hmac pseudonym of it
+  std::string seller, marketplace;      // seller scope (marketplace optional)
+};
+// Inserts into lethe.request_orders the keys of the root orders the scope names (a buyer's
+// orders whether the column holds the identifier or its pseudonym), sets orders_resolved, and
+// returns it. Order and seller ids are not personal data and go as bind parameters.
+long long resolve_scope(Transaction& tx, const settings::Settings& s, long long request_id,
+                        const std::string& scope_kind, const ScopeValues& v);
+
+void set_state(Transaction& tx, long long id, const std::string& state);
+// Cancels request `id` if it is still `received`; returns whether it did.
+bool cancel_request(Transaction& tx, long long id, const std::string& who);
+// Links run `run_id` to the request (its progress counts for the request).
+void add_request_run(Transaction& tx, long long id, long long run_id);
+// The sum of every linked run's committed progress, by item (orders_done, rows.<table>, …).
+std::map<std::string, long long> request_progress(Transaction& tx, long long id);
+// How many of the request's resolved orders the root table still holds.
+long long orders_remaining(Transaction& tx, const settings::Settings& s, long long id);
+// The request's resolved order keys (for the copies that hold them).
+std::vector<std::string> request_order_keys(Transaction& tx, long long id);
+// Marks the live rows erased with `counts` and the copies that held the orders (JSON array),
+// and forgets the resolved order keys.
+void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
+                      const std::string& copies_json);
+void mark_complete(Transaction& tx, long long id);
+// Of `tables`, those not vacuumed (by anyone, autovacuum included) since `since`.
+std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
+                                                   const std::vector<std::string>& tables,
+                                                   const std::string& since);
+
+} // namespace lethe::db::store
