@@ -1,8 +1,7 @@
 // `lethe request add`: registers Amazon's notice, resolved at once to the orders it names (the
 // only moment lethe holds a buyer's identifier in clear), and `lethe request cancel`.
-#include "jobs/request/request.hpp"
-
 #include "jobs/request/common.hpp"
+#include "jobs/request/request.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/store/requests.hpp"
@@ -26,11 +25,10 @@ void require_who_and_why(const std::string& command, const std::string& operator
 }
 
 void check_ref(const std::string& ref) {
-  bool ok = !ref.empty() && ref.size() <= 100 &&
-            std::all_of(ref.begin(), ref.end(), [](char c) {
-              return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                     c == '.' || c == ':' || c == '/' || c == '#';
-            });
+  bool ok = !ref.empty() && ref.size() <= 100 && std::all_of(ref.begin(), ref.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+           c == ':' || c == '/' || c == '#';
+  });
   if (!ok) {
     throw Error(Exit::usage, "--amazon-ref must be Amazon's reference for the notice",
                 "1 to 100 letters, digits and - _ . : / #, e.g. the case id of Amazon's message");
@@ -123,8 +121,7 @@ int run_add(Context& ctx, const AddOptions& opt) {
     throw Error(Exit::usage, "--action must be delete or return", "e.g. --action delete");
   }
   if (opt.action == "return") {
-    throw Error(Exit::unavailable,
-                "this lethe cannot yet write a return message (--action return)",
+    throw Error(Exit::unavailable, "this lethe cannot yet write a return message (--action return)",
                 "return the data by other means and register the deletion with --action delete; "
                 "returning through lethe is issue #11's next step");
   }
@@ -213,10 +210,10 @@ int run_cancel(Context& ctx, long long id, const std::string& operator_name,
                   "see `lethe request show " + std::to_string(id) + "`");
     }
     stored = ctx.trail().append_in(
-        tx, audit::Record{audit::Kind::manual, "request", "done", "cancelled", std::nullopt, "{}",
-                          util::dump({{"request_id", id},
-                                      {"amazon_ref", row->amazon_ref},
-                                      {"reason", reason}})});
+        tx,
+        audit::Record{
+            audit::Kind::manual, "request", "done", "cancelled", std::nullopt, "{}",
+            util::dump({{"request_id", id}, {"amazon_ref", row->amazon_ref}, {"reason", reason}})});
   });
   ctx.trail().anchor(*stored);
   std::cout << "request " << id << " (" << row->amazon_ref << ") cancelled by " << operator_name

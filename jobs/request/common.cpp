@@ -30,7 +30,8 @@ std::string state_as_of(const db::store::RequestRow& r) {
 
 std::string fingerprint(const db::store::RequestRow& r) {
   util::Json subjects = util::parse_json(r.subjects, "lethe.requests.subjects");
-  std::string fp = subjects.empty() ? std::string("-") : subjects[0].get<std::string>().substr(0, 12);
+  std::string fp =
+      subjects.empty() ? std::string("-") : subjects[0].get<std::string>().substr(0, 12);
   if (subjects.size() > 1) {
     fp += " (+" + std::to_string(subjects.size() - 1) + ")";
   }

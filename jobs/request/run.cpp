@@ -1,8 +1,7 @@
 // `lethe request run` (hourly): erases the live rows of every registered request through the
 // sanitize engine, appends the deletion ledger, and completes each request whose copies are gone.
-#include "jobs/request/request.hpp"
-
 #include "jobs/request/common.hpp"
+#include "jobs/request/request.hpp"
 #include "worker/audit/ledger.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/store/copies.hpp"
@@ -125,9 +124,7 @@ Result erase(Context& ctx, const store::RequestRow& r) {
   });
   util::crash_point("request:executing");
   const settings::Settings& set = ctx.settings();
-  Job job{ctx,      {set.purge.batch_size, static_cast<int>(set.purge.workers)},
-          {},       {},
-          {},       run.id(),
+  Job job{ctx, {set.purge.batch_size, static_cast<int>(set.purge.workers)}, {}, {}, {}, run.id(),
           {}};
   job.as_of = db::resolve_instant(s, "");
   run.counts_on_failure([&job] { return job.stats.counts_json(); });

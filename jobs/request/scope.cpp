@@ -1,5 +1,4 @@
 #include "jobs/request/request.hpp"
-
 #include "worker/util/error.hpp"
 
 #include <algorithm>
@@ -41,9 +40,8 @@ bool is_email(const std::string& s) {
   if (dot == std::string::npos || dot == 0 || domain.back() == '.') {
     return false;
   }
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
-  });
+  return std::none_of(s.begin(), s.end(),
+                      [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
 }
 
 std::string trimmed(const std::string& s) {

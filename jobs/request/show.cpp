@@ -1,8 +1,7 @@
 // `lethe request list` and `lethe request show`: state, both deadlines with hours left, counts
 // per table and every copy with its state. Identifiers appear only as fingerprints.
-#include "jobs/request/request.hpp"
-
 #include "jobs/request/common.hpp"
+#include "jobs/request/request.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/store/copies.hpp"
 #include "worker/db/store/requests.hpp"
@@ -58,7 +57,8 @@ int run_list(Context& ctx, const std::string& as_of, bool json) {
     return 0;
   }
   std::printf("%-5s %-22s %-7s %-7s %-12s %-11s %8s %-34s %s\n", "ID", "AMAZON REF", "ACTION",
-              "SCOPE", "FINGERPRINT", "STATE", "ORDERS", "LIVE DATA BY (LEFT)", "EVERY COPY BY (LEFT)");
+              "SCOPE", "FINGERPRINT", "STATE", "ORDERS", "LIVE DATA BY (LEFT)",
+              "EVERY COPY BY (LEFT)");
   for (const store::RequestRow& r : rows) {
     std::string live = r.live_deadline + " (" + hours(r.live_hours_left) + ")";
     std::string copies = r.copies_deadline + " (" + hours(r.copies_hours_left) + ")";

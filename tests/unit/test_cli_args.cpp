@@ -77,7 +77,7 @@ std::vector<std::string> all_options(const cli::CommandSpec& c) {
     }
   }
   if (!c.positionals.empty()) {
-    args.emplace_back("some-id");
+    args.emplace_back(c.positionals == "ID" ? "7" : "some-id"); // a request id is a number
   }
   for (const cli::OptionSpec& o : c.options) {
     args.push_back("--" + std::string(o.name));

@@ -429,7 +429,7 @@ const std::vector<CommandSpec>& commands() {
         opt::path("return-to", "PUB.pem", "public key for a return (not built yet)"),
         opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)"),
         opt::integer("confirm-count", "N",
-                     "register a scope resolving to exactly N orders (0, or above the limit)"),
+                     "register a scope resolving to exactly N orders (0, or above the limit)", 0),
         k_json},
        Needs::database,
        read_request_add},

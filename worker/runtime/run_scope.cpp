@@ -54,8 +54,8 @@ void RunScope::finish(Outcome outcome, const std::string& exit_reason,
 }
 
 audit::Stored RunScope::finish_in(db::Transaction& tx, Outcome outcome,
-                                const std::string& exit_reason, const std::string& counts_json,
-                                const std::string& details_json) {
+                                  const std::string& exit_reason, const std::string& counts_json,
+                                  const std::string& details_json) {
   m_finished = true;
   return m_ctx.trail().append_in(tx,
                                  audit::Record{audit::Kind::run, m_ctx.job(), outcome_name(outcome),

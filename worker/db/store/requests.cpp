@@ -18,8 +18,7 @@ const std::string k_select =
     utc("notice_at") + ", " + utc("registered_at") + ", registered_by, reason, orders_resolved, " +
     "state, coalesce(" + utc("live_erased_at") + ", ''), counts, coalesce(" + utc("cancelled_at") +
     ", ''), coalesce(cancelled_by, ''), copies, coalesce(" + utc("completed_at") + ", ''), " +
-    utc("notice_at + interval '72 hours'") + ", " +
-    utc("notice_at + interval '90 days'") +
+    utc("notice_at + interval '72 hours'") + ", " + utc("notice_at + interval '90 days'") +
     ", extract(epoch FROM notice_at + interval '72 hours' - coalesce($1::timestamptz, now())) / "
     "3600, extract(epoch FROM notice_at + interval '90 days' - coalesce($1::timestamptz, now())) "
     "/ 3600 FROM lethe.requests";
@@ -96,12 +95,12 @@ std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string
 }
 
 long long insert_request(Transaction& tx, const NewRequest& r) {
-  Rows out = tx.exec(
-      "INSERT INTO lethe.requests (amazon_ref, action, scope_kind, subjects, marketplace, "
-      "notice_at, registered_by, reason, orders_resolved) VALUES ($1, $2, $3, $4, "
-      "nullif($5, ''), coalesce($6::timestamptz, now()), $7, $8, 0) RETURNING request_id",
-      {r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
-       r.notice_at.empty() ? Value() : Value(r.notice_at), r.registered_by, r.reason});
+  Rows out =
+      tx.exec("INSERT INTO lethe.requests (amazon_ref, action, scope_kind, subjects, marketplace, "
+              "notice_at, registered_by, reason, orders_resolved) VALUES ($1, $2, $3, $4, "
+              "nullif($5, ''), coalesce($6::timestamptz, now()), $7, $8, 0) RETURNING request_id",
+              {r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
+               r.notice_at.empty() ? Value() : Value(r.notice_at), r.registered_by, r.reason});
   return out.integer(0, 0);
 }
 
@@ -114,8 +113,9 @@ long long resolve_scope(Transaction& tx, const settings::Settings& s, long long 
   Rows r;
   if (scope_kind == "order") {
     if (root.key.size() != 1) {
-      throw Error(Exit::config, "an order scope needs a one-column order key; " + root.table +
-                                    "'s key has " + std::to_string(root.key.size()) + " columns",
+      throw Error(Exit::config,
+                  "an order scope needs a one-column order key; " + root.table + "'s key has " +
+                      std::to_string(root.key.size()) + " columns",
                   "name the orders by buyer or seller, or erase them by hand and record why");
     }
     std::vector<Value> ids(v.order_ids.begin(), v.order_ids.end());

@@ -64,10 +64,10 @@ long long insert_request(Transaction& tx, const NewRequest& r);
 
 // What a scope names, to be resolved to the root table's orders.
 struct ScopeValues {
-  std::vector<std::string> order_ids;   // order scope
-  std::string buyer;                    // buyer scope: the identifier as stored
-  std::string buyer_pseudonym;          // and the purge's hmac pseudonym of it
-  std::string seller, marketplace;      // seller scope (marketplace optional)
+  std::vector<std::string> order_ids; // order scope
+  std::string buyer;                  // buyer scope: the identifier as stored
+  std::string buyer_pseudonym;        // and the purge's hmac pseudonym of it
+  std::string seller, marketplace;    // seller scope (marketplace optional)
 };
 // Inserts into lethe.request_orders the keys of the root orders the scope names (a buyer's
 // orders whether the column holds the identifier or its pseudonym), sets orders_resolved, and

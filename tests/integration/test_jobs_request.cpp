@@ -1,0 +1,382 @@
+// C5, C6, C19: Amazon deletion requests against a real TLS PostgreSQL, through the real binary,
+// as the least-privilege role `lethe grants` makes for them.
+#include "support/cluster.hpp"
+#include "worker/audit/ledger.hpp"
+#include "worker/crypto/hash.hpp"
+#include "worker/util/files.hpp"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+using namespace lethe;
+
+namespace {
+
+// The sample schema's tables, and how each reaches its order.
+const std::vector<std::pair<std::string, std::string>> k_tables = {
+    {"orders", "amazon_order_id = ANY($1::text[])"},
+    {"shipping_addresses", "amazon_order_id = ANY($1::text[])"},
+    {"order_items", "amazon_order_id = ANY($1::text[])"},
+    {"buyer_tax_info", "amazon_order_id = ANY($1::text[])"},
+    {"buyer_tax_classifications", "tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE "
+                                  "amazon_order_id = ANY($1::text[]))"},
+};
+
+std::string array_of(const std::vector<std::string>& ids) {
+  std::vector<db::Value> v(ids.begin(), ids.end());
+  return db::array_literal(v);
+}
+
+// Rows of `ids`' orders in each table.
+std::map<std::string, long long> rows_of(db::Session& s, const std::vector<std::string>& ids) {
+  std::map<std::string, long long> out;
+  for (const auto& [table, where] : k_tables) {
+    out["public." + table] =
+        s.exec("SELECT count(*) FROM " + table + " WHERE " + where, {array_of(ids)}).integer(0, 0);
+  }
+  return out;
+}
+
+// Copies every table without `ids`' orders into schema `expect`, for comparing afterwards.
+void expect_without(db::Session& s, const std::vector<std::string>& ids) {
+  s.exec("DROP SCHEMA IF EXISTS expect CASCADE");
+  s.exec("CREATE SCHEMA expect");
+  for (const auto& [table, where] : k_tables) {
+    s.exec("CREATE TABLE expect." + table + " AS SELECT * FROM " + table + " WHERE NOT (" + where +
+               ")",
+           {array_of(ids)});
+  }
+}
+
+void require_as_expected(db::Session& s) {
+  for (const auto& [table, where] : k_tables) {
+    INFO(table);
+    CHECK(test::table_digest(s, "public." + table) == test::table_digest(s, "expect." + table));
+  }
+}
+
+std::vector<std::string> column(db::Session& s, const std::string& sql,
+                                const db::Params& params = {}) {
+  db::Rows r = s.exec(sql, params);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back(r.text(i, 0));
+  }
+  return out;
+}
+
+std::filesystem::path role_config(const test::TestDb& t, const std::string& role) {
+  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  std::filesystem::path p = t.dir() / (role + ".password");
+  test::write_file(p, "pw-" + role + "\n", 0600);
+  return t.write_config(role + ".toml", t.config_text(role, p.string()));
+}
+
+nlohmann::json show(const test::TestDb& t, long long id, const std::filesystem::path& cfg,
+                    const std::string& extra = {}) {
+  test::RunResult r = t.lethe("request show " + std::to_string(id) + " --json " + extra, cfg);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  return nlohmann::json::parse(r.out);
+}
+
+std::string everything_written(const test::TestDb& t, db::Session& s) {
+  std::string all;
+  for (const char* sql :
+       {"SELECT string_agg(l::text, E'\\n') FROM lethe.audit_log l",
+        "SELECT coalesce(string_agg(r::text, E'\\n'), '') FROM lethe.requests r",
+        "SELECT coalesce(string_agg(d::text, E'\\n'), '') FROM lethe.deletion_ledger d",
+        "SELECT coalesce(string_agg(j::text, E'\\n'), '') FROM lethe.job_runs j"}) {
+    all += s.exec(sql).text(0, 0) + "\n";
+  }
+  for (const char* f : {"deletion-ledger", "audit-anchor"}) {
+    if (std::filesystem::exists(t.dir() / f)) {
+      all += util::read_file(t.dir() / f);
+    }
+  }
+  return all;
+}
+
+} // namespace
+
+TEST_CASE("request: order, buyer and seller scopes erase exactly their orders in every mapped "
+          "table, as lethe_request, keeping no identifier in clear") {
+  test::TestDb t("request_scopes", 300);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  auto cfg = role_config(t, "lethe_request");
+  std::string key = util::read_file(t.dir() / "hmac.key");
+  while (!key.empty() && key.back() == '\n') {
+    key.pop_back();
+  }
+
+  // An order; a buyer with two orders in clear and one the purge already pseudonymized; a seller
+  // and marketplace. Each of a different seller, so the scopes do not overlap.
+  std::vector<std::string> sellers =
+      column(*s, "SELECT DISTINCT seller_id FROM orders ORDER BY seller_id");
+  REQUIRE(sellers.size() >= 3);
+  std::string order =
+      column(*s, "SELECT min(amazon_order_id) FROM orders WHERE seller_id = $1", {sellers[0]})[0];
+  std::vector<std::string> buyer_orders =
+      column(*s, "SELECT amazon_order_id FROM orders WHERE seller_id = $1 ORDER BY 1 LIMIT 3",
+             {sellers[1]});
+  const std::string email = "jane.roe+lethe@buyer.example";
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = ANY($2::text[])",
+          {email, array_of({buyer_orders[0], buyer_orders[1]})});
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = $2",
+          {"hmac:" + crypto::hex(crypto::hmac_sha256(key, email)), buyer_orders[2]});
+  std::string seller = sellers[2];
+  std::vector<std::string> seller_orders =
+      column(*s,
+             "SELECT amazon_order_id FROM orders WHERE seller_id = $1 AND marketplace_id = "
+             "'ATVPDKIKX0DER'",
+             {seller});
+  REQUIRE(!seller_orders.empty());
+  std::vector<std::string> pii = t.pii_values();
+  pii.push_back(email);
+
+  std::vector<std::string> all_ids = seller_orders;
+  all_ids.push_back(order);
+  all_ids.insert(all_ids.end(), buyer_orders.begin(), buyer_orders.end());
+  std::map<std::string, long long> expected = rows_of(*s, all_ids);
+  CHECK(expected["public.order_items"] > 0);
+  CHECK(expected["public.buyer_tax_classifications"] > 0);
+  expect_without(*s, all_ids);
+  // Every statement and its parameters into the server's log, as a strict operator might set it.
+  s->exec("ALTER DATABASE " + db::quote_ident(t.name()) + " SET log_statement = 'all'");
+  const std::string& log_path = test::cluster().server_log;
+  auto log_offset = std::filesystem::file_size(log_path);
+
+  std::string outputs;
+  auto add = [&](const std::string& args) {
+    test::RunResult r =
+        t.lethe("--operator alice request add --action delete --reason 'notice' " + args, cfg);
+    INFO(r.err);
+    REQUIRE(r.exit == 0);
+    outputs += r.out + r.err;
+  };
+  add("--amazon-ref ORDER-1 --notice-at '2026-11-01 10:00+00' --scope order:" + order);
+  test::write_file(t.dir() / "email.txt", email + "\n", 0600);
+  add("--amazon-ref BUYER-1 --scope buyer:- < " + (t.dir() / "email.txt").string());
+  test::write_file(t.dir() / "seller.scope", "seller:" + seller + "/ATVPDKIKX0DER\n", 0600);
+  add("--amazon-ref SELLER-1 --scope-file " + (t.dir() / "seller.scope").string() +
+      " --confirm-count " + std::to_string(seller_orders.size()));
+  CHECK(show(t, 2, cfg)["orders_resolved"] == 3); // both forms of the buyer
+  CHECK(show(t, 3, cfg)["orders_resolved"] == seller_orders.size());
+  // Noticed on 1 November: its 72 hours ran out before it was even registered.
+  CHECK(show(t, 1, cfg)["state"] == "overdue");
+  CHECK(show(t, 1, cfg)["stored_state"] == "received");
+  CHECK(show(t, 2, cfg)["state"] == "received");
+
+  test::RunResult run = t.lethe("request run --json", cfg);
+  INFO(run.err);
+  REQUIRE(run.exit == 0);
+  outputs += run.out + run.err;
+  require_as_expected(*s);
+
+  // Counts are what was deleted, per table; the role could not vacuum, so the requests wait.
+  std::map<std::string, long long> counted;
+  for (long long id : {1, 2, 3}) {
+    nlohmann::json j = show(t, id, cfg);
+    CHECK(j["state"] == "live_erased");
+    for (const auto& [table, n] : j["counts"]["rows_erased_by_table"].items()) {
+      counted[table] += n.get<long long>();
+    }
+  }
+  for (const auto& [table, n] : expected) {
+    INFO(table);
+    CHECK(counted[table] == n);
+  }
+  CHECK(show(t, 2, cfg)["counts"]["orders_erased"] == 3);
+  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders").integer(0, 0) == 0);
+
+  // Once the owner vacuumed, the next run completes them (no archive held these orders).
+  for (const auto& [table, where] : k_tables) {
+    s->exec("VACUUM " + table);
+  }
+  test::RunResult again = t.lethe("request run", cfg);
+  REQUIRE(again.exit == 0);
+  outputs += again.out + again.err;
+  for (long long id : {1, 2, 3}) {
+    CHECK(show(t, id, cfg)["state"] == "complete");
+  }
+  // The notice's clock: ORDER-1 was noticed on 1 November, so 72 hours ran out on the 4th.
+  nlohmann::json old = show(t, 1, cfg, "--as-of '2026-11-02 10:00+00'");
+  CHECK(old["live_deadline"] == "2026-11-04T10:00:00Z");
+  CHECK(old["live_hours_left"] == 48.0);
+
+  // The ledger: one entry per request in the table and the file, HMACs of the identifiers only.
+  test::RunResult lv = t.lethe("request ledger verify", cfg);
+  INFO(lv.err);
+  CHECK(lv.exit == 0);
+  audit::LedgerFile file = audit::read_ledger(t.dir() / "deletion-ledger");
+  REQUIRE(file.entries.size() == 3);
+  nlohmann::json buyer_entry = nlohmann::json::parse(file.entries[1].entry);
+  CHECK(buyer_entry["subjects"][0] == crypto::hex(crypto::hmac_sha256(key, email)));
+  CHECK(t.lethe("audit verify", cfg).exit == 0);
+
+  // Nothing personal anywhere, and no order or seller id kept once erased.
+  std::string written = everything_written(t, *s);
+  std::vector<std::string> ids = all_ids;
+  ids.push_back(seller);
+  test::require_no_pii(outputs + written, pii);
+  test::require_no_pii(written, ids);
+  std::string log = util::read_file(log_path).substr(log_offset);
+  CHECK(log.find("lethe_request_subject") != std::string::npos); // the log has lethe's statements
+  test::require_no_pii(log, {email});
+}
+
+TEST_CASE("request add: refusals say why and what to do, register nothing and never echo an "
+          "identifier") {
+  test::TestDb t("request_refusals", 60);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string order = column(*s, "SELECT min(amazon_order_id) FROM orders")[0];
+  std::string email = column(*s, "SELECT min(buyer_email) FROM orders")[0];
+  auto add = [&](const std::string& args) {
+    return t.lethe("--operator alice request add --action delete --reason notice " + args);
+  };
+  auto requests = [&] { return s->exec("SELECT count(*) FROM lethe.requests").integer(0, 0); };
+
+  // A buyer's email on the command line is refused without repeating it.
+  test::RunResult r = add("--amazon-ref R1 --scope buyer:" + email);
+  CHECK(r.exit == 64);
+  CHECK(r.err.find("standard input") != std::string::npos);
+  test::require_no_pii(r.out + r.err, {email});
+  // A malformed id names its position, not its value.
+  r = add("--amazon-ref R1 --scope order:" + order + ",123-45-6789");
+  CHECK(r.exit == 64);
+  CHECK(r.err.find("order id 2 is not an Amazon order id") != std::string::npos);
+  CHECK(r.err.find("123-45-6789") == std::string::npos);
+  test::write_file(t.dir() / "bad.txt", "not-an-email\n", 0600);
+  r = add("--amazon-ref R1 --scope buyer:- < " + (t.dir() / "bad.txt").string());
+  CHECK(r.exit == 64);
+  CHECK(r.err.find("not an email address") != std::string::npos);
+  CHECK(r.err.find("not-an-email") == std::string::npos);
+  // A scope file others can read is refused.
+  test::write_file(t.dir() / "open.scope", "buyer:" + email + "\n", 0644);
+  r = add("--amazon-ref R1 --scope-file " + (t.dir() / "open.scope").string());
+  CHECK(r.exit == 77);
+  test::require_no_pii(r.out + r.err, {email});
+  // Who and why are required; return is not built and says so.
+  CHECK(t.lethe("request add --action delete --amazon-ref R1 --scope order:" + order).exit == 64);
+  r = add("--amazon-ref R1 --action return --scope order:" + order);
+  CHECK(r.exit == 69);
+  CHECK(r.err.find("HINT:") != std::string::npos);
+  CHECK(requests() == 0);
+
+  // Nothing found: refused with the count and how to confirm it; confirmed, it registers.
+  r = add("--amazon-ref R2 --scope order:999-9999999-9999999");
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("resolves to no order") != std::string::npos);
+  CHECK(r.err.find("--confirm-count 0") != std::string::npos);
+  CHECK(requests() == 0);
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE kind = 'refusal' AND exit_reason = "
+                "'scope_count'")
+            .integer(0, 0) == 1);
+  REQUIRE(add("--amazon-ref R2 --scope order:999-9999999-9999999 --confirm-count 0").exit == 0);
+  // Above requests.max_orders: refused unless the exact count is confirmed.
+  auto small = t.write_config("small.toml", test::set_key(t.config_text(), "max_orders", "2"));
+  std::string three = column(*s, "SELECT string_agg(amazon_order_id, ',') FROM (SELECT "
+                                 "amazon_order_id FROM orders ORDER BY 1 LIMIT 3) o")[0];
+  r = t.lethe("--operator alice request add --action delete --reason notice --amazon-ref R3 "
+              "--scope order:" +
+                  three,
+              small);
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("resolves to 3 orders, above requests.max_orders = 2") != std::string::npos);
+  CHECK(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref R3 "
+                "--confirm-count 4 --scope order:" +
+                    three,
+                small)
+            .exit == 65);
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref R3 "
+                  "--confirm-count 3 --scope order:" +
+                      three,
+                  small)
+              .exit == 0);
+  // Ids of refused requests were never committed; find each by its reference.
+  auto id_of = [&](const std::string& ref) {
+    return column(*s,
+                  "SELECT request_id::text FROM lethe.requests WHERE amazon_ref = $1 AND state "
+                  "<> 'cancelled'",
+                  {ref})[0];
+  };
+  std::string r2 = id_of("R2");
+  std::string r3 = id_of("R3");
+  // One request per Amazon reference, until it is cancelled (only before it ran).
+  r = add("--amazon-ref R3 --scope order:" + order);
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("request cancel") != std::string::npos);
+  CHECK(t.lethe("request cancel " + r3 + " --reason typo").exit == 64); // who?
+  REQUIRE(t.lethe("--operator bob request cancel " + r3 + " --reason 'wrong scope'").exit == 0);
+  REQUIRE(add("--amazon-ref R3 --scope order:" + order).exit == 0);
+  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders WHERE request_id = $1", {r3})
+            .integer(0, 0) == 0);
+  REQUIRE(t.lethe("request run").exit == 0);
+  r = t.lethe("--operator bob request cancel " + id_of("R3") + " --reason late");
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("only a request that has not run can be cancelled") != std::string::npos);
+  // The request that resolved to nothing is erased at once: the ledger says so, with 0 orders.
+  nlohmann::json none = show(t, std::stoll(r2), t.config());
+  CHECK(none["counts"]["orders_erased"] == 0);
+  CHECK(none["stored_state"] == "complete");
+  CHECK(s->exec("SELECT actor FROM lethe.audit_log WHERE exit_reason = 'cancelled'").text(0, 0) ==
+        "bob");
+}
+
+TEST_CASE("request run: killed at any step, the next run finishes the request and counts each "
+          "row once") {
+  test::TestDb t("request_kills", 150);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  const std::vector<std::string> points = {"request:executing", "sanitize:batch_committed",
+                                           "request:erase_recorded", "request:ledger_written"};
+  std::vector<std::string> sellers =
+      column(*s, "SELECT DISTINCT seller_id FROM orders ORDER BY seller_id");
+  REQUIRE(sellers.size() >= 2);
+  // Small batches, so a kill after the first leaves work for the next run.
+  auto cfg =
+      t.write_config("small-batches.toml", test::set_key(t.config_text(), "batch_size", "5"));
+  for (size_t i = 0; i < points.size(); ++i) {
+    INFO(points[i]);
+    // Each round erases a few orders of the first seller, by order scope.
+    std::vector<std::string> ids =
+        column(*s, "SELECT amazon_order_id FROM orders WHERE seller_id = $1 ORDER BY 1 LIMIT 8",
+               {sellers[0]});
+    REQUIRE(ids.size() == 8);
+    std::string list;
+    for (const std::string& id : ids) {
+      list += (list.empty() ? "" : ",") + id;
+    }
+    std::map<std::string, long long> expected = rows_of(*s, ids);
+    REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                    "K" +
+                        std::to_string(i) + " --scope order:" + list,
+                    cfg)
+                .exit == 0);
+    long long id = static_cast<long long>(i) + 1;
+    test::RunResult crash =
+        test::run_shell("LETHE_CRASH_AT=" + points[i] + " " + std::string(LETHE_BIN) +
+                            " --config " + cfg.string() + " request run",
+                        t.dir());
+    CHECK(crash.exit == 99);
+    test::RunResult rerun = t.lethe("request run", cfg);
+    INFO(rerun.err);
+    REQUIRE(rerun.exit == 0);
+    nlohmann::json j = show(t, id, cfg);
+    CHECK((j["stored_state"] == "live_erased" || j["stored_state"] == "complete"));
+    CHECK(j["counts"]["orders_erased"] == 8);
+    for (const auto& [table, n] : expected) {
+      INFO(table);
+      CHECK(j["counts"]["rows_erased_by_table"].value(table, 0LL) == n);
+    }
+    CHECK(rows_of(*s, ids)["public.orders"] == 0);
+    test::RunResult lv = t.lethe("request ledger verify", cfg);
+    INFO(lv.err);
+    CHECK(lv.exit == 0);
+    CHECK(audit::read_ledger(t.dir() / "deletion-ledger").entries.size() == i + 1);
+    CHECK(t.lethe("audit verify", cfg).exit == 0);
+  }
+}
