@@ -1,6 +1,7 @@
 #include "jobs/check/check.hpp"
 
 #include "worker/db/clock.hpp"
+#include "worker/db/store/requests.hpp"
 #include "worker/log/log.hpp"
 #include "worker/sanitize/overdue.hpp"
 #include "worker/util/json.hpp"
@@ -21,14 +22,46 @@ std::string format_age(double seconds) {
   return buf;
 }
 
+// A deletion request that needs attention: a deadline it has not met is past, or within
+// requests.warn_hours.
+struct RequestAlert {
+  long long id = 0;
+  std::string ref;
+  std::string what; // "live data" (72 hours) or "every copy" (90 days)
+  std::string deadline;
+  double hours_left = 0;
+};
+
+std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Settings& set,
+                                         const std::string& as_of, long long& open) {
+  std::vector<RequestAlert> out;
+  open = 0;
+  for (const db::store::RequestRow& r : db::store::requests(s, as_of)) {
+    bool live = r.state == "received" || r.state == "executing";
+    if (!live && r.state != "live_erased") {
+      continue;
+    }
+    ++open;
+    double left = live ? r.live_hours_left : r.copies_hours_left;
+    if (left < static_cast<double>(set.requests.warn_hours)) {
+      out.push_back({r.id, r.amazon_ref, live ? "live data" : "every copy",
+                     live ? r.live_deadline : r.copies_deadline, left});
+    }
+  }
+  return out;
+}
+
 } // namespace
 
 int run_check(Context& ctx, const CheckOptions& opts) {
   db::Session& session = ctx.ready_db();
-  sanitize::Overdue res =
-      sanitize::overdue_pii(session, ctx.settings(), db::resolve_instant(session, opts.as_of).iso);
+  std::string as_of = db::resolve_instant(session, opts.as_of).iso;
+  sanitize::Overdue res = sanitize::overdue_pii(session, ctx.settings(), as_of);
   long long overdue = res.overdue_total();
   long long held = res.held_total();
+  long long open_requests = 0;
+  std::vector<RequestAlert> alerts = request_alerts(session, ctx.settings(), as_of, open_requests);
+  bool ok = overdue == 0 && alerts.empty();
   if (opts.json) {
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const sanitize::TableOverdue& t : res.tables) {
@@ -40,7 +73,18 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     nlohmann::ordered_json out = {
         {"as_of", res.as_of}, {"retention_days", ctx.settings().retention.days},
         {"overdue", overdue}, {"held_awaiting_archive", held},
-        {"ok", overdue == 0}, {"tables", tables}};
+        {"ok", ok},           {"tables", tables}};
+    nlohmann::ordered_json req = nlohmann::ordered_json::array();
+    for (const RequestAlert& a : alerts) {
+      req.push_back({{"request_id", a.id},
+                     {"amazon_ref", a.ref},
+                     {"deadline", a.what},
+                     {"due_at", a.deadline},
+                     {"hours_left", a.hours_left},
+                     {"overdue", a.hours_left < 0}});
+    }
+    out["requests_open"] = open_requests;
+    out["requests_needing_attention"] = req;
     std::cout << util::dump(out) << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
@@ -50,12 +94,31 @@ int run_check(Context& ctx, const CheckOptions& opts) {
       std::printf("  %-36s %10lld %10lld %12s\n", t.table.c_str(), t.overdue, t.held,
                   format_age(t.oldest_overdue_s).c_str());
     }
-    std::printf("%s\n", overdue == 0 ? "result: nothing overdue"
-                                     : "result: PII overdue (C1) - run `lethe purge`");
+    std::printf("deletion requests open: %lld (warning %ld hours before a deadline)\n",
+                open_requests, ctx.settings().requests.warn_hours);
+    for (const RequestAlert& a : alerts) {
+      std::printf("  request %lld (%s): %s due %s, %s %.1f h\n", a.id, a.ref.c_str(),
+                  a.what.c_str(), a.deadline.c_str(), a.hours_left < 0 ? "OVERDUE by" : "in",
+                  a.hours_left < 0 ? -a.hours_left : a.hours_left);
+    }
+    if (ok) {
+      std::printf("result: nothing overdue\n");
+    } else {
+      if (overdue > 0) {
+        std::printf("result: PII overdue (C1) - run `lethe purge`\n");
+      }
+      if (!alerts.empty()) {
+        std::printf("result: deletion requests need attention (C5, C6) - run `lethe request run` "
+                    "and see `lethe request show ID`\n");
+      }
+    }
   }
-  log::event(overdue == 0 ? log::Level::info : log::Level::warning, "check.done",
-             {{"overdue", overdue}, {"held", held}, {"as_of", res.as_of}});
-  return overdue == 0 ? 0 : 1;
+  log::event(ok ? log::Level::info : log::Level::warning, "check.done",
+             {{"overdue", overdue},
+              {"held", held},
+              {"requests_needing_attention", alerts.size()},
+              {"as_of", res.as_of}});
+  return ok ? 0 : 1;
 }
 
 } // namespace lethe::jobs::check

@@ -380,3 +380,38 @@ TEST_CASE("request run: killed at any step, the next run finishes the request an
     CHECK(t.lethe("audit verify", cfg).exit == 0);
   }
 }
+
+TEST_CASE("check: a request past its deadline or within requests.warn_hours of it fails the "
+          "probe, as lethe_monitor") {
+  test::TestDb t("request_check", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string now = s->exec("SELECT now()::text").text(0, 0);
+  test::insert_order(*s, now, {"111-0000000-0000001", "Shipped", "1 day", "1 day"});
+  auto monitor = role_config(t, "lethe_monitor");
+  REQUIRE(t.lethe("check", monitor).exit == 0);
+  // Noticed 61 hours ago: 11 hours left, inside the 12-hour warning.
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "C1 --notice-at \"$(date -u -d '61 hours ago' '+%F %T+00')\" --scope "
+                  "order:111-0000000-0000001")
+              .exit == 0);
+  test::RunResult r = t.lethe("check --json", monitor);
+  INFO(r.err);
+  CHECK(r.exit == 1);
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  CHECK(j["overdue"] == 0);
+  CHECK(j["requests_open"] == 1);
+  REQUIRE(j["requests_needing_attention"].size() == 1);
+  CHECK(j["requests_needing_attention"][0]["deadline"] == "live data");
+  CHECK(j["requests_needing_attention"][0]["hours_left"].get<double>() < 12);
+  CHECK(j["requests_needing_attention"][0]["overdue"] == false);
+  // Text output names the request and what to do; later it is overdue.
+  r = t.lethe("check --as-of \"$(date -u -d '+12 hours' '+%F %T+00')\"", monitor);
+  CHECK(r.exit == 1);
+  CHECK(r.out.find("request 1 (C1): live data due") != std::string::npos);
+  CHECK(r.out.find("OVERDUE by") != std::string::npos);
+  CHECK(r.out.find("lethe request run") != std::string::npos);
+  // Erased, the request's next deadline is 90 days out: the probe passes.
+  REQUIRE(t.lethe("request run").exit == 0);
+  CHECK(t.lethe("check", monitor).exit == 0);
+}

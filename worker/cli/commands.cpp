@@ -277,10 +277,12 @@ const std::vector<CommandSpec>& commands() {
        read_purge},
       {"check",
        "",
-       "report PII past its retention deadline (monitoring probe, C1)",
+       "report PII past its deadline and deletion requests near theirs (monitoring probe)",
        "Counts, per PII-map table, rows that still hold PII after their deadline, and the age\n"
-       "of the oldest; rows under regulatory hold are listed apart. Reads only lethe's state\n"
-       "views, never a PII value. Exit 0 when nothing is overdue, 1 when something is.",
+       "of the oldest; rows under regulatory hold are listed apart (C1). Lists each deletion\n"
+       "request past a deadline it has not met, or within requests.warn_hours of it (C5, C6).\n"
+       "Reads only lethe's state views and requests, never a PII value. Exit 0 when nothing\n"
+       "needs attention, 1 when something does.",
        {k_as_of, k_json},
        Needs::database,
        read_check},

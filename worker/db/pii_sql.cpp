@@ -511,6 +511,8 @@ std::string monitor_grants(const Settings& s) {
   std::string out = role_setup(monitor, "`lethe check` and `lethe audit verify` (read-only)");
   out += "REVOKE ALL ON lethe.archives, lethe.archived_orders FROM " + quote_ident(monitor) + ";\n";
   out += "GRANT SELECT ON lethe.audit_log TO " + quote_ident(monitor) + ";\n";
+  // Requests hold no identifier in clear (HMACs only); the monitor watches their deadlines.
+  out += "GRANT SELECT ON lethe.requests TO " + quote_ident(monitor) + ";\n";
   for (const PiiTable* t : s.pii_tables()) {
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(monitor) + ";\n";
   }
