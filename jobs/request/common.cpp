@@ -1,5 +1,6 @@
 #include "jobs/request/common.hpp"
 
+#include "worker/db/clock.hpp"
 #include "worker/util/error.hpp"
 #include "worker/util/files.hpp"
 
@@ -36,6 +37,26 @@ std::string fingerprint(const db::store::RequestRow& r) {
     fp += " (+" + std::to_string(subjects.size() - 1) + ")";
   }
   return fp;
+}
+
+sanitize::Job request_job(Context& ctx, long long run_id) {
+  const settings::Settings& set = ctx.settings();
+  return sanitize::Job{ctx,
+                       {set.purge.batch_size, static_cast<int>(set.purge.workers)},
+                       db::resolve_instant(ctx.ready_db(), ""),
+                       {},
+                       {},
+                       run_id,
+                       {}};
+}
+
+void erase_orders(sanitize::Job& job, long long id, long long orders) {
+  sanitize::plan(job, sanitize::Selection::request(id), sanitize::Action::erase);
+  job.stats.candidates = orders; // an upper bound: sizes the workers
+  sanitize::run_batches(job);
+  if (job.stats.exit_reason != "interrupted") {
+    sanitize::vacuum_touched_tables(job);
+  }
 }
 
 namespace {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include "worker/db/store/requests.hpp"
+#include "worker/runtime/context.hpp"
+#include "worker/sanitize/engine.hpp"
 #include "worker/settings/settings.hpp"
 #include "worker/util/json.hpp"
 #include "worker/util/secret.hpp"
@@ -23,6 +25,15 @@ util::Json request_json(const db::store::RequestRow& r);
 // The first 12 hex digits of the first subject's HMAC: enough to tell requests apart, nothing
 // to find a buyer by.
 std::string fingerprint(const db::store::RequestRow& r);
+
+// An engine job for run `run_id`, with the purge's batch size and workers, as of now.
+sanitize::Job request_job(Context& ctx, long long run_id);
+
+// The engine's erase of request `id`'s resolved orders (lethe.request_orders; at most `orders`
+// of them): every mapped row, deepest table first, keep tables included, in committed batches;
+// then VACUUM of the touched tables where the role may. Fills job.stats (exit_reason
+// "interrupted" when a signal stopped it).
+void erase_orders(sanitize::Job& job, long long id, long long orders);
 
 void print_registered(const db::store::RequestRow& r, bool json);
 

@@ -52,6 +52,16 @@ int run_requests(Context& ctx, const RunOptions& opt);
 // and both hold the same entries. Exit 65 otherwise.
 int run_ledger_verify(Context& ctx, bool json);
 
+struct ReplayOptions {
+  std::string into_db; // a database name on the configured server, or a DSN; empty: configured
+  std::string since;   // only ledger entries erased at or after this instant
+  bool json = false;
+};
+// Re-applies the ledger file to a database (after a restore): finds each entry's subjects by
+// their keyed HMACs, erases what it finds, and puts back the ledger entries and requests the
+// database lacks. A second replay finds nothing.
+int run_replay(Context& ctx, const ReplayOptions& opt);
+
 int run_list(Context& ctx, const std::string& as_of, bool json);
 int run_show(Context& ctx, long long id, const std::string& as_of, bool json);
 int run_cancel(Context& ctx, long long id, const std::string& operator_name,

@@ -8,7 +8,6 @@
 #include "worker/db/store/requests.hpp"
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
-#include "worker/sanitize/engine.hpp"
 #include "worker/util/faults.hpp"
 #include "worker/util/signals.hpp"
 
@@ -19,7 +18,6 @@ namespace {
 
 namespace store = db::store;
 using runtime::Outcome;
-using sanitize::Job;
 
 // What one request's step in this run came to.
 struct Result {
@@ -74,7 +72,8 @@ std::string ledger_entry(db::Transaction& tx, const store::RequestRow& r, long l
 // After the batches: either the request's live rows are all gone (ledger entry, state
 // live_erased, the run's closing record, all in one transaction), or some orders were left
 // (lock timeouts) for the next run.
-Result finish_erase(Context& ctx, Job& job, runtime::RunScope& run, const store::RequestRow& r) {
+Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScope& run,
+                    const store::RequestRow& r) {
   Result res{r.id, "", ""};
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
@@ -85,7 +84,7 @@ Result finish_erase(Context& ctx, Job& job, runtime::RunScope& run, const store:
       res = {r.id, "orders_remaining",
              std::to_string(left) + " orders were locked by other sessions; the next run "
                                     "erases them"};
-      stored = run.finish_in(tx, Outcome::done, "orders_remaining", job.stats.counts_json(),
+      stored = run.finish_in(tx, Outcome::done, "orders_remaining", stats.counts_json(),
                              util::dump(details));
       return;
     }
@@ -98,8 +97,8 @@ Result finish_erase(Context& ctx, Job& job, runtime::RunScope& run, const store:
     details["ledger_hash"] = entry.hash;
     details["request_counts"] = counts;
     details["copies"] = copies.size();
-    stored = run.finish_in(tx, Outcome::done, "live_erased", job.stats.counts_json(),
-                           util::dump(details));
+    stored =
+        run.finish_in(tx, Outcome::done, "live_erased", stats.counts_json(), util::dump(details));
     res = {r.id, "erased",
            std::to_string(counts["orders_erased"].get<long long>()) + " orders, " +
                std::to_string(counts["rows_erased"].get<long long>()) + " rows erased; ledger " +
@@ -115,30 +114,23 @@ Result finish_erase(Context& ctx, Job& job, runtime::RunScope& run, const store:
 // Erases every mapped row of the request's orders, deepest table first, keep tables included.
 Result erase(Context& ctx, const store::RequestRow& r) {
   runtime::RunScope run(ctx, util::dump({{"request_id", r.id}}));
-  db::Session& s = ctx.ready_db();
-  s.transact([&](db::Transaction& tx) {
+  ctx.ready_db().transact([&](db::Transaction& tx) {
     store::add_request_run(tx, r.id, run.id());
     if (r.state == "received") {
       store::set_state(tx, r.id, "executing");
     }
   });
   util::crash_point("request:executing");
-  const settings::Settings& set = ctx.settings();
-  Job job{ctx, {set.purge.batch_size, static_cast<int>(set.purge.workers)}, {}, {}, {}, run.id(),
-          {}};
-  job.as_of = db::resolve_instant(s, "");
+  sanitize::Job job = request_job(ctx, run.id());
   run.counts_on_failure([&job] { return job.stats.counts_json(); });
   return run.watch([&] {
-    sanitize::plan(job, sanitize::Selection::request(r.id), sanitize::Action::erase);
-    job.stats.candidates = r.orders_resolved; // an upper bound: sizes the workers
-    sanitize::run_batches(job);
+    erase_orders(job, r.id, r.orders_resolved);
     if (job.stats.exit_reason == "interrupted") {
       run.finish(Outcome::interrupted, "interrupted", job.stats.counts_json(),
                  util::dump({{"request_id", r.id}}));
       return Result{r.id, "interrupted", "stopped by a signal; the next run continues"};
     }
-    sanitize::vacuum_touched_tables(job);
-    return finish_erase(ctx, job, run, r);
+    return finish_erase(ctx, job.stats, run, r);
   });
 }
 

@@ -415,3 +415,125 @@ TEST_CASE("check: a request past its deadline or within requests.warn_hours of i
   REQUIRE(t.lethe("request run").exit == 0);
   CHECK(t.lethe("check", monitor).exit == 0);
 }
+
+namespace {
+
+// libpq's connection string for database `dbname` of the test cluster, as its admin.
+std::string admin_conninfo(const std::string& dbname) {
+  const test::ClusterInfo& c = test::cluster();
+  return "host=" + c.host + " port=" + std::to_string(c.port) + " user=" + c.admin +
+         " dbname=" + dbname + " sslmode=verify-full sslrootcert=" + c.ca;
+}
+
+// Real pg_dump (custom format) of `from`, restored by real pg_restore into a new `to`.
+void dump_and_restore(const test::TestDb& t, const std::string& from, const std::string& to,
+                      const std::filesystem::path& file) {
+  std::string pw = "PGPASSWORD=\"$(cat " + test::cluster().admin_password_file + ")\" ";
+  test::RunResult d = test::run_shell(
+      pw + "pg_dump -Fc -f " + file.string() + " '" + admin_conninfo(from) + "'", t.dir());
+  INFO(d.err);
+  REQUIRE(d.exit == 0);
+  t.admin()->exec("DROP DATABASE IF EXISTS " + to);
+  t.admin()->exec("CREATE DATABASE " + to);
+  test::RunResult r = test::run_shell(
+      pw + "pg_restore --exit-on-error -d '" + admin_conninfo(to) + "' " + file.string(), t.dir());
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+}
+
+} // namespace
+
+TEST_CASE("request replay: a database restored from before the erase gets its subjects erased "
+          "again and its ledger back, and a second replay finds nothing") {
+  test::TestDb t("request_replay", 200);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string key = util::read_file(t.dir() / "hmac.key");
+  while (!key.empty() && key.back() == '\n') {
+    key.pop_back();
+  }
+  std::vector<std::string> sellers =
+      column(*s, "SELECT DISTINCT seller_id FROM orders ORDER BY seller_id");
+  std::vector<std::string> buyer_orders =
+      column(*s, "SELECT amazon_order_id FROM orders WHERE seller_id = $1 ORDER BY 1 LIMIT 2",
+             {sellers[0]});
+  const std::string email = "replayed.buyer@buyer.example";
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = $2",
+          {email, buyer_orders[0]});
+  s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = $2",
+          {"hmac:" + crypto::hex(crypto::hmac_sha256(key, email)), buyer_orders[1]});
+  std::string order =
+      column(*s, "SELECT max(amazon_order_id) FROM orders WHERE seller_id = $1", {sellers[0]})[0];
+  std::vector<std::string> seller_orders =
+      column(*s, "SELECT amazon_order_id FROM orders WHERE seller_id = $1", {sellers[1]});
+  std::vector<std::string> ids = seller_orders;
+  ids.insert(ids.end(), {buyer_orders[0], buyer_orders[1], order});
+
+  // The backup is taken before any request was registered.
+  std::string restored = t.name() + "_restored";
+  dump_and_restore(t, t.name(), restored, t.dir() / "before.dump");
+
+  auto add = [&](const std::string& args) {
+    REQUIRE(t.lethe("--operator alice request add --action delete --reason notice " + args).exit ==
+            0);
+  };
+  test::write_file(t.dir() / "buyer.scope", "buyer:" + email + "\n", 0600);
+  add("--amazon-ref RB --scope-file " + (t.dir() / "buyer.scope").string());
+  add("--amazon-ref RO --scope order:" + order);
+  add("--amazon-ref RS --scope seller:" + sellers[1] + " --confirm-count " +
+      std::to_string(seller_orders.size()));
+  REQUIRE(t.lethe("request run").exit == 0);
+  CHECK(rows_of(*s, ids)["public.orders"] == 0);
+
+  // The restored database holds every erased order again.
+  auto r = test::admin_session(restored);
+  std::map<std::string, long long> before = rows_of(*r, ids);
+  CHECK(before["public.orders"] == static_cast<long long>(ids.size()));
+  long long others =
+      r->exec("SELECT count(*) FROM orders").integer(0, 0) - static_cast<long long>(ids.size());
+  test::RunResult rp = t.lethe("request replay --json --into-db " + restored);
+  INFO(rp.err);
+  REQUIRE(rp.exit == 0);
+  nlohmann::json j = nlohmann::json::parse(rp.out);
+  CHECK(j["ledger_entries_checked"] == 3);
+  CHECK(j["orders_found_again"] == ids.size());
+  CHECK(j["ledger_entries_restored"] == 3);
+  long long expected_rows = 0;
+  for (const auto& [table, n] : before) {
+    expected_rows += n;
+  }
+  CHECK(j["rows_erased"] == expected_rows);
+  std::map<std::string, long long> after = rows_of(*r, ids);
+  for (const auto& [table, n] : after) {
+    INFO(table);
+    CHECK(n == 0);
+  }
+  CHECK(r->exec("SELECT count(*) FROM orders").integer(0, 0) == others);
+  // The restored database's ledger and requests agree with the file again.
+  auto rcfg = t.write_config("restored.toml",
+                             test::set_key(t.config_text(), "dsn",
+                                           "\"host=" + test::cluster().host +
+                                               " port=" + std::to_string(test::cluster().port) +
+                                               " dbname=" + restored +
+                                               " user=" + test::cluster().admin + "\""));
+  test::RunResult lv = t.lethe("request ledger verify", rcfg);
+  INFO(lv.out + lv.err);
+  CHECK(lv.exit == 0);
+  CHECK(r->exec("SELECT count(*) FROM lethe.requests WHERE state = 'live_erased'").integer(0, 0) ==
+        3);
+
+  // Again: nothing is found, nothing changes.
+  rp = t.lethe("request replay --json --into-db " + restored);
+  REQUIRE(rp.exit == 0);
+  j = nlohmann::json::parse(rp.out);
+  CHECK(j["orders_found_again"] == 0);
+  CHECK(j["ledger_entries_restored"] == 0);
+  // Into the live database, where the erase happened, it finds nothing either.
+  rp = t.lethe("request replay --json");
+  REQUIRE(rp.exit == 0);
+  CHECK(nlohmann::json::parse(rp.out)["orders_found_again"] == 0);
+  CHECK(t.lethe("audit verify").exit == 0);
+  test::require_no_pii(rp.out + rp.err, {email});
+  r.reset();
+  t.admin()->exec("DROP DATABASE " + restored);
+}

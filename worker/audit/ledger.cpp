@@ -173,4 +173,22 @@ LedgerEntry append_ledger_in(db::Transaction& tx, long long request_id, std::str
   return e;
 }
 
+void insert_ledger_entry(db::Transaction& tx, long long request_id, const LedgerEntry& e) {
+  db::Rows r = tx.exec("SELECT entry_seq, hash FROM lethe.deletion_ledger ORDER BY entry_seq DESC "
+                       "LIMIT 1");
+  long long newest = r.empty() ? 0 : r.integer(0, 0);
+  std::string prev = r.empty() ? k_zero_hash : r.text(0, 1);
+  if (e.seq != newest + 1 || e.prev_hash != prev || ledger_hash(prev, e.entry) != e.hash) {
+    throw Error(Exit::data,
+                "ledger entry " + std::to_string(e.seq) +
+                    " does not continue lethe.deletion_ledger (its newest entry is " +
+                    std::to_string(newest) + ")",
+                "the database's ledger and the file disagree: run `lethe request ledger verify` "
+                "and keep both as evidence");
+  }
+  tx.exec("INSERT INTO lethe.deletion_ledger (entry_seq, request_id, entry, prev_hash, hash) "
+          "VALUES ($1, $2, $3, $4, $5)",
+          {std::to_string(e.seq), std::to_string(request_id), e.entry, e.prev_hash, e.hash});
+}
+
 } // namespace lethe::audit

@@ -62,4 +62,9 @@ std::vector<LedgerEntry> ledger_table(db::Session& s);
 // `tx`, chained to the newest entry; the caller appends the file (append_missing) after commit.
 LedgerEntry append_ledger_in(db::Transaction& tx, long long request_id, std::string entry);
 
+// Inserts `e` exactly as it is (from the ledger file) into lethe.deletion_ledger inside `tx`:
+// a replay puts back the entries a restored database lacks, so table and file agree again.
+// Refused (Error data) unless `e` continues the table's chain.
+void insert_ledger_entry(db::Transaction& tx, long long request_id, const LedgerEntry& e);
+
 } // namespace lethe::audit

@@ -227,6 +227,11 @@ Run read_ledger_verify(const Args& a) {
   };
 }
 
+Run read_request_replay(const Args& a) {
+  jobs::request::ReplayOptions o{a.text("into-db"), a.text("since"), a.flag("json")};
+  return [o](Env& env) { return jobs::request::run_replay(env.context(), o); };
+}
+
 Run read_request_list(const Args& a) {
   return [as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
     return jobs::request::run_list(env.context(), as_of, json);
@@ -457,6 +462,21 @@ const std::vector<CommandSpec>& commands() {
        {k_json},
        Needs::database,
        read_ledger_verify},
+      {"request replay",
+       "",
+       "re-apply the deletion ledger to a restored database (decision 4)",
+       "Reads requests.ledger_file (its chain checked), finds every entry's subjects in the\n"
+       "database again by their keyed HMACs (order ids, the buyer in clear or as the purge's\n"
+       "pseudonym, the seller), erases what it finds through the engine, and puts back the\n"
+       "ledger entries and requests the database lacks. Reports how many orders it found\n"
+       "again; a second replay finds 0. Into another database than the configured one, the\n"
+       "audit records are anchored in audit.anchor_file.replay-<name>.",
+       {opt::text("into-db", "NAME|DSN",
+                  "the database to replay into: a name on the configured server, or a DSN "
+                  "(default: the configured database)"),
+        opt::text("since", "TIME", "only entries erased at or after TIME"), k_json},
+       Needs::database,
+       read_request_replay},
       {"request list",
        "",
        "list deletion requests with their state and hours left",

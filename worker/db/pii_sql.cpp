@@ -170,6 +170,11 @@ std::string columns_sql(const std::string& alias, const settings::Columns& cols)
   return cols.size() == 1 ? list : "(" + list + ")";
 }
 
+std::string hmac_hex_sql(const std::string& value, const std::string& pads) {
+  return "encode(sha256(" + pads + ".opad || sha256(" + pads + ".ipad || convert_to(" + value +
+         ", 'UTF8'))), 'hex')";
+}
+
 std::string key_text_sql(const std::string& alias, const settings::Columns& cols) {
   if (cols.size() == 1) {
     return alias + "." + quote_ident(cols[0]) + "::text";

@@ -56,6 +56,11 @@ std::string columns_sql(const std::string& alias, const settings::Columns& cols)
 // A key's canonical text, the form lethe stores an order key in (lethe.archived_orders, request
 // scopes): the column as text for a one-column key; for a composite key the JSON array of its
 // columns as text, e.g. ["EU", "1001"] (json_build_array's spelling, one space after a comma).
+// SQL for the lower-case hex HMAC-SHA256 of the text `value` under the key whose pads (RFC 2104)
+// are the columns ipad and opad of `pads` (a row of the engine's temporary key table): the
+// value crypto::hmac_sha256 gives for its UTF-8 bytes. NULL for NULL.
+std::string hmac_hex_sql(const std::string& value, const std::string& pads);
+
 std::string key_text_sql(const std::string& alias, const settings::Columns& cols);
 
 // "a.l1 = b.k1 AND a.l2 = b.k2": column i of `a` equals column i of `b`.

@@ -326,8 +326,7 @@ static util::Secret key_pads_line(const util::Secret& key) {
   return line;
 }
 
-// Puts the hmac key's pads into the session's temporary table (TableStep::hmac).
-static void load_key_pads(db::Session& s, const util::Secret& key) {
+void load_key_pads(db::Session& s, const util::Secret& key) {
   if (key.empty()) {
     throw Error(Exit::config, "the PII map uses hmac but no hmac key was read",
                 "set pii.hmac_key_file to the key file; `lethe config check` shows the map");
@@ -359,7 +358,7 @@ static void load_key_pads(db::Session& s, const util::Secret& key) {
   });
 }
 
-static void drop_key_pads(db::Session& s) noexcept {
+void drop_key_pads(db::Session& s) noexcept {
   try {
     s.exec(std::string("DROP TABLE IF EXISTS ") + k_hmac_key_table);
   } catch (...) {

@@ -60,6 +60,12 @@ void count(Job& job);
 // Reads the hmac key when the map has hmac columns and the configuration names a key file.
 void load_hmac_key(Job& job);
 
+// Puts the hmac key's two pads (RFC 2104) into the session's temporary table k_hmac_key_table
+// through COPY, so SQL can compute the HMAC (db::hmac_hex_sql) with the key never in a
+// statement's text or parameters; drop_key_pads removes them (the session's end does too).
+void load_key_pads(db::Session& s, const util::Secret& key);
+void drop_key_pads(db::Session& s) noexcept;
+
 // Walks the planned orders in batches over `job.limits.workers` connections (disjoint by key
 // hash) and applies the plan; fills job.stats. Stops early on SIGTERM (exit reason
 // "interrupted"). Wipes the hmac key at the end, on every path.

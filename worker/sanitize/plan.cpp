@@ -269,9 +269,8 @@ private:
       }
       std::string v = "d." + db::hmac_value(i);
       sets += (sets.empty() ? "" : ", ") + quote_ident(t.columns[i].name) + " = CASE WHEN " + v +
-              " IS NULL OR " + v + " ~ '^hmac:[0-9a-f]{64}$' THEN " + v +
-              " ELSE 'hmac:' || encode(sha256(k.opad || sha256(k.ipad || convert_to(" + v +
-              ", 'UTF8'))), 'hex') END";
+              " IS NULL OR " + v + " ~ '^hmac:[0-9a-f]{64}$' THEN " + v + " ELSE 'hmac:' || " +
+              db::hmac_hex_sql(v, "k") + " END";
     }
     return sets;
   }

@@ -243,4 +243,105 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
   return out;
 }
 
+std::vector<std::pair<long long, std::string>>
+find_subjects(Transaction& tx, const settings::Settings& s,
+              const std::vector<ReplaySubject>& subjects, const std::string& pads_table) {
+  const settings::PiiTable& root = s.root.table;
+  tx.exec("CREATE TEMPORARY TABLE lethe_replay_subjects (entry_seq bigint NOT NULL, kind text "
+          "NOT NULL, subject text NOT NULL, marketplace text) ON COMMIT DROP");
+  size_t next = 0;
+  bool kinds[3] = {false, false, false}; // order, buyer, seller
+  tx.copy_in("pg_temp.lethe_replay_subjects (entry_seq, kind, subject, marketplace)",
+             [&](std::string& line) {
+               if (next == subjects.size()) {
+                 return false;
+               }
+               const ReplaySubject& r = subjects[next++];
+               kinds[0] |= r.kind == "order";
+               kinds[1] |= r.kind == "buyer";
+               kinds[2] |= r.kind == "seller";
+               line.clear();
+               copy_field(line, std::to_string(r.entry_seq));
+               line += '\t';
+               copy_field(line, r.kind);
+               line += '\t';
+               copy_field(line, r.subject);
+               line += '\t';
+               copy_field(line, r.marketplace.empty() ? Value() : Value(r.marketplace));
+               return true;
+             });
+  tx.exec("ANALYZE pg_temp.lethe_replay_subjects");
+  // Only the HMACs some entry needs are computed, each once per row.
+  std::string values;
+  auto add = [&](const char* kind, const std::string& column) {
+    values += std::string(values.empty() ? "" : ", ") + "('" + kind + "', " +
+              hmac_hex_sql("x." + quote_ident(column) + "::text", "k") + ")";
+  };
+  if (kinds[0] && root.key.size() == 1) {
+    add("order", root.key[0]);
+  }
+  if (kinds[1] && !s.root.buyer.empty()) {
+    add("buyer", s.root.buyer);
+  }
+  if (kinds[2] && !s.root.seller.empty()) {
+    add("seller", s.root.seller);
+  }
+  std::string key = key_text_sql("x", root.key);
+  std::string market = s.root.marketplace.empty() ? std::string("true")
+                                                  : "(r.marketplace IS NULL OR r.marketplace = x." +
+                                                        quote_ident(s.root.marketplace) + "::text)";
+  std::string sql;
+  if (!values.empty()) {
+    sql = "SELECT r.entry_seq, " + key + " FROM " + quote_ident(root.table) + " x CROSS JOIN " +
+          pads_table + " k CROSS JOIN LATERAL (VALUES " + values +
+          ") AS h(kind, v) JOIN pg_temp.lethe_replay_subjects r ON r.kind = h.kind AND "
+          "r.subject = h.v AND " +
+          market;
+  }
+  if (kinds[1] && !s.root.buyer.empty()) {
+    // The purge's pseudonym of the buyer: an equality the buyer column's index can serve.
+    sql += std::string(sql.empty() ? "" : " UNION ") + "SELECT r.entry_seq, " + key + " FROM " +
+           quote_ident(root.table) +
+           " x JOIN pg_temp.lethe_replay_subjects r ON r.kind = 'buyer' AND x." +
+           quote_ident(s.root.buyer) + "::text = 'hmac:' || r.subject";
+  }
+  std::vector<std::pair<long long, std::string>> out;
+  if (sql.empty()) {
+    return out;
+  }
+  tx.exec("SET LOCAL enable_hashjoin = on");
+  tx.exec("SET LOCAL enable_seqscan = on");
+  Rows r = tx.exec("SELECT DISTINCT * FROM (" + sql + ") f ORDER BY 1, 2");
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.emplace_back(r.integer(i, 0), r.text(i, 1));
+  }
+  return out;
+}
+
+bool request_exists(Transaction& tx, long long id) {
+  return !tx.exec("SELECT 1 FROM lethe.requests WHERE request_id = $1", {std::to_string(id)})
+              .empty();
+}
+
+void insert_replayed_request(Transaction& tx, long long id, const NewRequest& r) {
+  tx.exec("INSERT INTO lethe.requests (request_id, amazon_ref, action, scope_kind, subjects, "
+          "marketplace, notice_at, registered_by, reason, orders_resolved, state) VALUES ($1, $2, "
+          "$3, $4, $5, nullif($6, ''), $7::timestamptz, $8, $9, 0, 'executing')",
+          {std::to_string(id), r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
+           r.notice_at, r.registered_by, r.reason});
+  tx.exec("SELECT setval('lethe.requests_request_id_seq', (SELECT max(request_id) FROM "
+          "lethe.requests))");
+}
+
+void add_request_orders(Transaction& tx, long long id, const std::vector<std::string>& keys) {
+  std::vector<Value> v(keys.begin(), keys.end());
+  tx.exec("INSERT INTO lethe.request_orders (request_id, order_key) SELECT $1, k FROM "
+          "unnest($2::text[]) AS u(k) ON CONFLICT DO NOTHING",
+          {std::to_string(id), array_literal(v)});
+}
+
+void drop_request_orders(Transaction& tx, long long id) {
+  tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
+}
+
 } // namespace lethe::db::store

@@ -96,4 +96,27 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
                                                    const std::vector<std::string>& tables,
                                                    const std::string& since);
 
+// Replay after a restore (decision 4): a ledger entry's subjects, found again by their keyed
+// HMACs. `kind` is the entry's scope (order, buyer, seller).
+struct ReplaySubject {
+  long long entry_seq = 0;
+  std::string kind;
+  std::string subject; // HMAC hex
+  std::string marketplace;
+};
+// Every root order whose key (order), buyer or seller column HMACs to a subject under the key
+// pads in `pads_table` (the session's temporary table), or whose buyer column holds a subject's
+// pseudonym: (entry_seq, order key) pairs. One pass over the root table for all entries.
+std::vector<std::pair<long long, std::string>>
+find_subjects(Transaction& tx, const settings::Settings& s,
+              const std::vector<ReplaySubject>& subjects, const std::string& pads_table);
+
+bool request_exists(Transaction& tx, long long id);
+// A request of the ledger that the database does not have (restored from before it was
+// registered), with its ledger id, as `executing`; the id sequence moves past it.
+void insert_replayed_request(Transaction& tx, long long id, const NewRequest& r);
+// Adds `keys` to the request's resolved orders (present ones are kept).
+void add_request_orders(Transaction& tx, long long id, const std::vector<std::string>& keys);
+void drop_request_orders(Transaction& tx, long long id);
+
 } // namespace lethe::db::store
