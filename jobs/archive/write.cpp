@@ -11,6 +11,7 @@
 #include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/db/store/archives.hpp"
+#include "worker/db/store/requests.hpp"
 #include "worker/log/log.hpp"
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
@@ -158,7 +159,9 @@ std::string key_columns(size_t n) {
   return out;
 }
 
-// The held orders whose PII is due, into a session temp table (no keys held in memory).
+// The held orders whose PII is due, and those a deletion request names (requests.held_orders =
+// archive-then-erase: archived now, erased by the request), into a session temp table (no keys
+// held in memory).
 long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
   const settings::PiiTable& root = s.root.table;
@@ -171,7 +174,9 @@ long long select_held_orders(ArchiveRun& run, db::Transaction& tx) {
   }
   tx.exec(std::string("CREATE TEMP TABLE lethe_archive_keys AS SELECT ") + typed +
           db::key_text_sql("r", root.key) + " AS order_key FROM " + db::state_view(root.table) +
-          " r WHERE r.held AND r.due_at <= " + db::quote_literal(run.as_of.iso) + "::timestamptz");
+          " r WHERE r.held AND (r.due_at <= " + db::quote_literal(run.as_of.iso) +
+          "::timestamptz OR " + db::store::requested_order_sql(db::key_text_sql("r", root.key)) +
+          ")");
   tx.exec(std::string("ANALYZE ") + k_keys_table); // the member queries join it
   return tx.exec(std::string("SELECT count(*) FROM ") + k_keys_table).integer(0, 0);
 }

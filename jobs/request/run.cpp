@@ -77,13 +77,22 @@ Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScop
   Result res{r.id, "", ""};
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
-    long long left = store::orders_remaining(tx, ctx.settings(), r.id);
+    store::Remaining left = store::orders_remaining(tx, ctx.settings(), r.id);
     util::Json details = {{"request_id", r.id}, {"amazon_ref", r.amazon_ref}};
-    if (left > 0) {
-      details["orders_remaining"] = left;
-      res = {r.id, "orders_remaining",
-             std::to_string(left) + " orders were locked by other sessions; the next run "
-                                    "erases them"};
+    if (left.orders > 0) {
+      details["orders_remaining"] = left.orders;
+      details["orders_held_for_archive"] = left.held;
+      std::string why;
+      if (left.held > 0) {
+        why = std::to_string(left.held) +
+              " held orders wait for their archive (requests.held_orders = "
+              "archive-then-erase): `lethe archive run` writes it, then the next run erases them";
+      }
+      if (left.orders > left.held) {
+        why += std::string(why.empty() ? "" : "; ") + std::to_string(left.orders - left.held) +
+               " orders were locked by other sessions; the next run erases them";
+      }
+      res = {r.id, "orders_remaining", why};
       stored = run.finish_in(tx, Outcome::done, "orders_remaining", stats.counts_json(),
                              util::dump(details));
       return;

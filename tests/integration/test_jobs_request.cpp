@@ -66,11 +66,17 @@ std::vector<std::string> column(db::Session& s, const std::string& sql,
   return out;
 }
 
+// Held orders erased at once, so a scope's business orders go with the rest (the hold's own
+// test covers archive-then-erase).
+std::string erase_held(const std::string& text) {
+  return test::set_key(text, "held_orders", "\"erase\"");
+}
+
 std::filesystem::path role_config(const test::TestDb& t, const std::string& role) {
   t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
   std::filesystem::path p = t.dir() / (role + ".password");
   test::write_file(p, "pw-" + role + "\n", 0600);
-  return t.write_config(role + ".toml", t.config_text(role, p.string()));
+  return t.write_config(role + ".toml", erase_held(t.config_text(role, p.string())));
 }
 
 nlohmann::json show(const test::TestDb& t, long long id, const std::filesystem::path& cfg,
@@ -337,8 +343,8 @@ TEST_CASE("request run: killed at any step, the next run finishes the request an
       column(*s, "SELECT DISTINCT seller_id FROM orders ORDER BY seller_id");
   REQUIRE(sellers.size() >= 2);
   // Small batches, so a kill after the first leaves work for the next run.
-  auto cfg =
-      t.write_config("small-batches.toml", test::set_key(t.config_text(), "batch_size", "5"));
+  auto cfg = t.write_config("small-batches.toml",
+                            erase_held(test::set_key(t.config_text(), "batch_size", "5")));
   for (size_t i = 0; i < points.size(); ++i) {
     INFO(points[i]);
     // Each round erases a few orders of the first seller, by order scope.
@@ -363,7 +369,7 @@ TEST_CASE("request run: killed at any step, the next run finishes the request an
                         t.dir());
     CHECK(crash.exit == 99);
     test::RunResult rerun = t.lethe("request run", cfg);
-    INFO(rerun.err);
+    INFO(crash.out + crash.err + rerun.out + rerun.err);
     REQUIRE(rerun.exit == 0);
     nlohmann::json j = show(t, id, cfg);
     CHECK((j["stored_state"] == "live_erased" || j["stored_state"] == "complete"));
@@ -473,16 +479,18 @@ TEST_CASE("request replay: a database restored from before the erase gets its su
   std::string restored = t.name() + "_restored";
   dump_and_restore(t, t.name(), restored, t.dir() / "before.dump");
 
+  auto cfg = t.write_config("erase.toml", erase_held(t.config_text()));
   auto add = [&](const std::string& args) {
-    REQUIRE(t.lethe("--operator alice request add --action delete --reason notice " + args).exit ==
-            0);
+    REQUIRE(
+        t.lethe("--operator alice request add --action delete --reason notice " + args, cfg).exit ==
+        0);
   };
   test::write_file(t.dir() / "buyer.scope", "buyer:" + email + "\n", 0600);
   add("--amazon-ref RB --scope-file " + (t.dir() / "buyer.scope").string());
   add("--amazon-ref RO --scope order:" + order);
   add("--amazon-ref RS --scope seller:" + sellers[1] + " --confirm-count " +
       std::to_string(seller_orders.size()));
-  REQUIRE(t.lethe("request run").exit == 0);
+  REQUIRE(t.lethe("request run", cfg).exit == 0);
   CHECK(rows_of(*s, ids)["public.orders"] == 0);
 
   // The restored database holds every erased order again.
@@ -491,7 +499,7 @@ TEST_CASE("request replay: a database restored from before the erase gets its su
   CHECK(before["public.orders"] == static_cast<long long>(ids.size()));
   long long others =
       r->exec("SELECT count(*) FROM orders").integer(0, 0) - static_cast<long long>(ids.size());
-  test::RunResult rp = t.lethe("request replay --json --into-db " + restored);
+  test::RunResult rp = t.lethe("request replay --json --into-db " + restored, cfg);
   INFO(rp.err);
   REQUIRE(rp.exit == 0);
   nlohmann::json j = nlohmann::json::parse(rp.out);
@@ -523,17 +531,92 @@ TEST_CASE("request replay: a database restored from before the erase gets its su
         3);
 
   // Again: nothing is found, nothing changes.
-  rp = t.lethe("request replay --json --into-db " + restored);
+  rp = t.lethe("request replay --json --into-db " + restored, cfg);
   REQUIRE(rp.exit == 0);
   j = nlohmann::json::parse(rp.out);
   CHECK(j["orders_found_again"] == 0);
   CHECK(j["ledger_entries_restored"] == 0);
   // Into the live database, where the erase happened, it finds nothing either.
-  rp = t.lethe("request replay --json");
+  rp = t.lethe("request replay --json", cfg);
   REQUIRE(rp.exit == 0);
   CHECK(nlohmann::json::parse(rp.out)["orders_found_again"] == 0);
   CHECK(t.lethe("audit verify").exit == 0);
   test::require_no_pii(rp.out + rp.err, {email});
   r.reset();
   t.admin()->exec("DROP DATABASE " + restored);
+}
+
+TEST_CASE("request: a held order is archived before its live rows go (archive-then-erase), or "
+          "erased at once (erase), and the request completes once the archive is cold") {
+  test::TestDb t("request_held", 0);
+  t.migrate_and_grant();
+  t.make_archive_keys();
+  auto s = t.admin();
+  std::string now = s->exec("SELECT now()::text").text(0, 0);
+  // Shipped two days ago: not due for the purge, so only the request takes them.
+  test::insert_order(*s, now, {"111-0000000-0000001", "Shipped", "2 days", "2 days", true});
+  test::insert_order(*s, now, {"111-0000000-0000002", "Shipped", "2 days", "2 days"});
+  test::insert_order(*s, now, {"111-0000000-0000003", "Shipped", "2 days", "2 days", true});
+  auto add = [&](const std::string& ref, const std::string& scope,
+                 const std::filesystem::path& cfg) {
+    REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref " +
+                        ref + " --scope order:" + scope,
+                    cfg)
+                .exit == 0);
+  };
+  add("H1", "111-0000000-0000001,111-0000000-0000002", t.config());
+
+  // The plain order goes at once; the held one waits for its archive, and says so.
+  test::RunResult r = t.lethe("request run --json");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  nlohmann::json steps = nlohmann::json::parse(r.out);
+  CHECK(steps[0]["step"] == "orders_remaining");
+  CHECK(steps[0]["detail"].get<std::string>().find("1 held orders wait for their archive") == 0);
+  CHECK(rows_of(*s, {"111-0000000-0000002"})["public.orders"] == 0);
+  CHECK(rows_of(*s, {"111-0000000-0000001"})["public.orders"] == 1);
+  CHECK(show(t, 1, t.config())["stored_state"] == "executing");
+
+  // The archive job archives it though it is not due; the next request run erases it.
+  r = t.lethe("archive run");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  std::string archive = s->exec("SELECT archive_id FROM lethe.archived_orders WHERE order_key = "
+                                "'111-0000000-0000001'")
+                            .text(0, 0);
+  r = t.lethe("request run");
+  REQUIRE(r.exit == 0);
+  CHECK(rows_of(*s, {"111-0000000-0000001"})["public.orders"] == 0);
+  nlohmann::json j = show(t, 1, t.config());
+  CHECK(j["stored_state"] == "live_erased");
+  CHECK(j["counts"]["orders_erased"] == 2);
+  REQUIRE(j["copies"].size() == 1);
+  CHECK(j["copies"][0]["id"] == archive);
+  CHECK(j["copies"][0]["state"] == "spooled");
+  // Spooled is online: the request waits until the archive is in cold storage.
+  r = t.lethe("request run --json");
+  CHECK(nlohmann::json::parse(r.out)[0]["step"] == "waiting");
+  REQUIRE(t.lethe("archive mark-cold " + archive).exit == 0);
+  REQUIRE(t.lethe("request run").exit == 0);
+  j = show(t, 1, t.config());
+  CHECK(j["stored_state"] == "complete");
+  CHECK(j["copies"][0]["state"] == "cold");
+  CHECK_FALSE(j["copies"][0]["retention_until"].get<std::string>().empty());
+
+  // With held_orders = "erase" the held order goes at once, unarchived.
+  auto erase =
+      t.write_config("erase.toml", test::set_key(t.config_text(), "held_orders", "\"erase\""));
+  add("H2", "111-0000000-0000003", erase);
+  REQUIRE(t.lethe("request run", erase).exit == 0);
+  CHECK(rows_of(*s, {"111-0000000-0000003"})["public.orders"] == 0);
+  CHECK(s->exec("SELECT count(*) FROM lethe.archived_orders WHERE order_key = "
+                "'111-0000000-0000003'")
+            .integer(0, 0) == 0);
+
+  // Any other value is a configuration error at its place.
+  auto bad = t.write_config("bad.toml", test::set_key(t.config_text(), "held_orders", "\"keep\""));
+  r = t.lethe("config check --offline", bad);
+  CHECK(r.exit == 78);
+  CHECK(r.err.find("requests.held_orders must be one of: archive-then-erase,erase") !=
+        std::string::npos);
 }

@@ -454,6 +454,8 @@ std::string archive_grants(const Settings& s, const std::set<std::string>& schem
          quote_ident(archive) + ";\n";
   out += "GRANT UPDATE (last_seen_at) ON lethe.archives TO " + quote_ident(archive) + ";\n";
   out += "GRANT SELECT ON lethe.archived_orders TO " + quote_ident(archive) + ";\n";
+  // Held orders a deletion request names are archived before the request erases them.
+  out += "GRANT SELECT ON lethe.requests, lethe.request_orders TO " + quote_ident(archive) + ";\n";
   out += "GRANT EXECUTE ON FUNCTION lethe.archive_orders(text, bigint, text[]), "
          "lethe.archive_set_state(text, text, bigint) TO " +
          quote_ident(archive) + ";\n";

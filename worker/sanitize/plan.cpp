@@ -85,8 +85,13 @@ private:
 
   // The guard's test of a batch's order (r, $2 the run's instant) inside its transaction.
   std::string guard_condition() const {
-    if (m_sel.kind == Selection::Kind::orders || m_sel.kind == Selection::Kind::request) {
+    if (m_sel.kind == Selection::Kind::orders) {
       return "$2::timestamptz IS NOT NULL";
+    }
+    if (m_sel.kind == Selection::Kind::request) {
+      // A held order waits for its archive unless the configuration says to erase it at once.
+      return m_s.requests.held_orders == "erase" ? "$2::timestamptz IS NOT NULL"
+                                                 : "$2::timestamptz IS NOT NULL AND NOT r.held";
     }
     return "r.due_at <= $2::timestamptz AND NOT r.held";
   }

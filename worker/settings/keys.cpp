@@ -193,6 +193,11 @@ constexpr std::array k_keys{
           "the deletion ledger's append-only, hash-chained file, outside the database: it "
           "outlives a restore of an old backup",
           M(requests.ledger_file)},
+  KeySpec{"requests.held_orders", K::string, false,
+          "orders under regulatory hold in a request's scope: archive-then-erase (the next "
+          "`lethe archive run` archives them, then the request erases their live rows) or erase "
+          "(erased at once, not archived)",
+          M(requests.held_orders), {}, nullptr, {}, "archive-then-erase|erase"},
 };
 // clang-format on
 #undef M

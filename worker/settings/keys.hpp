@@ -52,6 +52,8 @@ struct KeySpec {
   std::vector<Where>& (*element_where)(Settings&) = nullptr;
   // Default shown for an unbound key (the PII map's); a bound key's default is its member's.
   std::string_view unbound_default = {};
+  // For a string: the values it may take, separated by '|' (empty: any).
+  std::string_view choices = {};
 };
 
 // All keys, parents before their children.

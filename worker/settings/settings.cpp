@@ -143,6 +143,24 @@ private:
     return false;
   }
 
+  // A string key with choices takes one of them.
+  void check_choice(const KeySpec& spec, const toml::node& v, const std::string& value) {
+    if (spec.choices.empty()) {
+      return;
+    }
+    std::string_view rest = spec.choices;
+    while (!rest.empty()) {
+      size_t bar = rest.find('|');
+      if (rest.substr(0, bar) == value) {
+        return;
+      }
+      rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
+    }
+    std::string list(spec.choices);
+    std::replace(list.begin(), list.end(), '|', ',');
+    problem(v.source(), std::string(spec.path) + " must be one of: " + list);
+  }
+
   // Stores a value of the right type into the member its key is bound to, and checks its range
   // there, so a value error names the value's own file:line:column.
   void bind(const KeySpec& spec, const toml::node& v, Settings& s) {
@@ -167,6 +185,7 @@ private:
               }
             } else {
               member = *v.value<std::string>();
+              check_choice(spec, v, *v.value<std::string>());
             }
           }
         },

@@ -108,6 +108,9 @@ struct Requests {
   long max_orders = 1000;
   long warn_hours = 12;
   std::filesystem::path ledger_file = "/var/lib/lethe/deletion-ledger";
+  // archive-then-erase: a held order is archived (by `lethe archive run`) before its live rows
+  // are erased; erase: erased at once.
+  std::string held_orders = "archive-then-erase";
 };
 
 struct Settings {

@@ -189,14 +189,19 @@ std::map<std::string, long long> request_progress(Transaction& tx, long long id)
   return out;
 }
 
-long long orders_remaining(Transaction& tx, const settings::Settings& s, long long id) {
+Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long long id) {
   const settings::PiiTable& root = s.root.table;
-  Rows r = tx.exec("SELECT count(*) FROM lethe.request_orders ro WHERE ro.request_id = $1 AND "
-                   "EXISTS (SELECT 1 FROM " +
-                       state_view(root.table) + " x WHERE " + key_text_sql("x", root.key) +
-                       " = ro.order_key)",
+  Rows r = tx.exec("SELECT count(*), count(*) FILTER (WHERE x.held) FROM lethe.request_orders ro "
+                   "JOIN " +
+                       state_view(root.table) + " x ON " + key_text_sql("x", root.key) +
+                       " = ro.order_key WHERE ro.request_id = $1",
                    {std::to_string(id)});
-  return r.integer(0, 0);
+  return {r.integer(0, 0), r.integer(0, 1)};
+}
+
+std::string requested_order_sql(const std::string& key_text) {
+  return key_text + " IN (SELECT ro.order_key FROM lethe.request_orders ro JOIN lethe.requests q "
+                    "ON q.request_id = ro.request_id WHERE q.state IN ('received', 'executing'))";
 }
 
 std::vector<std::string> request_order_keys(Transaction& tx, long long id) {

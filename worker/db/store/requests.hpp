@@ -82,8 +82,16 @@ bool cancel_request(Transaction& tx, long long id, const std::string& who);
 void add_request_run(Transaction& tx, long long id, long long run_id);
 // The sum of every linked run's committed progress, by item (orders_done, rows.<table>, …).
 std::map<std::string, long long> request_progress(Transaction& tx, long long id);
-// How many of the request's resolved orders the root table still holds.
-long long orders_remaining(Transaction& tx, const settings::Settings& s, long long id);
+// The request's resolved orders the root table still holds, and how many of those are held
+// (hold.predicate, in no archive yet).
+struct Remaining {
+  long long orders = 0;
+  long long held = 0;
+};
+Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long long id);
+// SQL predicate: the order whose key text is `key_text` is named by a request that has not
+// erased it yet (the archive job archives such held orders whether due or not).
+std::string requested_order_sql(const std::string& key_text);
 // The request's resolved order keys (for the copies that hold them).
 std::vector<std::string> request_order_keys(Transaction& tx, long long id);
 // Marks the live rows erased with `counts` and the copies that held the orders (JSON array),
