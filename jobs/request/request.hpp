@@ -62,6 +62,10 @@ struct ReplayOptions {
 // database lacks. A second replay finds nothing.
 int run_replay(Context& ctx, const ReplayOptions& opt);
 
+// Writes the certificate of request `id` (live_erased or complete) to `out`: html or text
+// (empty: by the file's extension, .txt text, else html).
+int run_certify(Context& ctx, long long id, const std::string& out, const std::string& format);
+
 int run_list(Context& ctx, const std::string& as_of, bool json);
 int run_show(Context& ctx, long long id, const std::string& as_of, bool json);
 int run_cancel(Context& ctx, long long id, const std::string& operator_name,

@@ -565,6 +565,10 @@ TEST_CASE("request: a held order is archived before its live rows go (archive-th
                 .exit == 0);
   };
   add("H1", "111-0000000-0000001,111-0000000-0000002", t.config());
+  std::vector<std::string> pii = t.pii_values();
+  test::RunResult early = t.lethe("request certify 1 --out " + (t.dir() / "early.html").string());
+  CHECK(early.exit == 65);
+  CHECK(early.err.find("no erase to certify yet") != std::string::npos);
 
   // The plain order goes at once; the held one waits for its archive, and says so.
   test::RunResult r = t.lethe("request run --json");
@@ -602,6 +606,36 @@ TEST_CASE("request: a held order is archived before its live rows go (archive-th
   CHECK(j["stored_state"] == "complete");
   CHECK(j["copies"][0]["state"] == "cold");
   CHECK_FALSE(j["copies"][0]["retention_until"].get<std::string>().empty());
+
+  // The certificate: what went, the archive kept offline, and the records that prove it.
+  REQUIRE(t.lethe("request certify 1 --out " + (t.dir() / "cert.txt").string()).exit == 0);
+  REQUIRE(t.lethe("request certify 1 --out " + (t.dir() / "cert.html").string()).exit == 0);
+  std::string text = util::read_file(t.dir() / "cert.txt");
+  std::string html = util::read_file(t.dir() / "cert.html");
+  CHECK(text.find("Complete: the live data was erased and no copy is left online.") !=
+        std::string::npos);
+  CHECK(text.find("rows deleted from public.orders: 2") != std::string::npos);
+  CHECK(text.find("archive " + archive + ": offline in cold storage") != std::string::npos);
+  db::Rows ev = s->exec("SELECT seq, hash FROM lethe.audit_log WHERE details::jsonb ->> "
+                        "'request_id' = '1' ORDER BY seq");
+  REQUIRE(ev.size() >= 4); // registered, the two runs, complete
+  for (size_t i = 0; i < ev.size(); ++i) {
+    std::string line = "audit record " + ev.text(i, 0) + ": ";
+    INFO(line);
+    size_t at = text.find(line);
+    REQUIRE(at != std::string::npos);
+    CHECK(text.substr(at, text.find('\n', at) - at).find("sha256 " + ev.text(i, 1)) !=
+          std::string::npos);
+    CHECK(html.find(ev.text(i, 1)) != std::string::npos);
+  }
+  std::string ledger_hash =
+      s->exec("SELECT hash FROM lethe.deletion_ledger WHERE request_id = 1").text(0, 0);
+  CHECK(text.find("deletion ledger entry 1: ") != std::string::npos);
+  CHECK(text.find("sha256 " + ledger_hash) != std::string::npos);
+  CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+  test::require_no_pii(text + html, pii);
+  test::require_no_pii(text + html, {"111-0000000-0000001", "111-0000000-0000002"});
+  CHECK(t.lethe("audit verify").exit == 0);
 
   // With held_orders = "erase" the held order goes at once, unarchived.
   auto erase =

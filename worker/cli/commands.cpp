@@ -232,6 +232,12 @@ Run read_request_replay(const Args& a) {
   return [o](Env& env) { return jobs::request::run_replay(env.context(), o); };
 }
 
+Run read_request_certify(const Args& a) {
+  return [id = request_id(a), out = a.text("out"), format = a.text("format")](Env& env) {
+    return jobs::request::run_certify(env.context(), id, out, format);
+  };
+}
+
 Run read_request_list(const Args& a) {
   return [as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
     return jobs::request::run_list(env.context(), as_of, json);
@@ -453,6 +459,17 @@ const std::vector<CommandSpec>& commands() {
        {opt::integer("request", "ID", "only this request"), k_json},
        Needs::database,
        read_request_run},
+      {"request certify",
+       "ID",
+       "write the certificate of a deletion request for Amazon (HTML or text)",
+       "What was deleted (orders, rows per table), when, by which runs and operators, each\n"
+       "copy and when it went, and the audit records and ledger entry (seq and SHA-256) that\n"
+       "prove it, so an auditor can check it against `lethe audit verify`. Only for a request\n"
+       "whose live data was erased (exit 65 otherwise). No identifier appears in it.",
+       {opt::path("out", "FILE", "where to write it (required; mode 0640)"),
+        opt::text("format", "html|text", "default: text for a .txt file, else html")},
+       Needs::database,
+       read_request_certify},
       {"request ledger verify",
        "",
        "check the deletion ledger file against lethe.deletion_ledger",

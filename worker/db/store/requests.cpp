@@ -248,6 +248,31 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
   return out;
 }
 
+std::vector<RequestEvidence> request_evidence(Session& s, long long id) {
+  Rows r = s.exec("SELECT seq, hash, " + utc("recorded_at") +
+                      ", kind, actor, coalesce(db_role, ''), exit_reason, coalesce(run_id, 0) "
+                      "FROM lethe.audit_log WHERE details::jsonb ->> 'request_id' = $1 ORDER BY "
+                      "seq",
+                  {std::to_string(id)});
+  std::vector<RequestEvidence> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({r.integer(i, 0), r.text(i, 1), r.text(i, 2), r.text(i, 3), r.text(i, 4),
+                   r.text(i, 5), r.text(i, 6), r.integer(i, 7)});
+  }
+  return out;
+}
+
+std::optional<CopyState> copy_state(Session& s, const std::string& kind, const std::string& id) {
+  Rows r = s.exec("SELECT state, coalesce(" + utc("destroyed_at") +
+                      ", ''), coalesce(retention_until::text, '') FROM lethe.copies WHERE kind = "
+                      "$1 AND copy_id = $2",
+                  {kind, id});
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return CopyState{r.text(0, 0), r.text(0, 1), r.text(0, 2)};
+}
+
 std::vector<std::pair<long long, std::string>>
 find_subjects(Transaction& tx, const settings::Settings& s,
               const std::vector<ReplaySubject>& subjects, const std::string& pads_table) {

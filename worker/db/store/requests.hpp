@@ -104,6 +104,26 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
                                                    const std::vector<std::string>& tables,
                                                    const std::string& since);
 
+// An audit record about a request (its details name the request): what a certificate cites.
+struct RequestEvidence {
+  long long seq = 0;
+  std::string hash;
+  std::string recorded_at;
+  std::string kind;
+  std::string actor;
+  std::string db_role;
+  std::string exit_reason;
+  long long run_id = 0; // 0: none
+};
+std::vector<RequestEvidence> request_evidence(Session& s, long long id);
+// The state of each copy now, and when it was destroyed ("" if not).
+struct CopyState {
+  std::string state;
+  std::string destroyed_at;
+  std::string retention_until;
+};
+std::optional<CopyState> copy_state(Session& s, const std::string& kind, const std::string& id);
+
 // Replay after a restore (decision 4): a ledger entry's subjects, found again by their keyed
 // HMACs. `kind` is the entry's scope (order, buyer, seller).
 struct ReplaySubject {
