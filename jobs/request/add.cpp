@@ -221,4 +221,72 @@ int run_cancel(Context& ctx, long long id, const std::string& operator_name,
   return 0;
 }
 
+int run_copy_add(Context& ctx, long long id, const std::string& what, const std::string& expires_at,
+                 const std::string& operator_name) {
+  require_who_and_why("request copy add", operator_name, what);
+  if (expires_at.empty()) {
+    throw Error(Exit::usage, "`lethe request copy add` needs --expires-at TIME",
+                "when the copy will be destroyed (a WAL archive's retention, an export's end)");
+  }
+  db::Session& s = ctx.ready_db();
+  std::string expires = db::resolve_instant(s, expires_at, "--expires-at").iso;
+  std::optional<store::RequestRow> row = store::find_request(s, id, std::nullopt);
+  if (!row) {
+    throw Error(Exit::usage, "no request " + std::to_string(id), "see `lethe request list`");
+  }
+  if (row->state == "cancelled" || row->state == "complete") {
+    throw Error(Exit::data, "request " + std::to_string(id) + " is " + row->state,
+                "a copy is registered for a request that is still open");
+  }
+  int no = 0;
+  bool late = false;
+  std::optional<audit::Stored> stored;
+  s.transact([&](db::Transaction& tx) {
+    no = store::add_registered_copy(tx, id, what, expires, operator_name);
+    late = tx.exec("SELECT $1::timestamptz > $2::timestamptz", {expires, row->copies_deadline})
+               .text(0, 0) == "t";
+    // A copy that would outlive the 90 days is an alarm now, not on day 89.
+    stored = ctx.trail().append_in(
+        tx, audit::Record{late ? audit::Kind::alarm : audit::Kind::manual, "request", "done",
+                          late ? "copy_outlives_deadline" : "copy_registered", std::nullopt, "{}",
+                          util::dump({{"request_id", id},
+                                      {"copy", no},
+                                      {"what", what},
+                                      {"expires_at", expires},
+                                      {"deadline", row->copies_deadline}})});
+  });
+  ctx.trail().anchor(*stored);
+  std::cout << "request " << id << ": copy " << no << " registered (" << what << "), expires "
+            << expires << "\n";
+  if (late) {
+    std::cerr << "lethe: warning: copy " << no << " expires after the request's 90-day deadline "
+              << row->copies_deadline << " (an alarm record was written)\n"
+              << "HINT: destroy it earlier and record that with `lethe request copy destroyed "
+              << id << " --copy " << no << "`\n";
+  }
+  return 0;
+}
+
+int run_copy_destroyed(Context& ctx, long long id, int no, const std::string& operator_name,
+                       const std::string& reason) {
+  require_who_and_why("request copy destroyed", operator_name, reason);
+  std::optional<audit::Stored> stored;
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    if (!store::destroy_registered_copy(tx, id, no, operator_name)) {
+      throw Error(Exit::usage,
+                  "request " + std::to_string(id) + " has no copy " + std::to_string(no) +
+                      " that still exists",
+                  "see `lethe request show " + std::to_string(id) + "`");
+    }
+    stored = ctx.trail().append_in(
+        tx,
+        audit::Record{audit::Kind::manual, "request", "done", "copy_destroyed", std::nullopt, "{}",
+                      util::dump({{"request_id", id}, {"copy", no}, {"reason", reason}})});
+  });
+  ctx.trail().anchor(*stored);
+  std::cout << "request " << id << ": copy " << no << " recorded as destroyed by " << operator_name
+            << "\n";
+  return 0;
+}
+
 } // namespace lethe::jobs::request

@@ -130,6 +130,13 @@ Certificate build(Context& ctx, const store::RequestRow& r) {
                                               : now->state;
     copies.lines.push_back({kind + " " + id, what});
   }
+  for (const store::RegisteredCopy& rc : store::registered_copies(s, r.id)) {
+    copies.lines.push_back(
+        {"copy " + std::to_string(rc.no) + " (" + rc.what + ")",
+         rc.destroyed_at.empty()
+             ? "exists, expires " + rc.expires_at
+             : "destroyed " + rc.destroyed_at + " (recorded by " + rc.destroyed_by + ")"});
+  }
   if (copies.lines.empty()) {
     copies.lines.push_back({"", "no archive or backup lethe made held these orders"});
   }

@@ -66,6 +66,13 @@ int run_replay(Context& ctx, const ReplayOptions& opt);
 // (empty: by the file's extension, .txt text, else html).
 int run_certify(Context& ctx, long long id, const std::string& out, const std::string& format);
 
+// Registers another copy of the request's subjects (a WAL archive, an export) that must go by
+// the 90-day deadline; one expiring later is an alarm record at once.
+int run_copy_add(Context& ctx, long long id, const std::string& what,
+                 const std::string& expires_at, const std::string& operator_name);
+int run_copy_destroyed(Context& ctx, long long id, int no, const std::string& operator_name,
+                       const std::string& reason);
+
 int run_list(Context& ctx, const std::string& as_of, bool json);
 int run_show(Context& ctx, long long id, const std::string& as_of, bool json);
 int run_cancel(Context& ctx, long long id, const std::string& operator_name,

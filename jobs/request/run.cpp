@@ -144,8 +144,9 @@ Result erase(Context& ctx, const store::RequestRow& r) {
 }
 
 // A live_erased request is complete when no copy lethe made of its orders is still online
-// (spooled archives destroyed or moved to cold storage) and every table it erased from was
-// vacuumed since (by lethe as the owner, or by autovacuum), so no dead row version is left.
+// (spooled archives destroyed or moved to cold storage), every copy the operator registered is
+// destroyed, and every table it erased from was vacuumed since (by lethe as the owner, or by
+// autovacuum), so no dead row version is left.
 Result try_complete(Context& ctx, const store::RequestRow& r) {
   std::vector<std::string> waiting;
   util::Json copies = util::parse_json(r.copies, "lethe.requests.copies");
@@ -154,6 +155,12 @@ Result try_complete(Context& ctx, const store::RequestRow& r) {
         store::find_copy(ctx.ready_db(), c["kind"].get<std::string>(), c["id"].get<std::string>());
     if (now && now->state == "spooled") {
       waiting.push_back(now->kind + " " + now->id + " (spooled)");
+    }
+  }
+  for (const store::RegisteredCopy& c : store::registered_copies(ctx.ready_db(), r.id)) {
+    if (c.destroyed_at.empty()) {
+      waiting.push_back("copy " + std::to_string(c.no) + " (registered, expires " + c.expires_at +
+                        ")");
     }
   }
   util::Json counts = util::parse_json(r.counts, "lethe.requests.counts");

@@ -77,6 +77,17 @@ int run_show(Context& ctx, long long id, const std::string& as_of, bool json) {
   }
   util::Json j = request_json(*r);
   j["copies"] = copies_now(ctx, *r);
+  util::Json registered = util::Json::array();
+  for (const store::RegisteredCopy& c : store::registered_copies(ctx.ready_db(), id)) {
+    registered.push_back(
+        {{"copy", c.no},
+         {"what", c.what},
+         {"expires_at", c.expires_at},
+         {"registered_by", c.registered_by},
+         {"destroyed_at", c.destroyed_at.empty() ? util::Json() : util::Json(c.destroyed_at)},
+         {"outlives_deadline", c.outlives_deadline}});
+  }
+  j["registered_copies"] = registered;
   if (json) {
     std::cout << util::dump(j) << "\n";
     return 0;
@@ -113,6 +124,14 @@ int run_show(Context& ctx, long long id, const std::string& as_of, bool json) {
   for (const util::Json& c : j["copies"]) {
     std::cout << "\n    " << c["kind"].get<std::string>() << " " << c["id"].get<std::string>()
               << ": " << c["state"].get<std::string>();
+  }
+  for (const util::Json& c : j["registered_copies"]) {
+    std::cout << "\n    copy " << c["copy"].get<int>() << " (" << c["what"].get<std::string>()
+              << "): "
+              << (c["destroyed_at"].is_null()
+                      ? "exists, expires " + c["expires_at"].get<std::string>() +
+                            (c["outlives_deadline"].get<bool>() ? " AFTER the deadline" : "")
+                      : "destroyed " + c["destroyed_at"].get<std::string>());
   }
   std::cout << "\n";
   return 0;

@@ -51,6 +51,20 @@ CREATE TABLE lethe.request_runs (
   PRIMARY KEY (request_id, run_id)
 );
 
+-- Other copies of a request's subjects that the operator registers (a WAL archive, an export):
+-- each must be destroyed within the 90 days before the request is complete.
+CREATE TABLE lethe.request_copies (
+  request_id    bigint      NOT NULL REFERENCES lethe.requests,
+  copy_no       integer     NOT NULL CHECK (copy_no > 0),
+  what          text        NOT NULL CHECK (what <> ''),
+  expires_at    timestamptz NOT NULL,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  registered_by text        NOT NULL,
+  destroyed_at  timestamptz,
+  destroyed_by  text,
+  PRIMARY KEY (request_id, copy_no)
+);
+
 -- Every executed erase, hash-chained like the audit trail and written to the ledger file too
 -- (requests.ledger_file), which outlives a restore of this database. `entry` is the exact JSON
 -- text that was hashed: sha256(prev_hash || entry).
@@ -76,5 +90,5 @@ CREATE TRIGGER deletion_ledger_no_update_delete BEFORE UPDATE OR DELETE ON lethe
 CREATE TRIGGER deletion_ledger_no_truncate BEFORE TRUNCATE ON lethe.deletion_ledger
   FOR EACH STATEMENT EXECUTE FUNCTION lethe.deletion_ledger_is_append_only();
 
-REVOKE ALL ON lethe.requests, lethe.request_orders, lethe.request_runs, lethe.deletion_ledger
-  FROM PUBLIC;
+REVOKE ALL ON lethe.requests, lethe.request_orders, lethe.request_runs, lethe.request_copies,
+  lethe.deletion_ledger FROM PUBLIC;

@@ -654,3 +654,47 @@ TEST_CASE("request: a held order is archived before its live rows go (archive-th
   CHECK(r.err.find("requests.held_orders must be one of: archive-then-erase,erase") !=
         std::string::npos);
 }
+
+TEST_CASE("request copy: a registered copy holds the request open until it is recorded "
+          "destroyed, and one outliving the 90 days is an alarm at once") {
+  test::TestDb t("request_copies", 0);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::string now = s->exec("SELECT now()::text").text(0, 0);
+  test::insert_order(*s, now, {"111-0000000-0000001", "Shipped", "2 days", "2 days"});
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "CP --scope order:111-0000000-0000001")
+              .exit == 0);
+  test::RunResult r = t.lethe("--operator alice request copy add 1 --what 'WAL archive on "
+                              "backup-2' --expires-at \"$(date -u -d '+30 days' '+%F %T+00')\"");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  r = t.lethe("--operator alice request copy add 1 --what 'export for finance' --expires-at "
+              "\"$(date -u -d '+100 days' '+%F %T+00')\"");
+  REQUIRE(r.exit == 0);
+  CHECK(r.err.find("expires after the request's 90-day deadline") != std::string::npos);
+  CHECK(r.err.find("HINT:") != std::string::npos);
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE kind = 'alarm' AND exit_reason = "
+                "'copy_outlives_deadline'")
+            .integer(0, 0) == 1);
+  CHECK(t.lethe("request copy add 1 --what x --expires-at tomorrow").exit == 64); // who?
+
+  REQUIRE(t.lethe("request run").exit == 0);
+  nlohmann::json j = show(t, 1, t.config());
+  CHECK(j["stored_state"] == "live_erased");
+  REQUIRE(j["registered_copies"].size() == 2);
+  CHECK(j["registered_copies"][1]["outlives_deadline"] == true);
+  REQUIRE(t.lethe("--operator bob request copy destroyed 1 --copy 1 --reason 'pruned'").exit == 0);
+  r = t.lethe("request run --json");
+  CHECK(nlohmann::json::parse(r.out)[0]["step"] == "waiting");
+  CHECK(t.lethe("--operator bob request copy destroyed 1 --copy 9 --reason x").exit == 64);
+  REQUIRE(t.lethe("--operator bob request copy destroyed 1 --copy 2 --reason 'deleted'").exit == 0);
+  REQUIRE(t.lethe("request run").exit == 0);
+  j = show(t, 1, t.config());
+  CHECK(j["stored_state"] == "complete");
+  CHECK(j["registered_copies"][0]["destroyed_at"].is_string());
+  REQUIRE(t.lethe("request certify 1 --out " + (t.dir() / "c.txt").string()).exit == 0);
+  std::string text = util::read_file(t.dir() / "c.txt");
+  CHECK(text.find("copy 2 (export for finance): destroyed ") != std::string::npos);
+  CHECK(text.find("(recorded by bob)") != std::string::npos);
+}

@@ -238,6 +238,26 @@ Run read_request_certify(const Args& a) {
   };
 }
 
+Run read_copy_add(const Args& a) {
+  return [id = request_id(a), what = a.text("what"), expires = a.text("expires-at"),
+          who = a.text("operator")](Env& env) {
+    return jobs::request::run_copy_add(env.context(), id, what, expires, who);
+  };
+}
+
+Run read_copy_destroyed(const Args& a) {
+  long long id = request_id(a);
+  std::optional<long> no = a.integer("copy");
+  if (!no) {
+    throw Error(Exit::usage, "`lethe request copy destroyed` needs --copy N",
+                "the copy's number, as `lethe request show ID` lists it");
+  }
+  return
+      [id, no = static_cast<int>(*no), who = a.text("operator"), why = a.text("reason")](Env& env) {
+        return jobs::request::run_copy_destroyed(env.context(), id, no, who, why);
+      };
+}
+
 Run read_request_list(const Args& a) {
   return [as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
     return jobs::request::run_list(env.context(), as_of, json);
@@ -470,6 +490,24 @@ const std::vector<CommandSpec>& commands() {
         opt::text("format", "html|text", "default: text for a .txt file, else html")},
        Needs::database,
        read_request_certify},
+      {"request copy add",
+       "ID",
+       "register another copy of a request's subjects that must go by its 90 days",
+       "A copy lethe did not make (a WAL archive, an export, a replica's backup): the request\n"
+       "is complete only once every registered copy is recorded as destroyed. A copy expiring\n"
+       "after the request's 90-day deadline is an alarm record at once. Audited (operator).",
+       {opt::text("what", "TEXT", "what and where the copy is (required; never PII)"),
+        opt::text("expires-at", "TIME", "when it will be destroyed (required)")},
+       Needs::database,
+       read_copy_add},
+      {"request copy destroyed",
+       "ID",
+       "record that a registered copy was destroyed (audited: who and why)",
+       "",
+       {opt::integer("copy", "N", "the copy's number (see `lethe request show ID`)"),
+        opt::text("reason", "TEXT", "how it was destroyed (required; never PII)")},
+       Needs::database,
+       read_copy_destroyed},
       {"request ledger verify",
        "",
        "check the deletion ledger file against lethe.deletion_ledger",

@@ -504,6 +504,8 @@ std::string request_grants(const Settings& s, const std::set<std::string>& schem
          r + ";\n";
   out += "GRANT SELECT, INSERT, UPDATE ON lethe.requests TO " + r + ";\n";
   out += "GRANT SELECT, INSERT, DELETE ON lethe.request_orders TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT, UPDATE (destroyed_at, destroyed_by) ON lethe.request_copies TO " +
+         r + ";\n";
   out += "GRANT SELECT, INSERT ON lethe.request_runs, lethe.deletion_ledger TO " + r + ";\n";
   out += "GRANT SELECT ON lethe.copies, lethe.copy_orders TO " + r + ";\n";
   // A buyer's email reaches the server only through COPY into a temporary table.

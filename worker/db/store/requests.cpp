@@ -248,6 +248,39 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
   return out;
 }
 
+std::vector<RegisteredCopy> registered_copies(Session& s, long long id) {
+  Rows r =
+      s.exec("SELECT c.copy_no, c.what, " + utc("c.expires_at") + ", " + utc("c.registered_at") +
+                 ", c.registered_by, coalesce(" + utc("c.destroyed_at") +
+                 ", ''), coalesce(c.destroyed_by, ''), c.expires_at > q.notice_at + "
+                 "interval '90 days' FROM lethe.request_copies c JOIN lethe.requests q ON "
+                 "q.request_id = c.request_id WHERE c.request_id = $1 ORDER BY c.copy_no",
+             {std::to_string(id)});
+  std::vector<RegisteredCopy> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back({static_cast<int>(r.integer(i, 0)), r.text(i, 1), r.text(i, 2), r.text(i, 3),
+                   r.text(i, 4), r.text(i, 5), r.text(i, 6), r.text(i, 7) == "t"});
+  }
+  return out;
+}
+
+int add_registered_copy(Transaction& tx, long long id, const std::string& what,
+                        const std::string& expires_at, const std::string& who) {
+  return static_cast<int>(
+      tx.exec("INSERT INTO lethe.request_copies (request_id, copy_no, what, expires_at, "
+              "registered_by) SELECT $1, coalesce(max(copy_no), 0) + 1, $2, $3::timestamptz, $4 "
+              "FROM lethe.request_copies WHERE request_id = $1 RETURNING copy_no",
+              {std::to_string(id), what, expires_at, who})
+          .integer(0, 0));
+}
+
+bool destroy_registered_copy(Transaction& tx, long long id, int no, const std::string& who) {
+  return tx.exec("UPDATE lethe.request_copies SET destroyed_at = now(), destroyed_by = $3 WHERE "
+                 "request_id = $1 AND copy_no = $2 AND destroyed_at IS NULL",
+                 {std::to_string(id), std::to_string(no), who})
+             .affected() == 1;
+}
+
 std::vector<RequestEvidence> request_evidence(Session& s, long long id) {
   Rows r = s.exec("SELECT seq, hash, " + utc("recorded_at") +
                       ", kind, actor, coalesce(db_role, ''), exit_reason, coalesce(run_id, 0) "

@@ -104,6 +104,24 @@ std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
                                                    const std::vector<std::string>& tables,
                                                    const std::string& since);
 
+// A copy the operator registered for a request.
+struct RegisteredCopy {
+  int no = 0;
+  std::string what;
+  std::string expires_at;
+  std::string registered_at;
+  std::string registered_by;
+  std::string destroyed_at; // "" while it exists
+  std::string destroyed_by;
+  bool outlives_deadline = false; // expires after notice + 90 days
+};
+std::vector<RegisteredCopy> registered_copies(Session& s, long long id);
+// Registers a copy; returns its number.
+int add_registered_copy(Transaction& tx, long long id, const std::string& what,
+                        const std::string& expires_at, const std::string& who);
+// Marks copy `no` destroyed; false when there is no such copy still existing.
+bool destroy_registered_copy(Transaction& tx, long long id, int no, const std::string& who);
+
 // An audit record about a request (its details name the request): what a certificate cites.
 struct RequestEvidence {
   long long seq = 0;
