@@ -68,8 +68,8 @@ int run_certify(Context& ctx, long long id, const std::string& out, const std::s
 
 // Registers another copy of the request's subjects (a WAL archive, an export) that must go by
 // the 90-day deadline; one expiring later is an alarm record at once.
-int run_copy_add(Context& ctx, long long id, const std::string& what,
-                 const std::string& expires_at, const std::string& operator_name);
+int run_copy_add(Context& ctx, long long id, const std::string& what, const std::string& expires_at,
+                 const std::string& operator_name);
 int run_copy_destroyed(Context& ctx, long long id, int no, const std::string& operator_name,
                        const std::string& reason);
 
