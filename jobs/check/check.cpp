@@ -46,6 +46,25 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
     if (left < static_cast<double>(set.requests.warn_hours)) {
       out.push_back({r.id, r.amazon_ref, live ? "live data" : "every copy",
                      live ? r.live_deadline : r.copies_deadline, left});
+    } else if (!live && r.live_hours_left < 24) {
+      // Erased, but dead row versions of it are left in tables nobody has vacuumed since, with
+      // less than a day to the 72 hours.
+      std::vector<std::string> tables;
+      util::Json counts = util::parse_json(r.counts, "lethe.requests.counts");
+      for (const auto& [table, n] : counts["rows_erased_by_table"].items()) {
+        tables.push_back(table);
+      }
+      std::vector<std::string> stale;
+      s.transact([&](db::Transaction& tx) {
+        stale = db::store::tables_not_vacuumed_since_erase(tx, tables, r.id);
+      });
+      if (!stale.empty()) {
+        std::string what = "dead row versions (VACUUM";
+        for (const std::string& t : stale) {
+          what += " " + t;
+        }
+        out.push_back({r.id, r.amazon_ref, what + ")", r.live_deadline, r.live_hours_left});
+      }
     }
   }
   return out;
@@ -109,7 +128,8 @@ int run_check(Context& ctx, const CheckOptions& opts) {
       }
       if (!alerts.empty()) {
         std::printf("result: deletion requests need attention (C5, C6) - run `lethe request run` "
-                    "and see `lethe request show ID`\n");
+                    "(dead row versions: VACUUM the tables as their owner) and see `lethe "
+                    "request show ID`\n");
       }
     }
   }

@@ -3,6 +3,7 @@
 #include "jobs/request/common.hpp"
 #include "jobs/request/request.hpp"
 #include "worker/crypto/hash.hpp"
+#include "worker/crypto/keys.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/store/requests.hpp"
 #include "worker/util/files.hpp"
@@ -120,10 +121,23 @@ int run_add(Context& ctx, const AddOptions& opt) {
   if (opt.action != "delete" && opt.action != "return") {
     throw Error(Exit::usage, "--action must be delete or return", "e.g. --action delete");
   }
+  std::string return_to;
+  std::string return_key_sha256;
   if (opt.action == "return") {
-    throw Error(Exit::unavailable, "this lethe cannot yet write a return message (--action return)",
-                "return the data by other means and register the deletion with --action delete; "
-                "returning through lethe is issue #11's next step");
+    if (opt.return_to.empty()) {
+      throw Error(Exit::usage, "--action return needs --return-to PUB.pem",
+                  "the RSA public key (3072 or 4096 bits) the data is encrypted to for Amazon");
+    }
+    if (ctx.settings().root.table.key.size() != 1) {
+      throw Error(Exit::config, "--action return needs a one-column order key",
+                  "return the data by other means and register the deletion with --action "
+                  "delete");
+    }
+    crypto::load_public_key(opt.return_to); // refuses what is not an RSA 3072/4096 public key
+    return_to = std::filesystem::absolute(opt.return_to).string();
+    return_key_sha256 = crypto::hex(crypto::sha256(util::read_file(opt.return_to)));
+  } else if (!opt.return_to.empty()) {
+    throw Error(Exit::usage, "--return-to is only for --action return", "drop --return-to");
   }
   Scope sc = read_scope(opt);
   util::Secret key = request_key(ctx.settings());
@@ -157,7 +171,8 @@ int run_add(Context& ctx, const AddOptions& opt) {
                       "`; if it was registered wrongly, `lethe request cancel` it first");
     }
     id = store::insert_request(tx, {opt.amazon_ref, opt.action, sc.kind, util::dump(subjects),
-                                    sc.marketplace, notice.iso, opt.operator_name, opt.reason});
+                                    sc.marketplace, notice.iso, opt.operator_name, opt.reason,
+                                    return_to, return_key_sha256});
     n = store::resolve_scope(tx, ctx.settings(), id, sc.kind, values);
     std::fill(values.buyer.begin(), values.buyer.end(), '\0');
     std::fill(values.buyer_pseudonym.begin(), values.buyer_pseudonym.end(), '\0');

@@ -50,13 +50,18 @@ sanitize::Job request_job(Context& ctx, long long run_id) {
                        {}};
 }
 
-void erase_orders(sanitize::Job& job, long long id, long long orders) {
+std::string erase_orders(sanitize::Job& job, long long id, long long orders) {
   sanitize::plan(job, sanitize::Selection::request(id), sanitize::Action::erase);
   job.stats.candidates = orders; // an upper bound: sizes the workers
   sanitize::run_batches(job);
+  std::string erased_at = job.ctx.ready_db()
+                              .exec("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                                    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+                              .text(0, 0);
   if (job.stats.exit_reason != "interrupted") {
     sanitize::vacuum_touched_tables(job);
   }
+  return erased_at;
 }
 
 namespace {

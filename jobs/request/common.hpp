@@ -32,8 +32,12 @@ sanitize::Job request_job(Context& ctx, long long run_id);
 // The engine's erase of request `id`'s resolved orders (lethe.request_orders; at most `orders`
 // of them): every mapped row, deepest table first, keep tables included, in committed batches;
 // then VACUUM of the touched tables where the role may. Fills job.stats (exit_reason
-// "interrupted" when a signal stopped it).
-void erase_orders(sanitize::Job& job, long long id, long long orders);
+// "interrupted" when a signal stopped it). Returns the database's clock when the last batch had
+// committed, before the VACUUM (ISO 8601, microseconds): the erase's time.
+std::string erase_orders(sanitize::Job& job, long long id, long long orders);
+
+// Writes request `r`'s return file (action return) before its erase, and records it.
+void write_return(Context& ctx, const db::store::RequestRow& r);
 
 void print_registered(const db::store::RequestRow& r, bool json);
 

@@ -88,6 +88,7 @@ struct Replayed {
   long long found = 0;   // orders of the entry's subjects found again
   long long rows = 0;    // rows erased
   bool restored = false; // the entry was missing from the database's ledger
+  long long left = 0;    // found orders still there (held for their archive, or locked)
 };
 
 // One entry: its request (inserted if the database predates it), the orders found again erased
@@ -104,7 +105,7 @@ Replayed replay_entry(Context& ctx, const audit::LedgerEntry& e, const util::Jso
           {j["amazon_ref"], j["action"], j["scope"], util::dump(j["subjects"]),
            j["marketplace"].is_null() ? std::string() : j["marketplace"].get<std::string>(),
            j["notice_at"], "replay:" + ctx.who().actor,
-           "replayed from deletion ledger entry " + std::to_string(e.seq)});
+           "replayed from deletion ledger entry " + std::to_string(e.seq), "", ""});
     }
     store::add_request_orders(tx, id, keys);
     store::add_request_run(tx, id, run.id());
@@ -124,17 +125,28 @@ Replayed replay_entry(Context& ctx, const audit::LedgerEntry& e, const util::Jso
     out.rows = job.stats.total_sanitized();
     std::optional<audit::Stored> stored;
     ctx.ready_db().transact([&](db::Transaction& tx) {
+      // Orders the engine left (held ones waiting for their archive, or locked) keep the
+      // request open here, so `request run` finishes it; nothing says they went.
+      out.left = store::orders_remaining(tx, ctx.settings(), id).orders;
       if (!in_table) {
         audit::insert_ledger_entry(tx, id, e);
-        store::mark_live_erased(tx, id, util::dump(j["counts"]), "[]");
+      }
+      if (out.left > 0) {
+        store::set_state(tx, id, "executing");
+      } else if (!in_table) {
+        store::mark_live_erased(tx, id, util::dump(j["counts"]), "[]",
+                                j.value("erased_at", std::string()));
       } else {
         store::drop_request_orders(tx, id);
       }
-      stored = run.finish_in(tx, runtime::Outcome::done, "replayed", job.stats.counts_json(),
-                             util::dump({{"replay_of_ledger_entry", e.seq},
-                                         {"request_id", id},
-                                         {"orders_found_again", out.found},
-                                         {"ledger_entry_restored", out.restored}}));
+      stored =
+          run.finish_in(tx, runtime::Outcome::done, out.left > 0 ? "orders_remaining" : "replayed",
+                        job.stats.counts_json(),
+                        util::dump({{"replay_of_ledger_entry", e.seq},
+                                    {"request_id", id},
+                                    {"orders_found_again", out.found},
+                                    {"orders_remaining", out.left},
+                                    {"ledger_entry_restored", out.restored}}));
     });
     ctx.trail().anchor(*stored);
     return out;
@@ -202,15 +214,18 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
   long long orders = 0;
   long long rows = 0;
   long long restored = 0;
+  long long left = 0;
   util::Json items = util::Json::array();
   for (const Replayed& r : done) {
     orders += r.found;
     rows += r.rows;
+    left += r.left;
     restored += r.restored ? 1 : 0;
     items.push_back({{"ledger_entry", r.entry},
                      {"request_id", r.request},
                      {"orders_found_again", r.found},
                      {"rows_erased", r.rows},
+                     {"orders_remaining", r.left},
                      {"ledger_entry_restored", r.restored}});
   }
   if (opt.json) {
@@ -218,14 +233,19 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
                              {"ledger_entries_checked", entries.size()},
                              {"orders_found_again", orders},
                              {"rows_erased", rows},
+                             {"orders_remaining", left},
                              {"ledger_entries_restored", restored},
                              {"entries", items}})
               << "\n";
   } else {
     std::cout << "replay of " << entries.size() << " ledger entries into "
               << dbname_of(tctx.settings().database.dsn) << ": " << orders
-              << " orders of deleted subjects found again (resurrected) and erased, " << rows
-              << " rows; " << restored << " ledger entries put back into the database\n";
+              << " orders of deleted subjects found again (resurrected), " << rows
+              << " rows erased; " << restored << " ledger entries put back into the database\n";
+    if (left > 0) {
+      std::cout << "  " << left << " of those orders are still there (held for their archive, "
+                << "or locked): `lethe request run` finishes them\n";
+    }
   }
   return 0;
 }

@@ -24,6 +24,9 @@ struct Result {
   long long id = 0;
   std::string step;   // erased, orders_remaining, interrupted, complete, waiting
   std::string detail; // for the operator
+  // The engine's figures of an erase (0 for the other steps).
+  long long rows = 0;
+  double p99_transaction_seconds = 0;
 };
 
 // Counts of the request's erase: the sum of every linked run's committed progress.
@@ -51,11 +54,8 @@ util::Json copies_json(const std::vector<store::CopyRow>& copies) {
 }
 
 // The ledger entry of the erase: keyed HMACs and counts, never an identifier.
-std::string ledger_entry(db::Transaction& tx, const store::RequestRow& r, long long run_id,
-                         const util::Json& counts) {
-  std::string erased_at =
-      tx.exec("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-          .text(0, 0);
+std::string ledger_entry(const store::RequestRow& r, long long run_id, const util::Json& counts,
+                         const std::string& erased_at) {
   util::Json e = {{"request_id", r.id},
                   {"amazon_ref", r.amazon_ref},
                   {"action", r.action},
@@ -73,7 +73,7 @@ std::string ledger_entry(db::Transaction& tx, const store::RequestRow& r, long l
 // live_erased, the run's closing record, all in one transaction), or some orders were left
 // (lock timeouts) for the next run.
 Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScope& run,
-                    const store::RequestRow& r) {
+                    const store::RequestRow& r, const std::string& erased_at) {
   Result res{r.id, "", ""};
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
@@ -100,8 +100,8 @@ Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScop
     util::Json counts = request_counts(store::request_progress(tx, r.id));
     util::Json copies = copies_json(store::copies_holding(tx, store::request_order_keys(tx, r.id)));
     audit::LedgerEntry entry =
-        audit::append_ledger_in(tx, r.id, ledger_entry(tx, r, run.id(), counts));
-    store::mark_live_erased(tx, r.id, util::dump(counts), util::dump(copies));
+        audit::append_ledger_in(tx, r.id, ledger_entry(r, run.id(), counts, erased_at));
+    store::mark_live_erased(tx, r.id, util::dump(counts), util::dump(copies), erased_at);
     details["ledger_seq"] = entry.seq;
     details["ledger_hash"] = entry.hash;
     details["request_counts"] = counts;
@@ -133,13 +133,19 @@ Result erase(Context& ctx, const store::RequestRow& r) {
   sanitize::Job job = request_job(ctx, run.id());
   run.counts_on_failure([&job] { return job.stats.counts_json(); });
   return run.watch([&] {
-    erase_orders(job, r.id, r.orders_resolved);
+    if (r.action == "return" && r.return_file.empty()) {
+      write_return(ctx, r); // the data goes to Amazon's key before it is erased
+    }
+    std::string erased_at = erase_orders(job, r.id, r.orders_resolved);
     if (job.stats.exit_reason == "interrupted") {
       run.finish(Outcome::interrupted, "interrupted", job.stats.counts_json(),
                  util::dump({{"request_id", r.id}}));
       return Result{r.id, "interrupted", "stopped by a signal; the next run continues"};
     }
-    return finish_erase(ctx, job.stats, run, r);
+    Result res = finish_erase(ctx, job.stats, run, r, erased_at);
+    res.rows = job.stats.total_sanitized();
+    res.p99_transaction_seconds = job.stats.p99_tx_seconds();
+    return res;
   });
 }
 
@@ -170,7 +176,7 @@ Result try_complete(Context& ctx, const store::RequestRow& r) {
   }
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
-    for (const std::string& t : store::tables_not_vacuumed_since(tx, tables, r.live_erased_at)) {
+    for (const std::string& t : store::tables_not_vacuumed_since_erase(tx, tables, r.id)) {
       waiting.push_back(t + " (not vacuumed since the erase)");
     }
     if (!waiting.empty()) {
@@ -199,7 +205,12 @@ void print_results(const std::vector<Result>& results, bool json) {
   if (json) {
     util::Json out = util::Json::array();
     for (const Result& r : results) {
-      out.push_back({{"request_id", r.id}, {"step", r.step}, {"detail", r.detail}});
+      util::Json j = {{"request_id", r.id}, {"step", r.step}, {"detail", r.detail}};
+      if (r.rows > 0) {
+        j["rows_erased"] = r.rows;
+        j["p99_transaction_seconds"] = r.p99_transaction_seconds;
+      }
+      out.push_back(j);
     }
     std::cout << util::dump(out) << "\n";
     return;

@@ -31,7 +31,15 @@ CREATE TABLE lethe.requests (
                   CHECK (jsonb_typeof(copies::jsonb) = 'array'),
   completed_at    timestamptz,
   cancelled_at    timestamptz,
-  cancelled_by    text
+  cancelled_by    text,
+  -- action return: the public key the data goes to (its file and SHA-256 at registration), and
+  -- the sealed file written before the erase
+  return_to       text,
+  return_key_sha256 text,
+  return_file     text,
+  return_bytes    bigint,
+  return_sha256   text,
+  CHECK ((action = 'return') = (return_to IS NOT NULL))
 );
 -- One request per Amazon reference, unless the earlier one was cancelled.
 CREATE UNIQUE INDEX requests_one_per_ref ON lethe.requests (amazon_ref)

@@ -213,3 +213,94 @@ TEST_CASE("an archive opens with the official SDK, zstd and tar, and holds the s
   CHECK(manifest.find("\"archive_id\":\"" + id + "\"") != std::string::npos);
   CHECK(manifest.find("\"format\":\"lethe-archive-1\"") != std::string::npos);
 }
+
+TEST_CASE("a return request's file opens with the official SDK and holds exactly the subject's "
+          "rows of every mapped table") {
+  lethe::test::TestDb t("interop_return", 120);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::vector<std::string> ids;
+  lethe::db::Rows picked = s->exec("SELECT amazon_order_id FROM orders WHERE is_business_order "
+                                   "ORDER BY 1 LIMIT 1");
+  REQUIRE(picked.size() == 1);
+  ids.push_back(picked.text(0, 0));
+  ids.push_back(
+      s->exec("SELECT min(amazon_order_id) FROM orders WHERE NOT is_business_order").text(0, 0));
+  const std::string email = "returned.buyer@buyer.example";
+  for (const std::string& id : ids) {
+    s->exec("UPDATE orders SET buyer_email = $1 WHERE amazon_order_id = $2", {email, id});
+  }
+  const std::string in = "amazon_order_id IN ('" + ids[0] + "', '" + ids[1] + "')";
+  std::map<std::string, std::vector<std::string>> expected;
+  const std::vector<std::pair<std::string, std::string>> where = {
+      {"public.orders", "x." + in},
+      {"public.shipping_addresses", "x." + in},
+      {"public.order_items", "x." + in},
+      {"public.buyer_tax_info", "x." + in},
+      {"public.buyer_tax_classifications",
+       "x.tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE " + in + ")"}};
+  s->transact([&](lethe::db::Transaction& tx) {
+    for (const auto& [table, cond] : where) {
+      tx.copy_out("COPY (SELECT x.* FROM " + table + " x WHERE " + cond +
+                      ") TO STDOUT WITH (FORMAT csv, HEADER true)",
+                  [&](std::string_view row) { expected[table].emplace_back(row); });
+    }
+  });
+  REQUIRE(expected["public.buyer_tax_classifications"].size() > 1);
+
+  auto cfg = t.write_config("return.toml",
+                            lethe::test::set_key(t.config_text(), "held_orders", "\"erase\""));
+  lethe::test::write_file(t.dir() / "email.txt", email + "\n", 0600);
+  lethe::test::RunResult r =
+      t.lethe("--operator alice request add --action return --return-to " + keys().pub[0].string() +
+                  " --amazon-ref RET-1 --reason notice --scope buyer:- < " +
+                  (t.dir() / "email.txt").string(),
+              cfg);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  r = t.lethe("request run", cfg);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  CHECK(s->exec("SELECT count(*) FROM orders WHERE " + in).integer(0, 0) == 0);
+  std::string path = s->exec("SELECT return_file FROM lethe.requests").text(0, 0);
+  CHECK(fs::path(path).parent_path() == t.dir() / "returns");
+  CHECK((fs::status(path).permissions() & (fs::perms::group_all | fs::perms::others_all)) ==
+        fs::perms::none);
+
+  fs::path work = t.dir() / "opened";
+  fs::create_directories(work);
+  REQUIRE(sh("node " + k_oracle + " decrypt --private " + keys().priv[0].string() +
+             " --ns lethe-return --name return --in " + path + " --out " +
+             (work / "return.tar.zst").string() + " --context-out " +
+             (work / "meta.json").string()) == 0);
+  CHECK(read_file(work / "meta.json").find("\"amazon-ref\":\"RET-1\"") != std::string::npos);
+  REQUIRE(sh("zstd -q -dc " + (work / "return.tar.zst").string() + " | tar -xf - -C " +
+             work.string()) == 0);
+  for (const auto& [table, rows] : expected) {
+    INFO(table);
+    std::vector<std::string> got;
+    for (int part = 1; fs::exists(work / table / ("part-0000" + std::to_string(part) + ".csv"));
+         ++part) {
+      std::istringstream lines(
+          read_file(work / table / ("part-0000" + std::to_string(part) + ".csv")));
+      bool header = true;
+      for (std::string line; std::getline(lines, line); header = false) {
+        if (!header || got.empty()) {
+          got.push_back(line + "\n");
+        }
+      }
+    }
+    REQUIRE_FALSE(got.empty());
+    CHECK(got.front() == rows.front()); // the header
+    std::vector<std::string> a(got.begin() + 1, got.end());
+    std::vector<std::string> b(rows.begin() + 1, rows.end());
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    CHECK(a == b);
+  }
+  // The file is a copy until it is handed over: the request waits for it.
+  r = t.lethe("request show 1 --json", cfg);
+  CHECK(r.out.find("return file " + path) != std::string::npos);
+  CHECK(r.out.find("\"stored_state\":\"live_erased\"") != std::string::npos);
+  lethe::test::require_no_pii(r.out + r.err, {email});
+}

@@ -130,6 +130,22 @@ std::string ledger_problem(const LedgerFile& file, const std::vector<LedgerEntry
 size_t append_missing(const std::filesystem::path& path, const std::vector<LedgerEntry>& table) {
   LedgerFile file = read_ledger(path);
   std::string problem = ledger_problem(file, table, 0);
+  // The database lacks the file's newest entries, and agrees with the rest: it was restored
+  // from a backup taken before them.
+  bool restored = file.bad_line == 0 && file.entries.size() > table.size() &&
+                  std::equal(table.begin(), table.end(), file.entries.begin(),
+                             [](const LedgerEntry& t, const LedgerEntry& f) {
+                               return t.seq == f.seq && t.hash == f.hash && t.entry == f.entry;
+                             }) &&
+                  ledger_problem(file, file.entries, 0).empty();
+  if (restored) {
+    throw Error(Exit::data,
+                "lethe.deletion_ledger lacks entries " + std::to_string(table.size() + 1) + " to " +
+                    std::to_string(file.entries.back().seq) + " of the ledger file " +
+                    path.string() + ": the database was restored from before them",
+                "run `lethe request replay` (it erases those subjects again and puts the entries "
+                "back), then `lethe request run`");
+  }
   if (!problem.empty()) {
     throw Error(Exit::data, "the deletion ledger file " + path.string() + ": " + problem,
                 "run `lethe request ledger verify`; restore the file from its copy or ask "

@@ -458,8 +458,10 @@ const std::vector<CommandSpec>& commands() {
                   "seller:SELLER_ID[/MARKETPLACE_ID]"),
         opt::path("scope-file", "FILE", "read the scope from FILE (owner-only), e.g. buyer:EMAIL"),
         opt::text("action", "delete|return",
-                  "what Amazon asks for (required; return is not built yet: exit 69)"),
-        opt::path("return-to", "PUB.pem", "public key for a return (not built yet)"),
+                  "what Amazon asks for (required): return writes the data, encrypted to "
+                  "--return-to, before the erase"),
+        opt::path("return-to", "PUB.pem",
+                  "for return: the RSA public key (3072/4096 bits) the data is encrypted to"),
         opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)"),
         opt::integer("confirm-count", "N",
                      "register a scope resolving to exactly N orders (0, or above the limit)", 0),
@@ -469,12 +471,17 @@ const std::vector<CommandSpec>& commands() {
       {"request run",
        "",
        "execute registered deletion requests (hourly timer)",
-       "For each request not yet erased: every mapped row of its orders, in every mapped table\n"
-       "(keep tables included), is deleted deepest first in committed batches; then the touched\n"
-       "tables are vacuumed (as their owner; otherwise autovacuum is waited for), an entry is\n"
-       "appended to the deletion ledger (lethe.deletion_ledger and requests.ledger_file) and\n"
-       "the request is live_erased. A request becomes complete once no spooled archive holds\n"
-       "its orders and every table was vacuumed since the erase. Safe to rerun after a crash:\n"
+       "For each request not yet erased: a return request's data (every mapped row of its\n"
+       "orders, CSV in tar + zstd) is first written to requests.return_dir, one AWS Encryption\n"
+       "SDK message to its --return-to key (raw RSA keyring lethe-return/return), recorded and\n"
+       "registered as a copy to destroy once handed over. Then every mapped row of its orders,\n"
+       "in every mapped table (keep tables included), is deleted deepest first in committed\n"
+       "batches (a held order first waits for its archive under requests.held_orders =\n"
+       "archive-then-erase); the touched tables are vacuumed (as their owner; otherwise\n"
+       "autovacuum is waited for), an entry is appended to the deletion ledger\n"
+       "(lethe.deletion_ledger and requests.ledger_file) and the request is live_erased. It\n"
+       "becomes complete once no spooled archive holds its orders, every registered copy is\n"
+       "destroyed and every table was vacuumed since the erase. Safe to rerun after a crash:\n"
        "it finishes the work and counts each row once. SIGTERM exits 75.",
        {opt::integer("request", "ID", "only this request"), k_json},
        Needs::database,

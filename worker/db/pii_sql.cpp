@@ -465,10 +465,10 @@ std::string archive_grants(const Settings& s, const std::set<std::string>& schem
   return out;
 }
 
-// The deletion-request job: resolves a scope on the root's key and identifier columns (the
-// buyer column is PII: the job reads it to find the buyer's orders, which it then erases),
-// deletes every mapped row of the request's orders (keep tables included), and keeps the
-// request tables and the deletion ledger.
+// The deletion-request job: reads whole rows of every mapped table (to resolve a scope on the
+// root's identifier columns, and to write a return request's data for Amazon) and deletes them
+// (keep tables included): it reads only the orders it erases. Keeps the request tables and the
+// deletion ledger.
 std::string request_grants(const Settings& s, const std::set<std::string>& schemas) {
   const std::string role = "lethe_request";
   const std::string r = quote_ident(role);
@@ -479,21 +479,7 @@ std::string request_grants(const Settings& s, const std::set<std::string>& schem
   std::vector<const PiiTable*> kept = s.kept_tables();
   tables.insert(tables.end(), kept.begin(), kept.end());
   for (const PiiTable* t : tables) {
-    std::set<std::string> cols = structural_columns(s, *t);
-    for (const PiiTable* k : kept) {
-      if (k->parent == t->table) {
-        cols.insert(k->parent_column.begin(), k->parent_column.end());
-      }
-    }
-    if (t == &s.root.table) {
-      for (const std::string* c : {&s.root.seller, &s.root.marketplace, &s.root.buyer}) {
-        if (!c->empty()) {
-          cols.insert(*c);
-        }
-      }
-    }
-    out += "GRANT SELECT (" + join(cols) + "), DELETE ON " + quote_ident(t->table) + " TO " + r +
-           ";\n";
+    out += "GRANT SELECT, DELETE ON " + quote_ident(t->table) + " TO " + r + ";\n";
     if (t->strategy != TableStrategy::keep) {
       out += "GRANT SELECT ON " + state_view(t->table) + " TO " + r + ";\n";
     }

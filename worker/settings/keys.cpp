@@ -198,6 +198,10 @@ constexpr std::array k_keys{
           "`lethe archive run` archives them, then the request erases their live rows) or erase "
           "(erased at once, not archived)",
           M(requests.held_orders), {}, nullptr, {}, "archive-then-erase|erase"},
+  KeySpec{"requests.return_dir", K::string, false,
+          "directory (mode 0700) where a return request's data is written, encrypted to the "
+          "public key given with --return-to, for the operator to hand to Amazon",
+          M(requests.return_dir)},
 };
 // clang-format on
 #undef M

@@ -111,6 +111,7 @@ struct Requests {
   // archive-then-erase: a held order is archived (by `lethe archive run`) before its live rows
   // are erased; erase: erased at once.
   std::string held_orders = "archive-then-erase";
+  std::filesystem::path return_dir = "/var/lib/lethe/returns";
 };
 
 struct Settings {

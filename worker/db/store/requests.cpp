@@ -18,6 +18,8 @@ const std::string k_select =
     utc("notice_at") + ", " + utc("registered_at") + ", registered_by, reason, orders_resolved, " +
     "state, coalesce(" + utc("live_erased_at") + ", ''), counts, coalesce(" + utc("cancelled_at") +
     ", ''), coalesce(cancelled_by, ''), copies, coalesce(" + utc("completed_at") + ", ''), " +
+    "coalesce(return_to, ''), coalesce(return_key_sha256, ''), coalesce(return_file, ''), "
+    "coalesce(return_sha256, ''), coalesce(return_bytes, 0), " +
     utc("notice_at + interval '72 hours'") + ", " + utc("notice_at + interval '90 days'") +
     ", extract(epoch FROM notice_at + interval '72 hours' - coalesce($1::timestamptz, now())) / "
     "3600, extract(epoch FROM notice_at + interval '90 days' - coalesce($1::timestamptz, now())) "
@@ -43,10 +45,15 @@ RequestRow row_of(const Rows& r, size_t i) {
   q.cancelled_by = r.text(i, 15);
   q.copies = r.text(i, 16);
   q.completed_at = r.text(i, 17);
-  q.live_deadline = r.text(i, 18);
-  q.copies_deadline = r.text(i, 19);
-  q.live_hours_left = std::stod(r.text(i, 20));
-  q.copies_hours_left = std::stod(r.text(i, 21));
+  q.return_to = r.text(i, 18);
+  q.return_key_sha256 = r.text(i, 19);
+  q.return_file = r.text(i, 20);
+  q.return_sha256 = r.text(i, 21);
+  q.return_bytes = r.integer(i, 22);
+  q.live_deadline = r.text(i, 23);
+  q.copies_deadline = r.text(i, 24);
+  q.live_hours_left = std::stod(r.text(i, 25));
+  q.copies_hours_left = std::stod(r.text(i, 26));
   return q;
 }
 
@@ -97,10 +104,12 @@ std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string
 long long insert_request(Transaction& tx, const NewRequest& r) {
   Rows out =
       tx.exec("INSERT INTO lethe.requests (amazon_ref, action, scope_kind, subjects, marketplace, "
-              "notice_at, registered_by, reason, orders_resolved) VALUES ($1, $2, $3, $4, "
-              "nullif($5, ''), coalesce($6::timestamptz, now()), $7, $8, 0) RETURNING request_id",
+              "notice_at, registered_by, reason, orders_resolved, return_to, return_key_sha256) "
+              "VALUES ($1, $2, $3, $4, nullif($5, ''), coalesce($6::timestamptz, now()), $7, $8, "
+              "0, nullif($9, ''), nullif($10, '')) RETURNING request_id",
               {r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
-               r.notice_at.empty() ? Value() : Value(r.notice_at), r.registered_by, r.reason});
+               r.notice_at.empty() ? Value() : Value(r.notice_at), r.registered_by, r.reason,
+               r.return_to, r.return_key_sha256});
   return out.integer(0, 0);
 }
 
@@ -153,6 +162,13 @@ long long resolve_scope(Transaction& tx, const settings::Settings& s, long long 
   tx.exec("UPDATE lethe.requests SET orders_resolved = $2 WHERE request_id = $1",
           {std::to_string(request_id), std::to_string(n)});
   return n;
+}
+
+void set_return_file(Transaction& tx, long long id, const std::string& path,
+                     unsigned long long bytes, const std::string& sha256) {
+  tx.exec("UPDATE lethe.requests SET return_file = $2, return_bytes = $3, return_sha256 = $4 "
+          "WHERE request_id = $1",
+          {std::to_string(id), path, std::to_string(bytes), sha256});
 }
 
 void set_state(Transaction& tx, long long id, const std::string& state) {
@@ -216,10 +232,10 @@ std::vector<std::string> request_order_keys(Transaction& tx, long long id) {
 }
 
 void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
-                      const std::string& copies_json) {
-  tx.exec("UPDATE lethe.requests SET state = 'live_erased', live_erased_at = now(), counts = $2, "
-          "copies = $3 WHERE request_id = $1",
-          {std::to_string(id), counts_json, copies_json});
+                      const std::string& copies_json, const std::string& erased_at) {
+  tx.exec("UPDATE lethe.requests SET state = 'live_erased', live_erased_at = $4::timestamptz, "
+          "counts = $2, copies = $3 WHERE request_id = $1",
+          {std::to_string(id), counts_json, copies_json, erased_at});
   tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
 }
 
@@ -229,21 +245,21 @@ void mark_complete(Transaction& tx, long long id) {
           {std::to_string(id)});
 }
 
-std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
-                                                   const std::vector<std::string>& tables,
-                                                   const std::string& since) {
+std::vector<std::string> tables_not_vacuumed_since_erase(Transaction& tx,
+                                                         const std::vector<std::string>& tables,
+                                                         long long id) {
   std::vector<Value> names;
   for (const std::string& t : tables) {
     names.emplace_back(quote_ident(t));
   }
-  Rows r = tx.exec("SELECT t.name FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) LEFT JOIN "
+  Rows r = tx.exec("SELECT t.n FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) LEFT JOIN "
                    "pg_stat_all_tables s ON s.relid = to_regclass(t.name) WHERE s.relid IS NULL "
                    "OR coalesce(greatest(s.last_vacuum, s.last_autovacuum), '-infinity') < "
-                   "$2::timestamptz ORDER BY t.n",
-                   {array_literal(names), since});
+                   "(SELECT live_erased_at FROM lethe.requests WHERE request_id = $2) ORDER BY t.n",
+                   {array_literal(names), std::to_string(id)});
   std::vector<std::string> out;
   for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(r.text(i, 0));
+    out.push_back(tables.at(static_cast<size_t>(r.integer(i, 0)) - 1));
   }
   return out;
 }
@@ -387,9 +403,12 @@ bool request_exists(Transaction& tx, long long id) {
 }
 
 void insert_replayed_request(Transaction& tx, long long id, const NewRequest& r) {
+  // A replayed return request's data went to Amazon before the erase: it is not written again.
   tx.exec("INSERT INTO lethe.requests (request_id, amazon_ref, action, scope_kind, subjects, "
-          "marketplace, notice_at, registered_by, reason, orders_resolved, state) VALUES ($1, $2, "
-          "$3, $4, $5, nullif($6, ''), $7::timestamptz, $8, $9, 0, 'executing')",
+          "marketplace, notice_at, registered_by, reason, orders_resolved, state, return_to, "
+          "return_file) VALUES ($1, $2, $3, $4, $5, nullif($6, ''), $7::timestamptz, $8, $9, 0, "
+          "'executing', CASE WHEN $3 = 'return' THEN 'replayed' END, CASE WHEN $3 = 'return' "
+          "THEN 'returned before the restore' END)",
           {std::to_string(id), r.amazon_ref, r.action, r.scope_kind, r.subjects, r.marketplace,
            r.notice_at, r.registered_by, r.reason});
   tx.exec("SELECT setval('lethe.requests_request_id_seq', (SELECT max(request_id) FROM "

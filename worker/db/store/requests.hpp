@@ -35,6 +35,11 @@ struct RequestRow {
   std::string cancelled_by;
   std::string copies; // JSON array of {kind, id}
   std::string completed_at;
+  std::string return_to; // action return: the public key file, its SHA-256, the file written
+  std::string return_key_sha256;
+  std::string return_file;
+  std::string return_sha256;
+  long long return_bytes = 0;
   // The two deadlines (notice + 72 hours, notice + 90 days) and the hours left to each at the
   // instant the rows were read for (negative once passed).
   std::string live_deadline;
@@ -58,6 +63,8 @@ struct NewRequest {
   std::string notice_at; // empty: the server's now()
   std::string registered_by;
   std::string reason;
+  std::string return_to; // action return only
+  std::string return_key_sha256;
 };
 // Inserts the request (state received, orders_resolved 0); returns its id.
 long long insert_request(Transaction& tx, const NewRequest& r);
@@ -76,6 +83,9 @@ long long resolve_scope(Transaction& tx, const settings::Settings& s, long long 
                         const std::string& scope_kind, const ScopeValues& v);
 
 void set_state(Transaction& tx, long long id, const std::string& state);
+// Records the return file written for request `id`.
+void set_return_file(Transaction& tx, long long id, const std::string& path,
+                     unsigned long long bytes, const std::string& sha256);
 // Cancels request `id` if it is still `received`; returns whether it did.
 bool cancel_request(Transaction& tx, long long id, const std::string& who);
 // Links run `run_id` to the request (its progress counts for the request).
@@ -94,15 +104,16 @@ Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long lo
 std::string requested_order_sql(const std::string& key_text);
 // The request's resolved order keys (for the copies that hold them).
 std::vector<std::string> request_order_keys(Transaction& tx, long long id);
-// Marks the live rows erased with `counts` and the copies that held the orders (JSON array),
-// and forgets the resolved order keys.
+// Marks the live rows erased at `erased_at` (when the last batch committed) with `counts` and
+// the copies that held the orders (JSON array), and forgets the resolved order keys.
 void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
-                      const std::string& copies_json);
+                      const std::string& copies_json, const std::string& erased_at);
 void mark_complete(Transaction& tx, long long id);
-// Of `tables`, those not vacuumed (by anyone, autovacuum included) since `since`.
-std::vector<std::string> tables_not_vacuumed_since(Transaction& tx,
-                                                   const std::vector<std::string>& tables,
-                                                   const std::string& since);
+// Of `tables`, those not vacuumed (by anyone, autovacuum included) since request `id`'s live
+// rows were erased.
+std::vector<std::string> tables_not_vacuumed_since_erase(Transaction& tx,
+                                                         const std::vector<std::string>& tables,
+                                                         long long id);
 
 // A copy the operator registered for a request.
 struct RegisteredCopy {
