@@ -98,7 +98,7 @@ Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScop
       return;
     }
     util::Json counts = request_counts(store::request_progress(tx, r.id));
-    util::Json copies = copies_json(store::copies_holding(tx, store::request_order_keys(tx, r.id)));
+    util::Json copies = copies_json(store::copies_holding_request(tx, r.id));
     audit::LedgerEntry entry =
         audit::append_ledger_in(tx, r.id, ledger_entry(r, run.id(), counts, erased_at));
     store::mark_live_erased(tx, r.id, util::dump(counts), util::dump(copies), erased_at);

@@ -31,8 +31,13 @@ std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& 
   return holding(s, order_keys);
 }
 
-std::vector<CopyRow> copies_holding(Transaction& tx, const std::vector<std::string>& order_keys) {
-  return holding(tx, order_keys);
+std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_id) {
+  return rows_of(tx.exec(std::string(k_columns) +
+                             "WHERE EXISTS (SELECT 1 FROM lethe.copy_orders o JOIN "
+                             "lethe.request_orders ro ON ro.order_key = o.order_key WHERE o.kind "
+                             "= c.kind AND o.copy_id = c.copy_id AND ro.request_id = $1) ORDER BY "
+                             "c.kind, c.copy_id",
+                         {std::to_string(request_id)}));
 }
 
 std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id) {

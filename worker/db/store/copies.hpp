@@ -24,7 +24,9 @@ struct CopyRow {
 // db::key_text_sql spells them), by kind and id, destroyed ones included (a request reports
 // when each went).
 std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& order_keys);
-std::vector<CopyRow> copies_holding(Transaction& tx, const std::vector<std::string>& order_keys);
+// The copies that hold any order request `request_id` resolved to (lethe.request_orders),
+// found in the database: the keys never pass through memory.
+std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_id);
 // The copy `kind`/`id`, if the catalog has it.
 std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id);
 

@@ -220,17 +220,6 @@ std::string requested_order_sql(const std::string& key_text) {
                     "ON q.request_id = ro.request_id WHERE q.state IN ('received', 'executing'))";
 }
 
-std::vector<std::string> request_order_keys(Transaction& tx, long long id) {
-  Rows r = tx.exec("SELECT order_key FROM lethe.request_orders WHERE request_id = $1 ORDER BY "
-                   "order_key",
-                   {std::to_string(id)});
-  std::vector<std::string> out;
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(r.text(i, 0));
-  }
-  return out;
-}
-
 void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
                       const std::string& copies_json, const std::string& erased_at) {
   tx.exec("UPDATE lethe.requests SET state = 'live_erased', live_erased_at = $4::timestamptz, "

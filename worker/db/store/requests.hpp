@@ -102,8 +102,6 @@ Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long lo
 // SQL predicate: the order whose key text is `key_text` is named by a request that has not
 // erased it yet (the archive job archives such held orders whether due or not).
 std::string requested_order_sql(const std::string& key_text);
-// The request's resolved order keys (for the copies that hold them).
-std::vector<std::string> request_order_keys(Transaction& tx, long long id);
 // Marks the live rows erased at `erased_at` (when the last batch committed) with `counts` and
 // the copies that held the orders (JSON array), and forgets the resolved order keys.
 void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
