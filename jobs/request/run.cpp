@@ -268,17 +268,21 @@ int run_requests(Context& ctx, const RunOptions& opt) {
   db::Session& s = ctx.ready_db();
   // A ledger line that did not reach the file (full disk, crash after the commit) goes first.
   audit::append_missing(ctx.settings().requests.ledger_file, audit::ledger_table(s));
-  std::vector<store::RequestRow> todo = store::requests(s, std::nullopt);
+  // Only the requests with work left: finished ones are never read again, however many pile up.
+  std::vector<store::RequestRow> pending;
   if (opt.request_id > 0) {
-    std::erase_if(todo, [&](const store::RequestRow& r) { return r.id != opt.request_id; });
-    if (todo.empty()) {
+    std::optional<store::RequestRow> one = store::find_request(s, opt.request_id, std::nullopt);
+    if (!one) {
       throw Error(Exit::usage, "no request " + std::to_string(opt.request_id),
                   "see `lethe request list`");
     }
+    pending.push_back(*one);
+  } else {
+    pending = store::requests_with_work(s);
   }
   std::vector<Result> results;
   int exit = 0;
-  for (const store::RequestRow& r : todo) {
+  for (const store::RequestRow& r : pending) {
     if (r.state == "received" || r.state == "executing") {
       results.push_back(erase(ctx, r));
       if (results.back().step == "interrupted") {

@@ -83,6 +83,12 @@ std::vector<RequestRow> requests(Session& s, const Value& as_of) {
   return rows_of(s.exec(k_select + " ORDER BY notice_at, request_id", {as_of}));
 }
 
+std::vector<RequestRow> requests_with_work(Session& s) {
+  return rows_of(s.exec(k_select + " WHERE state IN ('received', 'executing', 'live_erased') "
+                                   "ORDER BY notice_at, request_id",
+                        {std::nullopt}));
+}
+
 std::optional<RequestRow> find_request(Session& s, long long id, const Value& as_of) {
   std::vector<RequestRow> r =
       rows_of(s.exec(k_select + " WHERE request_id = $2", {as_of, std::to_string(id)}));

@@ -51,6 +51,9 @@ struct RequestRow {
 // Every request, oldest notice first, with hours left as of `as_of` (NULL: the server's now()).
 std::vector<RequestRow> requests(Session& s, const Value& as_of);
 std::optional<RequestRow> find_request(Session& s, long long id, const Value& as_of);
+// The requests `lethe request run` has work on (received, executing, live_erased), oldest notice
+// first.
+std::vector<RequestRow> requests_with_work(Session& s);
 // The request with this Amazon reference that was not cancelled, if any.
 std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string& ref);
 
