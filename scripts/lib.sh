@@ -80,6 +80,7 @@ config_for_cluster() {
       -e "s|^password_file = .*|password_file = \"$LETHE_PG_ADMIN_PASSWORD_FILE\"|" \
       -e "s|/var/lib/lethe|$dir|g" -e "s|/etc/lethe/hmac.key|$dir/hmac.key|" \
       -e "s|/etc/lethe/archive-2026.pub|$dir/archive.pub|" \
+      -e "s|/etc/lethe/backup-2026.pub|$dir/backup.pub|" \
       "$LETHE_ROOT/config/lethe.example.toml"
 }
 

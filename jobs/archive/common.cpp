@@ -43,21 +43,7 @@ std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Set
 }
 
 Recipients load_recipients(const settings::Settings& s) {
-  Recipients out;
-  out.owned.reserve(s.archive.recipients.size());
-  util::Json keys = util::Json::array();
-  for (const std::string& file : s.archive.recipients) {
-    out.owned.push_back(crypto::load_public_key(file));
-    keys.push_back({{"namespace", s.archive.key_namespace},
-                    {"name", s.archive.key_name},
-                    {"file", file},
-                    {"sha256", crypto::hex(crypto::sha256(util::read_file(file)))}});
-  }
-  for (const crypto::RsaKey& k : out.owned) {
-    out.keys.push_back({s.archive.key_namespace, s.archive.key_name, &k});
-  }
-  out.json = util::dump(keys);
-  return out;
+  return vault::load_recipients(s.archive.recipients, s.archive.key_namespace, s.archive.key_name);
 }
 
 std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFile read) {

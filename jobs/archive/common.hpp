@@ -40,11 +40,7 @@ struct TableColumns {
 // The columns of every PII-map table, in table order.
 std::vector<TableColumns> table_columns(db::Transaction& tx, const settings::Settings& s);
 
-struct Recipients {
-  std::vector<crypto::RsaKey> owned;
-  std::vector<crypto::esdk::WrappingKey> keys;
-  std::string json; // [{"namespace","name","file","sha256"}] — key ids, no key material
-};
+using vault::Recipients;
 
 // The public keys of archive.recipients.
 Recipients load_recipients(const settings::Settings& s);

@@ -12,14 +12,17 @@
 
 namespace lethe::jobs::config {
 
-void check_files(const settings::Settings& s) {
-  for (size_t i = 0; i < s.archive.recipients.size(); ++i) {
-    const std::string& file = s.archive.recipients[i];
-    std::string where = i < s.archive.recipients_where.size() ? s.archive.recipients_where[i] : "";
+namespace {
+
+void check_keys(const std::vector<std::string>& files, const std::vector<std::string>& wheres,
+                const std::string& key) {
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string& file = files[i];
+    std::string where = i < wheres.size() ? wheres[i] : "";
     std::error_code ec;
     if (!std::filesystem::is_regular_file(file, ec)) {
       throw Error(Exit::config,
-                  "archive.recipients names " + file + ", which is not a readable file" +
+                  key + " names " + file + ", which is not a readable file" +
                       (ec ? ": " + ec.message() : ""),
                   "put the public key (`lethe keygen --out-public`) at that path, or fix the path",
                   where);
@@ -27,10 +30,16 @@ void check_files(const settings::Settings& s) {
     try {
       crypto::load_public_key(file);
     } catch (const Error& e) {
-      throw Error(Exit::config, "archive.recipients names " + file + ": " + e.what(), e.hint(),
-                  where);
+      throw Error(Exit::config, key + " names " + file + ": " + e.what(), e.hint(), where);
     }
   }
+}
+
+} // namespace
+
+void check_files(const settings::Settings& s) {
+  check_keys(s.archive.recipients, s.archive.recipients_where, "archive.recipients");
+  check_keys(s.backup.recipients, s.backup.recipients_where, "backup.recipients");
 }
 
 int run_config_check(Context& ctx) {

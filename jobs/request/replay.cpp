@@ -59,10 +59,14 @@ std::string dbname_of(const std::string& dsn) {
   return dsn.substr(at + 7, end == std::string::npos ? end : end - at - 7);
 }
 
-// The ledger file, its chain checked, entries at or after `since` (ISO text; empty: all).
-std::vector<audit::LedgerEntry> ledger_entries(const std::filesystem::path& path,
+// The ledger file, its chain checked, entries at or after `since` (ISO text; empty: all). No
+// file and no entry in the configured database's ledger: no request was ever executed.
+std::vector<audit::LedgerEntry> ledger_entries(db::Session& s, const std::filesystem::path& path,
                                                const std::string& since) {
   audit::LedgerFile file = audit::read_ledger(path);
+  if (!file.exists && audit::ledger_table(s).empty()) {
+    return {}; // no request was ever executed: nothing to replay
+  }
   if (!file.exists) {
     throw Error(Exit::data, "the deletion ledger file " + path.string() + " does not exist",
                 "replay reads requests.ledger_file; restore it from its copy first");
@@ -162,7 +166,7 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
     since = db::resolve_instant(ctx.ready_db(), opt.since, "--since").iso;
   }
   std::vector<audit::LedgerEntry> entries =
-      ledger_entries(ctx.settings().requests.ledger_file, since);
+      ledger_entries(ctx.ready_db(), ctx.settings().requests.ledger_file, since);
   // The target database gets its own evidence; its anchor file is the configured one only when
   // it is the configured database.
   settings::Settings target = ctx.settings();

@@ -304,3 +304,43 @@ TEST_CASE("a return request's file opens with the official SDK and holds exactly
   CHECK(r.out.find("\"stored_state\":\"live_erased\"") != std::string::npos);
   lethe::test::require_no_pii(r.out + r.err, {email});
 }
+
+TEST_CASE("a backup opens with the official SDK and restores with pg_restore, marker and rows "
+          "as in the source") {
+  lethe::test::TestDb t("interop_backup", 200);
+  t.make_archive_keys();
+  t.migrate_and_grant();
+  auto s = t.admin();
+  lethe::test::RunResult b = t.lethe("backup run");
+  INFO(b.err);
+  REQUIRE(b.exit == 0);
+  std::string path = s->exec("SELECT path FROM lethe.backups").text(0, 0);
+  std::string id = s->exec("SELECT backup_id FROM lethe.backups").text(0, 0);
+  fs::path work = t.dir() / "opened";
+  fs::create_directories(work);
+  REQUIRE(sh("node " + k_oracle + " decrypt --private " + (t.dir() / "backup.pem").string() +
+             " --ns lethe-backup --name backup-2026 --in " + path + " --out " +
+             (work / "dump.pgc").string() + " --context-out " + (work / "meta.json").string()) ==
+          0);
+  CHECK(read_file(work / "meta.json").find("\"lethe-backup-dump\":\"" + id + "\"") !=
+        std::string::npos);
+  const lethe::test::ClusterInfo& c = lethe::test::cluster();
+  std::string target = t.name() + "_restored";
+  auto postgres = lethe::test::admin_session("postgres");
+  postgres->exec("CREATE DATABASE " + lethe::db::quote_ident(target));
+  int rc = sh("PGPASSWORD=$(cat " + c.admin_password_file + ") PGSSLMODE=verify-full " +
+              "PGSSLROOTCERT=" + c.ca + " pg_restore --no-owner --exit-on-error --dbname='host=" +
+              c.host + " port=" + std::to_string(c.port) + " user=" + c.admin +
+              " dbname=" + target + "' " + (work / "dump.pgc").string());
+  CHECK(rc == 0);
+  {
+    auto r = lethe::test::admin_session(target);
+    CHECK(r->exec("SELECT count(*) FROM lethe.backup_markers WHERE backup_id = $1", {id})
+              .integer(0, 0) == 1);
+    for (const char* table : {"public.orders", "public.shipping_addresses", "public.order_items"}) {
+      INFO(table);
+      CHECK(lethe::test::table_digest(*r, table) == lethe::test::table_digest(*s, table));
+    }
+  }
+  postgres->exec("DROP DATABASE " + lethe::db::quote_ident(target) + " WITH (FORCE)");
+}

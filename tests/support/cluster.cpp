@@ -199,6 +199,7 @@ std::string TestDb::config_text(const std::string& user, const std::string& pass
   text = replace_all(text, "/var/lib/lethe", m_dir.string());
   text = replace_all(text, "/etc/lethe/hmac.key", (m_dir / "hmac.key").string());
   text = replace_all(text, "/etc/lethe/archive-2026.pub", (m_dir / "archive.pub").string());
+  text = replace_all(text, "/etc/lethe/backup-2026.pub", (m_dir / "backup.pub").string());
   return text;
 }
 
@@ -230,9 +231,14 @@ void TestDb::migrate_and_grant() const {
 }
 
 void TestDb::make_archive_keys() const {
+  make_keys("archive");
+  make_keys("backup");
+}
+
+void TestDb::make_keys(const std::string& name) const {
   RunResult r = run_shell(std::string(LETHE_BIN) + " keygen --out-private " +
-                              (m_dir / "archive.pem").string() + " --out-public " +
-                              (m_dir / "archive.pub").string(),
+                              (m_dir / (name + ".pem")).string() + " --out-public " +
+                              (m_dir / (name + ".pub")).string(),
                           m_dir);
   REQUIRE(r.exit == 0);
 }

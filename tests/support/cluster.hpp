@@ -70,8 +70,11 @@ public:
   // Runs `lethe migrate` and applies `lethe grants` as the admin.
   void migrate_and_grant() const;
 
-  // Makes the archive key pair the configuration names (dir()/archive.pem, archive.pub).
+  // Makes the key pairs the configuration names: dir()/archive.pem, archive.pub and
+  // backup.pem, backup.pub.
   void make_archive_keys() const;
+  // Makes the key pair dir()/NAME.pem, NAME.pub (backup.pub is the one backup.recipients names).
+  void make_keys(const std::string& name) const;
 
   // Every PII value (per the PII map) currently in the database, for leak scans.
   std::vector<std::string> pii_values() const;

@@ -2,6 +2,7 @@
 
 #include "jobs/archive/archive.hpp"
 #include "jobs/audit/audit.hpp"
+#include "jobs/backup/backup.hpp"
 #include "jobs/check/check.hpp"
 #include "jobs/config/config.hpp"
 #include "jobs/crypt/crypt.hpp"
@@ -109,7 +110,8 @@ Run read_archive_run(const Args& a) {
 }
 
 // --subset K/N with 1 <= K <= N.
-void read_subset(const Args& a, jobs::archive::VerifyOptions& o) {
+template <class Options>
+void read_subset(const Args& a, Options& o) {
   std::string v = a.text("subset");
   if (v.empty()) {
     return;
@@ -168,6 +170,96 @@ Run read_archive_list(const Args& a) {
 Run read_archive_expire(const Args& a) {
   return [as_of = a.text("as-of")](Env& env) {
     return jobs::archive::run_expire(env.context(), as_of);
+  };
+}
+
+Run read_backup_run(const Args& a) {
+  return
+      [json = a.flag("json")](Env& env) { return jobs::backup::run_backup(env.context(), json); };
+}
+
+Run read_backup_list(const Args& a) {
+  return [json = a.flag("json")](Env& env) { return jobs::backup::run_list(env.context(), json); };
+}
+
+Run read_backup_verify(const Args& a) {
+  jobs::backup::VerifyOptions o;
+  o.read_data = a.flag("read-data");
+  o.private_key = a.text("private-key");
+  o.max_duration_s = a.integer("max-duration").value_or(0);
+  read_subset(a, o);
+  o.json = a.flag("json");
+  return [o](Env& env) { return jobs::backup::run_verify(env.context(), o); };
+}
+
+Run read_backup_expire(const Args& a) {
+  return [as_of = a.text("as-of"), json = a.flag("json")](Env& env) {
+    return jobs::backup::run_expire(env.context(), as_of, json);
+  };
+}
+
+std::string backup_id(const Args& a) {
+  if (a.positionals().size() != 1) {
+    throw Error(Exit::usage, "`lethe " + std::string(a.command().name) + "` takes one backup id",
+                "see `lethe backup list`");
+  }
+  return a.positionals()[0];
+}
+
+Run read_backup_mark_cold(const Args& a) {
+  return
+      [id = backup_id(a)](Env& env) { return jobs::backup::run_mark(env.context(), id, "cold"); };
+}
+
+Run read_backup_mark_destroyed(const Args& a) {
+  return [id = backup_id(a)](Env& env) {
+    return jobs::backup::run_mark(env.context(), id, "destroyed");
+  };
+}
+
+Run read_drill_run(const Args& a) {
+  jobs::backup::DrillOptions o;
+  o.private_key = a.text("private-key");
+  o.backup_id = a.text("backup");
+  o.random_within_days = a.integer("random-within").value_or(0);
+  int chosen = (o.backup_id.empty() ? 0 : 1) + (a.flag("latest") ? 1 : 0) +
+               (a.integer("random-within") ? 1 : 0);
+  bool bad_days = a.integer("random-within") && o.random_within_days < 1;
+  o.json = a.flag("json");
+  o.operator_name = a.text("operator");
+  return [o, chosen, bad_days](Env& env) {
+    if (chosen > 1) {
+      throw Error(Exit::usage, "--backup, --latest and --random-within exclude each other",
+                  "name one backup, or let the drill choose (the newest by default)");
+    }
+    if (bad_days) {
+      throw Error(Exit::usage, "--random-within takes a number of days of at least 1",
+                  "e.g. --random-within 30");
+    }
+    return jobs::backup::run_drill(env.context(), o);
+  };
+}
+
+Run read_drill_list(const Args& a) {
+  return [json = a.flag("json")](Env& env) {
+    return jobs::backup::run_drill_list(env.context(), json);
+  };
+}
+
+Run read_restore(const Args& a) {
+  jobs::backup::DrillOptions o;
+  o.restore = true;
+  o.private_key = a.text("private-key");
+  o.backup_id = a.text("backup");
+  o.into_db = a.text("into-db");
+  o.reason = a.text("reason");
+  o.operator_name = a.text("operator");
+  o.json = a.flag("json");
+  return [o](Env& env) {
+    if (o.backup_id.empty()) {
+      throw Error(Exit::usage, "`lethe restore` needs --backup ID", "see `lethe backup list`");
+    }
+    return jobs::backup::run_drill(env.context(), o);
   };
 }
 
@@ -562,6 +654,100 @@ const std::vector<CommandSpec>& commands() {
        {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
        Needs::database,
        read_request_cancel},
+      {"backup run",
+       "",
+       "take an encrypted backup: pg_dump streamed to the backup public keys (C3, C4)",
+       "Inserts the backup's marker row, exports a snapshot and counts every table in it, and\n"
+       "streams `pg_dump --format=custom --snapshot` (TLS verify-full; the password only in its\n"
+       "environment) through the encryption core into backup.spool_dir: no plaintext touches a\n"
+       "disk. The dump and its manifest (versions, every table's row count) are sealed files;\n"
+       "both are re-read, then cataloged with their audit record in one transaction. Files a\n"
+       "killed run left are discarded first.",
+       {k_json},
+       Needs::database,
+       read_backup_run},
+      {"backup list",
+       "",
+       "list cataloged backups",
+       "One line (or JSON object) per backup: state, snapshot time, retention, size.",
+       {k_json},
+       Needs::database,
+       read_backup_list},
+      {"backup verify",
+       "",
+       "check backups: present, length and SHA-256; with the key, the data",
+       "Without a key: every backup not destroyed agrees with its catalog row and its\n"
+       "backup_written audit record (length, SHA-256 of both files). With --read-data\n"
+       "--private-key: decrypts the manifest and the dump, feeds the dump to `pg_restore --list`\n"
+       "and checks its length and SHA-256 against the manifest. Audited; exit 65 when any fails.",
+       {opt::flag("read-data", "decrypt and check the data (needs --private-key)"),
+        opt::text("private-key", "KEY",
+                  "the backup private key (owner-only file or credential name)"),
+        opt::integer("max-duration", "SECONDS", "stop starting new backups after this long"),
+        opt::text("subset", "K/N", "only every N-th backup, starting with the K-th"), k_json},
+       Needs::database,
+       read_backup_verify},
+      {"backup expire",
+       "",
+       "destroy backups past their retention (C6): overwrite, unlink, mark destroyed",
+       "A spooled backup whose retention ended (backup.keep_days after its snapshot) is\n"
+       "overwritten, unlinked and marked destroyed with its audit record; that closes it in\n"
+       "every deletion request that tracks it. A backup off this host is reported for the\n"
+       "operator (mark-destroyed).",
+       {k_as_of, k_json},
+       Needs::database,
+       read_backup_expire},
+      {"backup mark-cold",
+       "BACKUP",
+       "record that BACKUP was moved off this host",
+       "Run by the process that moved the files; audited with --operator.",
+       {},
+       Needs::database,
+       read_backup_mark_cold},
+      {"backup mark-destroyed",
+       "BACKUP",
+       "record that BACKUP was destroyed off this host",
+       "Run after destroying an expired backup held elsewhere; audited with --operator.",
+       {},
+       Needs::database,
+       read_backup_mark_destroyed},
+      {"drill run",
+       "",
+       "restore drill: restore a backup into a scratch database, prove it, drop it (C4)",
+       "Restores the chosen backup (the newest by default) into a new database\n"
+       "lethe_drill_<run> on the drill server ([drill] dsn; default: the configured server)\n"
+       "with pg_restore fed from the decrypting stream, then checks: the evidence, the\n"
+       "manifest, the restore, the backup's marker row, every table's row count against the\n"
+       "manifest, `lethe request replay` of the ledger since the backup (orders of erased\n"
+       "subjects found before, 0 after) and no PII overdue as of the backup. The database is\n"
+       "dropped, also on failure (drill.keep_hours keeps it). Recorded with its RTO; exit 1\n"
+       "when a check fails or drill.timeout_s passes (an alarm record).",
+       {opt::text("private-key", "KEY", "the backup private key (owner-only file or credential)"),
+        opt::text("backup", "ID", "drill this backup"),
+        opt::flag("latest", "drill the newest backup (the default)"),
+        opt::integer("random-within", "DAYS", "drill a random backup taken within DAYS"), k_json},
+       Needs::database,
+       read_drill_run},
+      {"drill list",
+       "",
+       "list recorded drills and restores",
+       "One line (or JSON object) per drill: backup, result, failed check, RTO.",
+       {k_json},
+       Needs::database,
+       read_drill_list},
+      {"restore",
+       "",
+       "recover lost data: restore a backup into a new database, ledger replayed (audited)",
+       "The drill's restore and checks into --into-db (a new database on the drill server),\n"
+       "with the deletion ledger replayed before anyone uses it: no erased subject comes back.\n"
+       "Kept when every check passed, dropped when one failed. Needs --operator and --reason.",
+       {opt::text("backup", "ID", "the backup to restore (required)"),
+        opt::text("private-key", "KEY", "the backup private key"),
+        opt::text("into-db", "NAME", "the new database to restore into (required)"),
+        opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)"),
+        k_json},
+       Needs::database,
+       read_restore},
       {"encrypt",
        "",
        "encrypt a stream into an AWS Encryption SDK message (suite 0x0478)",

@@ -500,6 +500,41 @@ std::string request_grants(const Settings& s, const std::set<std::string>& schem
   return out;
 }
 
+// The backup job: reads every table (pg_dump; membership in PostgreSQL's pg_read_all_data,
+// inherited), inserts its marker, catalogs its backups and destroys expired ones through
+// lethe.backup_set_state.
+std::string backup_grants() {
+  const std::string role = "lethe_backup";
+  const std::string r = quote_ident(role);
+  std::string out = role_setup(role, "encrypted backups (C3, C4); reads every table to dump it");
+  out += "ALTER ROLE " + r + " INHERIT;\nGRANT pg_read_all_data TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + r + ";\n";
+  out += run_grants(role);
+  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.backup_markers TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.backups TO " + r + ";\n";
+  out += "GRANT EXECUTE ON FUNCTION lethe.backup_set_state(text, text, bigint) TO " + r + ";\n\n";
+  return out;
+}
+
+// Restore drills: read the backup catalog and record drills here; on the drill server the role
+// creates, owns and drops its scratch databases (CREATEDB), and reads nothing else here.
+std::string drill_grants() {
+  const std::string role = "lethe_drill";
+  const std::string r = quote_ident(role);
+  std::string out = role_setup(role, "restore drills (C4); creates its scratch databases");
+  out += "ALTER ROLE " + r + " CREATEDB INHERIT;\n"; // the owner of its scratch databases
+  out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + r + ";\n";
+  out += run_grants(role);
+  out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq, lethe.drills_drill_id_seq TO " + r +
+         ";\n";
+  out += "GRANT SELECT ON lethe.backups TO " + r + ";\n";
+  out += "GRANT SELECT, INSERT ON lethe.drills TO " + r + ";\n";
+  // The ledger replay of a drill reads which erases happened (keyed HMACs, no identifier).
+  out += "GRANT SELECT ON lethe.deletion_ledger TO " + r + ";\n\n";
+  return out;
+}
+
 // The monitor: `lethe check` and `lethe audit verify`; reads state views and the audit trail.
 std::string monitor_grants(const Settings& s) {
   const std::string monitor = "lethe_monitor";
@@ -532,7 +567,7 @@ std::string grants_sql(const Settings& s) {
     schemas.insert(schema_of(t->table));
   }
   out += purge_grants(s, schemas) + archive_grants(s, schemas) + request_grants(s, schemas) +
-         monitor_grants(s);
+         backup_grants() + drill_grants() + monitor_grants(s);
   return out + "\nCOMMIT;\n";
 }
 

@@ -376,6 +376,30 @@ std::string Session::connection_string() const {
   return m_impl->conn->options();
 }
 
+std::string dsn_with_dbname(const settings::Database& db, const std::string& dbname) {
+  auto quoted = [](const std::string& v) {
+    std::string out = "'";
+    for (char c : v) {
+      if (c == '\\' || c == '\'') {
+        out += '\\';
+      }
+      out += c;
+    }
+    return out + "'";
+  };
+  std::string out;
+  for (const auto& [key, value] : parse_dsn(db).options) {
+    if (key != "dbname") {
+      out += key + "=" + quoted(value) + " ";
+    }
+  }
+  return out + "dbname=" + quoted(dbname);
+}
+
+std::string dbname_of(const settings::Database& db) {
+  return parse_dsn(db).get("dbname");
+}
+
 void validate_dsn(const settings::Database& db) {
   ParsedDsn dsn = parse_dsn(db);
   auto refuse = [&db](const std::string& msg, const std::string& hint) {

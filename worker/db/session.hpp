@@ -116,6 +116,11 @@ private:
   Session();
 };
 
+// `db`'s connection string with its database replaced by `dbname` (options kept, quoted).
+std::string dsn_with_dbname(const settings::Database& db, const std::string& dbname);
+// The database `db`'s connection string names (empty: libpq's default, the user name).
+std::string dbname_of(const settings::Database& db);
+
 // Checks database.dsn without connecting: no password, sslmode absent or verify-full, no
 // Unix-socket host, no sslrootcert (that has its own key). Throws Error(config).
 void validate_dsn(const settings::Database& db);

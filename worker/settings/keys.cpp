@@ -202,6 +202,53 @@ constexpr std::array k_keys{
           "directory (mode 0700) where a return request's data is written, encrypted to the "
           "public key given with --return-to, for the operator to hand to Amazon",
           M(requests.return_dir)},
+
+  KeySpec{"backup", K::table, false,
+          "encrypted backups (C3, C4, C6): pg_dump streamed through the encryption core"},
+  KeySpec{"backup.spool_dir", K::string, false,
+          "directory (mode 0700) where backups are written",
+          M(backup.spool_dir)},
+  KeySpec{"backup.recipients", K::string_array, false,
+          "public key files (RSA 3072/4096) backups are encrypted to; the private key stays on "
+          "the drill host; empty: `lethe backup run` refuses",
+          M(backup.recipients), {}, W(backup.recipients_where)},
+  KeySpec{"backup.key_namespace", K::string, false,
+          "raw RSA keyring namespace written into each backup",
+          M(backup.key_namespace)},
+  KeySpec{"backup.key_name", K::string, false,
+          "raw RSA keyring key name written into each backup",
+          M(backup.key_name)},
+  KeySpec{"backup.keep_days", K::integer, false,
+          "days a backup is kept before `lethe backup expire` destroys it; with the two "
+          "cadences below it must stay within the 90 days a deletion request allows",
+          M(backup.keep_days), {1, 89}},
+  KeySpec{"backup.interval_hours", K::integer, false,
+          "hours between backups (the lethe-backup timer)",
+          M(backup.interval_hours), {1, 720}},
+  KeySpec{"backup.expire_hours", K::integer, false,
+          "hours between runs of `lethe backup expire` (the lethe-backup timer runs it)",
+          M(backup.expire_hours), {1, 720}},
+  KeySpec{"backup.pg_dump", K::string, false,
+          "the pg_dump program (a name on PATH or an absolute path)",
+          M(backup.pg_dump)},
+  KeySpec{"backup.pg_restore", K::string, false,
+          "the pg_restore program, for drills, restores and `backup verify --read-data`",
+          M(backup.pg_restore)},
+
+  KeySpec{"drill", K::table, false,
+          "restore drills (C4): a backup restored into a scratch database and checked"},
+  KeySpec{"drill.dsn", K::string, false,
+          "libpq connection string of the drill server's maintenance database (TLS verify-full, "
+          "no password: database.password_file or the credential); empty: database.dsn's server, "
+          "database postgres",
+          M(drill.dsn)},
+  KeySpec{"drill.keep_hours", K::integer, false,
+          "hours the scratch database of a drill is kept for inspection; 0: dropped at once, "
+          "also on failure",
+          M(drill.keep_hours), {0, 168}},
+  KeySpec{"drill.timeout_s", K::integer, false,
+          "a drill that has not verified its restore after this many seconds is TIMED_OUT",
+          M(drill.timeout_s), {10, 86400}},
 };
 // clang-format on
 #undef M

@@ -64,6 +64,7 @@ public:
     }
     s = build(doc, std::move(s));
     validate(s);
+    validate_backup(doc, s);
     if (!m_problems.empty()) {
       fail();
     }
@@ -455,6 +456,24 @@ private:
                              "; list the columns that reference each key column, in order");
       }
     }
+  }
+
+  // A deletion request's 90 days cover every copy (C6): the newest backup taken before an
+  // erase is destroyed at the latest keep_days + one expiry interval after it was taken, and it
+  // was taken at most one backup interval before the erase. No backup is kept forever.
+  void validate_backup(const toml::table& doc, Settings& s) {
+    long hours = s.backup.keep_days * 24 + s.backup.interval_hours + s.backup.expire_hours;
+    if (hours <= 90 * 24) {
+      return;
+    }
+    toml::node_view<const toml::node> at = doc.at_path("backup.keep_days");
+    Where w = at ? where(at.node()->source()) : m_name;
+    problem(w, "backup.keep_days (" + std::to_string(s.backup.keep_days) +
+                   " days) + backup.interval_hours (" + std::to_string(s.backup.interval_hours) +
+                   ") + backup.expire_hours (" + std::to_string(s.backup.expire_hours) + ") is " +
+                   std::to_string(hours) +
+                   " hours: a backup taken before a deletion request could outlive the 90 days "
+                   "Amazon allows for every copy (2160 hours); lower keep_days");
   }
 
   void validate(Settings& s) {

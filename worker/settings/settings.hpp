@@ -114,6 +114,28 @@ struct Requests {
   std::filesystem::path return_dir = "/var/lib/lethe/returns";
 };
 
+// Encrypted backups (C3, C4, C6): pg_dump streamed through the encryption core.
+struct Backup {
+  std::filesystem::path spool_dir = "/var/lib/lethe/backup-spool";
+  std::vector<std::string> recipients;
+  std::vector<Where> recipients_where; // one per recipient
+  std::string key_namespace = "lethe-backup";
+  std::string key_name = "backup";
+  long keep_days = 35;
+  long interval_hours = 24; // how often `lethe backup run` runs (its timer)
+  long expire_hours = 24;   // how often `lethe backup expire` runs (its timer)
+  std::string pg_dump = "pg_dump";
+  std::string pg_restore = "pg_restore";
+  Where where; // of backup.keep_days, for the 90-day rule's message
+};
+
+// Restore drills: where the scratch database goes and how long it may take.
+struct Drill {
+  std::string dsn; // empty: database.dsn's server
+  long keep_hours = 0;
+  long timeout_s = 3600;
+};
+
 struct Settings {
   std::filesystem::path source;
   Database database;
@@ -129,6 +151,8 @@ struct Settings {
   Archive archive;
   Hold hold;
   Requests requests;
+  Backup backup;
+  Drill drill;
 
   // The root followed by the children, parents first.
   std::vector<const PiiTable*> pii_tables() const;

@@ -1,5 +1,8 @@
 #include "worker/vault/sealed.hpp"
 
+#include "worker/crypto/keys.hpp"
+#include "worker/util/json.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -237,6 +240,25 @@ void destroy(const std::filesystem::path& path, const std::string& what, const s
   if (synced != 0) {
     throw destroy_error(d, "fsync its directory", err);
   }
+}
+
+Recipients load_recipients(const std::vector<std::string>& files, const std::string& key_namespace,
+                           const std::string& key_name) {
+  Recipients out;
+  out.owned.reserve(files.size());
+  util::Json keys = util::Json::array();
+  for (const std::string& file : files) {
+    out.owned.push_back(crypto::load_public_key(file));
+    keys.push_back({{"namespace", key_namespace},
+                    {"name", key_name},
+                    {"file", file},
+                    {"sha256", crypto::hex(crypto::sha256(util::read_file(file)))}});
+  }
+  for (const crypto::RsaKey& k : out.owned) {
+    out.keys.push_back({key_namespace, key_name, &k});
+  }
+  out.json = util::dump(keys);
+  return out;
 }
 
 } // namespace lethe::vault

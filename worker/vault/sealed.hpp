@@ -29,6 +29,15 @@ namespace lethe::vault {
 // or that group or others can open. `setting` names the configuration key, for the messages.
 void ensure_spool(const std::filesystem::path& dir, const std::string& setting);
 
+// The public keys a sealed file is written to, loaded from their files.
+struct Recipients {
+  std::vector<crypto::RsaKey> owned;
+  std::vector<crypto::esdk::WrappingKey> keys;
+  std::string json; // [{"namespace","name","file","sha256"}] — key ids, no key material
+};
+Recipients load_recipients(const std::vector<std::string>& files, const std::string& key_namespace,
+                           const std::string& key_name);
+
 // Where a sealed file went and what it is, as written.
 struct Sealed {
   std::filesystem::path path;

@@ -35,7 +35,10 @@ std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_i
   return rows_of(tx.exec(std::string(k_columns) +
                              "WHERE EXISTS (SELECT 1 FROM lethe.copy_orders o JOIN "
                              "lethe.request_orders ro ON ro.order_key = o.order_key WHERE o.kind "
-                             "= c.kind AND o.copy_id = c.copy_id AND ro.request_id = $1) ORDER BY "
+                             "= c.kind AND o.copy_id = c.copy_id AND ro.request_id = $1) "
+                             // A backup holds every order of its snapshot: each one not yet
+                             // destroyed may hold the request's orders.
+                             "OR (c.kind = 'backup' AND c.state <> 'destroyed') ORDER BY "
                              "c.kind, c.copy_id",
                          {std::to_string(request_id)}));
 }

@@ -11,7 +11,7 @@
 namespace lethe::db::store {
 
 struct CopyRow {
-  std::string kind; // archive (backup later)
+  std::string kind; // archive | backup
   std::string id;
   std::string path;
   unsigned long long size = 0;
@@ -25,7 +25,8 @@ struct CopyRow {
 // when each went).
 std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& order_keys);
 // The copies that hold any order request `request_id` resolved to (lethe.request_orders),
-// found in the database: the keys never pass through memory.
+// found in the database: the keys never pass through memory. Every backup not yet destroyed
+// counts: it holds the orders of its snapshot.
 std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_id);
 // The copy `kind`/`id`, if the catalog has it.
 std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id);
