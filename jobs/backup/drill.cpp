@@ -8,10 +8,12 @@
 #include "jobs/backup/backup.hpp"
 #include "jobs/backup/common.hpp"
 #include "worker/crypto/esdk.hpp"
+#include "worker/crypto/hash.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/log/log.hpp"
 #include "worker/runtime/run_scope.hpp"
 #include "worker/sanitize/overdue.hpp"
+#include "worker/util/faults.hpp"
 #include "worker/util/json.hpp"
 
 #include <chrono>
@@ -80,14 +82,8 @@ store::BackupRow choose(Context& ctx, const DrillOptions& opt) {
   if (opt.random_within_days <= 0) {
     return usable.back(); // the newest
   }
-  std::string from =
-      db::resolve_instant(ctx.ready_db(), std::to_string(opt.random_within_days) + " days ago").iso;
-  std::vector<store::BackupRow> recent;
-  for (const store::BackupRow& b : usable) {
-    if (b.snapshot_at >= from) {
-      recent.push_back(b);
-    }
-  }
+  std::vector<store::BackupRow> recent =
+      store::spooled_backups_within(ctx.ready_db(), opt.random_within_days);
   if (recent.empty()) {
     throw Error(Exit::data,
                 "no spooled backup was taken within " + std::to_string(opt.random_within_days) +
@@ -123,11 +119,29 @@ void drop_database(const Drill& d, const std::string& name) {
   std::filesystem::remove(cfg.audit.spool_file.string() + ".replay-" + name, ec);
 }
 
-// Scratch databases that earlier drills kept for drill.keep_hours, now due.
-void drop_kept(const Drill& d) {
-  for (const std::string& name :
-       store::drill_databases_due(d.ctx.ready_db(), d.ctx.settings().drill.keep_hours)) {
+// "lethe_drill_<8 hex digits of the source database's endpoint>_": one drill server may serve
+// several order databases, and each cleans up only its own scratch databases.
+std::string scratch_prefix(Context& ctx) {
+  return "lethe_drill_" + crypto::hex(crypto::sha256(ctx.ready_db().endpoint())).substr(0, 8) + "_";
+}
+
+// Scratch databases earlier drills left: kept for drill.keep_hours and now due, or left by a
+// drill that was killed before it could drop its own (its run is no longer running).
+void drop_leftovers(const Drill& d, long long self) {
+  std::set<std::string> kept =
+      store::drill_databases_kept(d.ctx.ready_db(), d.ctx.settings().drill.keep_hours);
+  std::vector<std::string> found;
+  {
+    std::unique_ptr<db::Session> server = db::connect(d.server);
+    found = store::scratch_databases(*server, scratch_prefix(d.ctx));
+  }
+  for (const std::string& name : found) {
+    long long run = std::stoll(name.substr(scratch_prefix(d.ctx).size()));
+    if (run == self || kept.contains(name) || store::run_is_running(d.ctx.ready_db(), run)) {
+      continue;
+    }
     drop_database(d, name);
+    log::event(log::Level::notice, "drill.leftover_dropped", {{"database", name}});
   }
 }
 
@@ -397,6 +411,7 @@ void checks(Drill& d, const BackupKey& key) {
   }
   check_deadline(d, "restore");
   restore(d, key, m);
+  util::crash_point("drill:restored");
   run_checks(d, m);
 }
 
@@ -409,11 +424,11 @@ int run_drill(Context& ctx, const DrillOptions& opt) {
   d.deadline = d.t0 + std::chrono::seconds(ctx.settings().drill.timeout_s);
   std::string started_at = db::resolve_instant(ctx.ready_db(), "").iso;
   runtime::RunScope scope(ctx, util::dump({{"backup_id", d.backup.id}}));
-  d.database = opt.restore ? opt.into_db : "lethe_drill_" + std::to_string(scope.id());
+  d.database = opt.restore ? opt.into_db : scratch_prefix(ctx) + std::to_string(scope.id());
   place(d);
   std::optional<CheckFailed> failed;
   scope.watch([&] {
-    drop_kept(d);
+    drop_leftovers(d, scope.id());
     try {
       checks(d, *key);
     } catch (const CheckFailed& f) {

@@ -1,6 +1,7 @@
 // C3, C4, C6: encrypted backups and restore drills against a real TLS PostgreSQL, real pg_dump
 // and pg_restore, through the real binary, as the roles `lethe grants` makes for them.
 #include "support/cluster.hpp"
+#include "worker/crypto/hash.hpp"
 #include "worker/util/files.hpp"
 
 #include <atomic>
@@ -135,7 +136,8 @@ TEST_CASE("backup then drill: an encrypted dump with no plaintext on disk and no
   CHECK(d["orders_resurrected_after_replay"] == 0);
   CHECK(d["rto_seconds"].get<double>() > 0);
   CHECK(d["database_kept"] == false);
-  CHECK(scalar(*s, "SELECT count(*) FROM pg_database WHERE datname LIKE 'lethe_drill_%'") == 0);
+  CHECK(scalar(*s, "SELECT count(*) FROM pg_database WHERE datname = '" +
+                       d["database"].get<std::string>() + "'") == 0);
   nlohmann::json list = run_json(t, "drill list", dcfg);
   REQUIRE(list.size() == 1);
   CHECK(list[0]["result"] == "SUCCESSFUL");
@@ -168,6 +170,14 @@ TEST_CASE("backup then drill: an encrypted dump with no plaintext on disk and no
   CHECK(list[1]["kind"] == "restore");
   CHECK(list[1]["database_kept"] == true);
   CHECK(t.lethe("audit verify").exit == 0);
+  // No PII value in anything lethe printed or recorded.
+  std::vector<std::string> pii = t.pii_values();
+  REQUIRE(pii.size() > 100);
+  std::string said =
+      r.out + r.err + rd.out + rd.err + rr.out + rr.err +
+      s->exec("SELECT string_agg(l::text, E'\\n') FROM lethe.audit_log l").text(0, 0) +
+      s->exec("SELECT string_agg(d::text, E'\\n') FROM lethe.drills d").text(0, 0);
+  CHECK(test::require_no_pii(said, pii) == pii.size());
 }
 
 TEST_CASE("drill: subjects erased after the backup are found in the restore, then replayed away",
@@ -197,14 +207,29 @@ TEST_CASE("drill: subjects erased after the backup are found in the restore, the
   nlohmann::json req = nlohmann::json::parse(show.out);
   CHECK(req["state"] == "live_erased");
 
-  test::RunResult dr =
-      t.lethe("drill run --json --private-key " + (t.dir() / "backup.pem").string(), dcfg);
+  // A drill killed after its restore leaves its scratch database; the next drill drops it.
+  test::RunResult killed = test::run_shell(
+      "LETHE_CRASH_AT=drill:restored " + std::string(LETHE_BIN) + " --config " + dcfg.string() +
+          " drill run --private-key " + (t.dir() / "backup.pem").string(),
+      t.dir());
+  CHECK(killed.exit == 99);
+  // This database's scratch databases (other tests drill beside it on the same server).
+  std::string endpoint =
+      test::cluster().host + ":" + std::to_string(test::cluster().port) + "/" + t.name();
+  std::string scratch = "SELECT count(*) FROM pg_database WHERE datname LIKE 'lethe\\_drill\\_" +
+                        crypto::hex(crypto::sha256(endpoint)).substr(0, 8) + "\\_%'";
+  auto postgres = test::admin_session("postgres");
+  CHECK(scalar(*postgres, scratch) == 1);
+  test::RunResult dr = t.lethe("drill run --json --random-within 7 --private-key " +
+                                   (t.dir() / "backup.pem").string(),
+                               dcfg);
   INFO(dr.err);
   REQUIRE(dr.exit == 0);
   nlohmann::json d = nlohmann::json::parse(dr.out);
   CHECK(d["result"] == "SUCCESSFUL");
   CHECK(d["orders_resurrected_before_replay"] == 3);
   CHECK(d["orders_resurrected_after_replay"] == 0);
+  CHECK(scalar(*postgres, scratch) == 0);
   // Nothing the drill printed names an order of the erased subjects.
   for (const std::string& id : ids) {
     CHECK(dr.out.find(id) == std::string::npos);

@@ -715,8 +715,8 @@ const std::vector<CommandSpec>& commands() {
        "",
        "restore drill: restore a backup into a scratch database, prove it, drop it (C4)",
        "Restores the chosen backup (the newest by default) into a new database\n"
-       "lethe_drill_<run> on the drill server ([drill] dsn; default: the configured server)\n"
-       "with pg_restore fed from the decrypting stream, then checks: the evidence, the\n"
+       "lethe_drill_<source>_<run> on the drill server ([drill] dsn; default: the configured\n"
+       "server) with pg_restore fed from the decrypting stream, then checks: the evidence, the\n"
        "manifest, the restore, the backup's marker row, every table's row count against the\n"
        "manifest, `lethe request replay` of the ledger since the backup (orders of erased\n"
        "subjects found before, 0 after) and no PII overdue as of the backup. The database is\n"

@@ -91,6 +91,12 @@ std::vector<BackupRow> backups_past_retention(Session& s, const std::string& as_
       {at});
 }
 
+std::vector<BackupRow> spooled_backups_within(Session& s, long days) {
+  return select_backups(
+      s, "state = 'spooled' AND snapshot_at >= now() - make_interval(days => $1::int)",
+      {std::to_string(days)});
+}
+
 std::set<std::string> backup_ids(Session& s) {
   Rows r = s.exec("SELECT backup_id FROM lethe.backups");
   std::set<std::string> out;
@@ -157,15 +163,32 @@ std::vector<DrillRow> drills(Session& s) {
   return out;
 }
 
-std::vector<std::string> drill_databases_due(Session& s, long keep_hours) {
+std::set<std::string> drill_databases_kept(Session& s, long keep_hours) {
   Rows r = s.exec("SELECT DISTINCT database_name FROM lethe.drills WHERE kind = 'drill' AND "
-                  "database_kept AND finished_at + make_interval(hours => $1::int) <= now()",
+                  "database_kept AND finished_at + make_interval(hours => $1::int) > now()",
                   {std::to_string(keep_hours)});
+  std::set<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.insert(r.text(i, 0));
+  }
+  return out;
+}
+
+std::vector<std::string> scratch_databases(Session& s, const std::string& prefix) {
+  Rows r = s.exec("SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1 AND "
+                  "substr(datname, length($1) + 1) ~ '^[0-9]+$' ORDER BY 1",
+                  {prefix});
   std::vector<std::string> out;
   for (size_t i = 0; i < r.size(); ++i) {
     out.push_back(r.text(i, 0));
   }
   return out;
+}
+
+bool run_is_running(Session& s, long long run_id) {
+  Rows r = s.exec("SELECT outcome = 'running' FROM lethe.job_runs WHERE run_id = $1",
+                  {std::to_string(run_id)});
+  return !r.empty() && r.text(0, 0) == "t";
 }
 
 } // namespace lethe::db::store

@@ -48,6 +48,8 @@ std::vector<BackupRow> backups(Session& s);
 std::optional<BackupRow> find_backup(Session& s, const std::string& id);
 // Backups not destroyed whose retention ended by `as_of` (empty: now).
 std::vector<BackupRow> backups_past_retention(Session& s, const std::string& as_of);
+// Spooled backups whose snapshot was taken within the last `days` days (by the server's clock).
+std::vector<BackupRow> spooled_backups_within(Session& s, long days);
 std::set<std::string> backup_ids(Session& s);
 // Moves the backup's state through lethe.backup_set_state, after its audit record `seq`.
 void set_backup_state(Transaction& tx, const std::string& id, const std::string& state,
@@ -81,7 +83,11 @@ struct DrillRow {
 };
 long long insert_drill(Transaction& tx, const DrillRow& d);
 std::vector<DrillRow> drills(Session& s);
-// Scratch databases of earlier drills kept for inspection whose time is up.
-std::vector<std::string> drill_databases_due(Session& s, long keep_hours);
+// Scratch databases of earlier drills still kept for inspection (drill.keep_hours not over).
+std::set<std::string> drill_databases_kept(Session& s, long keep_hours);
+// The databases named `prefix` followed by a run number that exist on the server behind `s`.
+std::vector<std::string> scratch_databases(Session& s, const std::string& prefix);
+// Whether job run `run_id` is still running (its process alive, as far as the catalog knows).
+bool run_is_running(Session& s, long long run_id);
 
 } // namespace lethe::db::store
