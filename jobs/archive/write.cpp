@@ -26,11 +26,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <random>
 
 namespace lethe::jobs::archive {
 namespace {
@@ -67,18 +65,6 @@ struct ArchiveRun {
   std::filesystem::file_time_type started = std::filesystem::file_time_type::clock::now();
   bool recorded = false;
 };
-
-std::string new_archive_id() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  std::random_device rd;
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffff);
-  return std::string("a") + stamp + "-" + suffix;
-}
 
 // Thrown between steps once SIGTERM/SIGINT arrived: the step in progress is rolled back.
 struct Interrupted {};
@@ -261,7 +247,7 @@ long long archive_table(ArchiveRun& run, db::Transaction& tx, lethe::archive::Ta
 void write_archive(ArchiveRun& run, db::Transaction& tx) {
   const settings::Settings& s = run.ctx.settings();
   Written& w = run.w;
-  w.id = new_archive_id();
+  w.id = vault::new_id("a");
   w.path = s.archive.spool_dir / (w.id + k_archive_suffix);
   w.retention_until =
       tx.exec("SELECT ((($1::timestamptz AT TIME ZONE 'UTC')::date) + make_interval(years => "

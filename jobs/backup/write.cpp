@@ -15,9 +15,7 @@
 #include "worker/vault/sealed.hpp"
 
 #include <cstdio>
-#include <ctime>
 #include <iostream>
-#include <random>
 
 namespace lethe::jobs::backup {
 namespace {
@@ -30,18 +28,6 @@ void stop_if_requested() {
   if (util::stop_requested()) {
     throw Interrupted{};
   }
-}
-
-std::string new_backup_id() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-  std::random_device rd;
-  char suffix[16];
-  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffff);
-  return std::string("b") + stamp + "-" + suffix;
 }
 
 struct BackupRun {
@@ -270,6 +256,26 @@ void remove_unrecorded(const BackupRun& run) {
   std::filesystem::remove(run.row.manifest_path, ec);
 }
 
+// The run's closing lines: --json, or a few words.
+void print_result(BackupRun& run, bool json) {
+  if (json) {
+    std::cout << util::dump({{"backup_id", run.row.id},
+                             {"path", run.row.path},
+                             {"bytes", static_cast<long long>(run.row.size)},
+                             {"sha256", run.row.sha256},
+                             {"snapshot_at", run.row.snapshot_at},
+                             {"retention_until", run.row.retention_until},
+                             {"tables", util::parse_json(run.row.row_counts, "row counts")},
+                             {"orphans_discarded", run.orphans},
+                             {"steps_seconds", run.ctx.timings().to_json()}})
+              << "\n";
+  } else {
+    std::cout << "backup " << run.row.id << ": " << run.counts.size() << " tables, " << run.row.size
+              << " bytes (encrypted), snapshot " << run.row.snapshot_at << ", kept until "
+              << run.row.retention_until << "\n  " << run.row.path << "\n";
+  }
+}
+
 } // namespace
 
 int run_backup(Context& ctx, bool json) {
@@ -282,7 +288,7 @@ int run_backup(Context& ctx, bool json) {
   }
   vault::ensure_spool(s.backup.spool_dir, "backup.spool_dir");
   BackupRun run(ctx);
-  run.row.id = new_backup_id();
+  run.row.id = vault::new_id("b");
   run.row.path = s.backup.spool_dir / (run.row.id + k_dump_suffix);
   run.row.manifest_path = s.backup.spool_dir / (run.row.id + k_manifest_suffix);
   runtime::RunScope scope(ctx, util::dump({{"backup_id", run.row.id}}));
@@ -329,22 +335,7 @@ int run_backup(Context& ctx, bool json) {
                                    {"tables", static_cast<long long>(run.counts.size())},
                                    {"orphans_discarded", run.orphans}});
   scope.finish(runtime::Outcome::done, "done", counts, util::dump({{"backup_id", run.row.id}}));
-  if (json) {
-    std::cout << util::dump({{"backup_id", run.row.id},
-                             {"path", run.row.path},
-                             {"bytes", static_cast<long long>(run.row.size)},
-                             {"sha256", run.row.sha256},
-                             {"snapshot_at", run.row.snapshot_at},
-                             {"retention_until", run.row.retention_until},
-                             {"tables", util::parse_json(run.row.row_counts, "row counts")},
-                             {"orphans_discarded", run.orphans},
-                             {"steps_seconds", ctx.timings().to_json()}})
-              << "\n";
-  } else {
-    std::cout << "backup " << run.row.id << ": " << run.counts.size() << " tables, " << run.row.size
-              << " bytes (encrypted), snapshot " << run.row.snapshot_at << ", kept until "
-              << run.row.retention_until << "\n  " << run.row.path << "\n";
-  }
+  print_result(run, json);
   log::event(log::Level::info, "backup.done",
              {{"bytes", static_cast<long long>(run.row.size)}, {"orphans_discarded", run.orphans}});
   return 0;

@@ -282,6 +282,36 @@ TEST_CASE("backup: a flipped byte fails verify, and the drill names the failing 
                    "'drill_failed'") == 1);
 }
 
+TEST_CASE("drill: past drill.timeout_s it is TIMED_OUT, recorded as an alarm, its database dropped",
+          "[drill]") {
+  test::TestDb t("drill_timeout", 50);
+  prepare(t);
+  REQUIRE(t.lethe("backup run", role_config(t, "lethe_backup")).exit == 0);
+  std::filesystem::path slow = t.dir() / "slow-pg_restore";
+  test::write_file(slow, "#!/bin/sh\nsleep 30\nexec pg_restore \"$@\"\n", 0700);
+  std::string text = util::read_file(role_config(t, "lethe_drill"));
+  text = test::set_key(text, "pg_restore", "\"" + slow.string() + "\"");
+  text = test::set_key(text, "timeout_s", "10");
+  auto dcfg = t.write_config("slow.toml", text);
+  auto started = std::chrono::steady_clock::now();
+  test::RunResult d =
+      t.lethe("drill run --json --private-key " + (t.dir() / "backup.pem").string(), dcfg);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  CHECK(d.exit == 1);
+  CHECK(took < 25); // stopped at the deadline, not after the child
+  nlohmann::json j = nlohmann::json::parse(d.out);
+  CHECK(j["result"] == "TIMED_OUT");
+  CHECK(j["failed_check"] == "restore");
+  CHECK(j["database_kept"] == false);
+  auto s = t.admin();
+  CHECK(scalar(*s, "SELECT count(*) FROM pg_database WHERE datname = '" +
+                       j["database"].get<std::string>() + "'") == 0);
+  CHECK(scalar(*s, "SELECT count(*) FROM lethe.drills WHERE result = 'TIMED_OUT' AND rto_seconds "
+                   "IS NULL") == 1);
+  CHECK(scalar(*s, "SELECT count(*) FROM lethe.audit_log WHERE kind = 'alarm' AND exit_reason = "
+                   "'drill_timed_out'") == 1);
+}
+
 TEST_CASE("backup: a kill at any step leaves no cataloged partial backup, and the next run "
           "discards what it left",
           "[backup]") {

@@ -82,7 +82,7 @@ TEST_CASE("child: a child that stops reading ends the writes without killing let
   spec.args = {"-c", "10"};
   spec.feed_stdin = true;
   util::Child c(spec);
-  std::string data(1 << 20, 'y');
+  std::string data(8 << 20, 'y'); // more than any pipe holds
   CHECK_FALSE(c.write(reinterpret_cast<const unsigned char*>(data.data()), data.size()));
   CHECK(c.wait() == 0);
 }
@@ -101,4 +101,16 @@ TEST_CASE("child: a missing program is 127, a deadline throws, a signal is 128 +
   CHECK(slow.wait() == 128 + 9);
 
   CHECK(util::program_version("lethe-no-such-program").empty()); // empty, no throw
+
+  // A child whose grandchild keeps stderr open is not waited for past the deadline.
+  util::ChildSpec held = sh("sleep 5 & exit 0");
+  held.read_stdout = false;
+  util::Child h(held);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(h.wait() == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+
+  util::Child late(sh("sleep 5"));
+  late.set_deadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+  CHECK_THROWS_AS(late.wait(), util::ChildTimedOut);
 }

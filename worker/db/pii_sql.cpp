@@ -507,7 +507,18 @@ std::string backup_grants() {
   const std::string role = "lethe_backup";
   const std::string r = quote_ident(role);
   std::string out = role_setup(role, "encrypted backups (C3, C4); reads every table to dump it");
-  out += "ALTER ROLE " + r + " INHERIT;\nGRANT pg_read_all_data TO " + r + ";\n";
+  // Roles are the cluster's: another database's grants may change the same role at the same
+  // moment, so each change is made only when missing.
+  out += "DO $$ BEGIN\n"
+         "  IF NOT (SELECT rolinherit FROM pg_roles WHERE rolname = 'lethe_backup') THEN\n"
+         "    ALTER ROLE lethe_backup INHERIT;\n"
+         "  END IF;\n"
+         "  IF NOT pg_has_role('lethe_backup', 'pg_read_all_data', 'MEMBER') THEN\n"
+         "    GRANT pg_read_all_data TO lethe_backup;\n"
+         "  END IF;\n"
+         "EXCEPTION WHEN internal_error OR unique_violation THEN\n"
+         "  NULL; -- changed concurrently by another database's grants\n"
+         "END $$;\n";
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + r + ";\n";
   out += run_grants(role);
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + r + ";\n";
@@ -523,7 +534,15 @@ std::string drill_grants() {
   const std::string role = "lethe_drill";
   const std::string r = quote_ident(role);
   std::string out = role_setup(role, "restore drills (C4); creates its scratch databases");
-  out += "ALTER ROLE " + r + " CREATEDB INHERIT;\n"; // the owner of its scratch databases
+  // The owner of its scratch databases (made only when missing, as for lethe_backup).
+  out += "DO $$ BEGIN\n"
+         "  IF NOT (SELECT rolcreatedb AND rolinherit FROM pg_roles WHERE rolname = "
+         "'lethe_drill') THEN\n"
+         "    ALTER ROLE lethe_drill CREATEDB INHERIT;\n"
+         "  END IF;\n"
+         "EXCEPTION WHEN internal_error THEN\n"
+         "  NULL; -- changed concurrently by another database's grants\n"
+         "END $$;\n";
   out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + r + ";\n";
   out += run_grants(role);
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq, lethe.drills_drill_id_seq TO " + r +

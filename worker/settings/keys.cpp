@@ -249,6 +249,10 @@ constexpr std::array k_keys{
   KeySpec{"drill.timeout_s", K::integer, false,
           "a drill that has not verified its restore after this many seconds is TIMED_OUT",
           M(drill.timeout_s), {10, 86400}},
+  KeySpec{"drill.overdue_grace_hours", K::integer, false,
+          "a drill fails when the backup held PII past its deadline by more than this many hours "
+          "(the purge's cadence: what fell due since its last run is reported, not failed)",
+          M(drill.overdue_grace_hours), {0, 168}},
 };
 // clang-format on
 #undef M

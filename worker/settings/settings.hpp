@@ -134,6 +134,7 @@ struct Drill {
   std::string dsn; // empty: database.dsn's server
   long keep_hours = 0;
   long timeout_s = 3600;
+  long overdue_grace_hours = 24; // the purge's cadence: PII due since its last run is not late
 };
 
 struct Settings {

@@ -114,6 +114,11 @@ Child::Child(const ChildSpec& spec) : m_what(spec.what.empty() ? spec.program : 
     throw Error(Exit::unavailable, "cannot start " + m_what + ": " + std::strerror(saved),
                 "check that the machine can create processes and pipes");
   }
+  for (int fd : {in[1], out[0]}) {
+    if (fd >= 0) {
+      ::fcntl(fd, F_SETPIPE_SZ, 1 << 20); // fewer wake-ups for a stream of hundreds of MiB
+    }
+  }
   if (spec.feed_stdin) {
     ::signal(SIGPIPE, SIG_IGN); // a child that exits early is EPIPE from write(), not a kill
   }
@@ -232,17 +237,23 @@ int Child::wait() {
     return *m_status;
   }
   close_fd(m_in);
-  int fl = m_errfd >= 0 ? ::fcntl(m_errfd, F_GETFL) : 0;
-  if (m_errfd >= 0) {
-    ::fcntl(m_errfd, F_SETFL, fl & ~O_NONBLOCK); // read stderr to its end
-    while (m_errfd >= 0) {
-      drain_err();
+  for (;;) {
+    drain_err();
+    int status = 0;
+    pid_t r = ::waitpid(m_pid, &status, WNOHANG);
+    if (r == m_pid) {
+      m_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
     }
+    if (r < 0 && errno != EINTR) {
+      throw Error(Exit::internal, "cannot wait for " + m_what + ": " + std::strerror(errno));
+    }
+    check_deadline(); // the caller kills it (the destructor does)
+    pollfd fd{m_errfd, POLLIN, 0};
+    ::poll(&fd, m_errfd >= 0 ? 1 : 0, 50);
   }
-  int status = 0;
-  while (::waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  m_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  drain_err(); // what it said last; a grandchild holding stderr open is not waited for
+  close_fd(m_errfd);
   close_fd(m_out);
   return *m_status;
 }

@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <fstream>
+#include <random>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -240,6 +243,18 @@ void destroy(const std::filesystem::path& path, const std::string& what, const s
   if (synced != 0) {
     throw destroy_error(d, "fsync its directory", err);
   }
+}
+
+std::string new_id(const std::string& prefix) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffff);
+  return prefix + stamp + "-" + suffix;
 }
 
 Recipients load_recipients(const std::vector<std::string>& files, const std::string& key_namespace,

@@ -29,6 +29,10 @@ namespace lethe::vault {
 // or that group or others can open. `setting` names the configuration key, for the messages.
 void ensure_spool(const std::filesystem::path& dir, const std::string& setting);
 
+// A new id for a sealed file: `prefix`, the UTC time to the second and 6 random hex digits
+// ("b20261129T093000Z-3fa9c1"): sortable by time, and two runs in one second do not collide.
+std::string new_id(const std::string& prefix);
+
 // The public keys a sealed file is written to, loaded from their files.
 struct Recipients {
   std::vector<crypto::RsaKey> owned;
