@@ -312,10 +312,7 @@ void run_checks(Drill& d, const Manifest& m) {
   }
   if (late > 0) {
     std::string late_from =
-        s->exec("SELECT to_char(($1::timestamptz - make_interval(hours => $2::int)) AT TIME ZONE "
-                "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-                {d.backup.snapshot_at, std::to_string(cfg.drill.overdue_grace_hours)})
-            .text(0, 0);
+        db::hours_before(*s, d.backup.snapshot_at, cfg.drill.overdue_grace_hours).iso;
     late = sanitize::overdue_pii(*s, cfg, late_from).overdue_total();
   }
   if (late > 0) {
@@ -428,10 +425,7 @@ void refuse_bad_restore(const DrillOptions& opt) {
     throw Error(Exit::usage, "a restore needs --operator NAME and --reason TEXT",
                 "they go into the audit trail: who recovered data, and why (never PII)");
   }
-  bool ok =
-      !opt.into_db.empty() && opt.into_db.size() <= 63 &&
-      opt.into_db.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
-  if (!ok) {
+  if (!db::is_database_name(opt.into_db)) {
     throw Error(Exit::usage, "--into-db takes the name of a new database",
                 "lower-case letters, digits and _ (at most 63), e.g. --into-db orders_restored");
   }

@@ -18,45 +18,17 @@ namespace {
 
 namespace store = db::store;
 
-// The configured DSN with its dbname replaced by `name`, or `target` itself when it is a DSN.
-std::string target_dsn(const std::string& configured, const std::string& target) {
+// The configured database's connection with its dbname replaced by `target`, or `target`
+// itself when it is a DSN.
+std::string target_dsn(const settings::Database& configured, const std::string& target) {
   if (target.find('=') != std::string::npos) {
     return target;
   }
-  bool ok = !target.empty() && target.size() <= 63 &&
-            target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
-  if (!ok) {
+  if (!db::is_database_name(target)) {
     throw Error(Exit::usage, "--into-db takes a database name or a connection string",
                 "e.g. --into-db orders_restored, or --into-db 'host=db2 dbname=orders'");
   }
-  std::string out;
-  bool replaced = false;
-  size_t pos = 0;
-  while (pos < configured.size()) {
-    size_t end = configured.find(' ', pos);
-    std::string part = configured.substr(pos, end == std::string::npos ? end : end - pos);
-    if (part.rfind("dbname=", 0) == 0) {
-      part = "dbname=" + target;
-      replaced = true;
-    }
-    if (!part.empty()) {
-      out += (out.empty() ? "" : " ") + part;
-    }
-    if (end == std::string::npos) {
-      break;
-    }
-    pos = end + 1;
-  }
-  return replaced ? out : out + " dbname=" + target;
-}
-
-std::string dbname_of(const std::string& dsn) {
-  size_t at = dsn.find("dbname=");
-  if (at == std::string::npos) {
-    return {};
-  }
-  size_t end = dsn.find(' ', at);
-  return dsn.substr(at + 7, end == std::string::npos ? end : end - at - 7);
+  return db::dsn_with_dbname(configured, target);
 }
 
 // The ledger file, its chain checked, entries at or after `since` (ISO text; empty: all). No
@@ -171,10 +143,10 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
   // it is the configured database.
   settings::Settings target = ctx.settings();
   if (!opt.into_db.empty()) {
-    target.database.dsn = target_dsn(target.database.dsn, opt.into_db);
+    target.database.dsn = target_dsn(target.database, opt.into_db);
     db::validate_dsn(target.database);
-    std::string name = dbname_of(target.database.dsn);
-    if (name != dbname_of(ctx.settings().database.dsn)) {
+    std::string name = db::dbname_of(target.database);
+    if (name != db::dbname_of(ctx.settings().database)) {
       target.audit.anchor_file += ".replay-" + (name.empty() ? std::string("db") : name);
       target.audit.spool_file += ".replay-" + (name.empty() ? std::string("db") : name);
     }
@@ -233,7 +205,7 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
                      {"ledger_entry_restored", r.restored}});
   }
   if (opt.json) {
-    std::cout << util::dump({{"database", dbname_of(tctx.settings().database.dsn)},
+    std::cout << util::dump({{"database", db::dbname_of(tctx.settings().database)},
                              {"ledger_entries_checked", entries.size()},
                              {"orders_found_again", orders},
                              {"rows_erased", rows},
@@ -243,7 +215,7 @@ int run_replay(Context& ctx, const ReplayOptions& opt) {
               << "\n";
   } else {
     std::cout << "replay of " << entries.size() << " ledger entries into "
-              << dbname_of(tctx.settings().database.dsn) << ": " << orders
+              << db::dbname_of(tctx.settings().database) << ": " << orders
               << " orders of deleted subjects found again (resurrected), " << rows
               << " rows erased; " << restored << " ledger entries put back into the database\n";
     if (left > 0) {

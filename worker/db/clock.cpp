@@ -18,4 +18,11 @@ Instant resolve_instant(Session& session, const std::string& as_of, const std::s
   }
 }
 
+Instant hours_before(Session& session, const std::string& iso, long hours) {
+  Rows r = session.exec("SELECT to_char(($1::timestamptz - make_interval(hours => $2::int)) AT "
+                        "TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                        {iso, std::to_string(hours)});
+  return Instant{r.text(0, 0), false};
+}
+
 } // namespace lethe::db

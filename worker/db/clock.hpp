@@ -17,4 +17,7 @@ struct Instant {
 Instant resolve_instant(Session& session, const std::string& as_of,
                         const std::string& option = "--as-of");
 
+// The instant `hours` before `iso` (an instant the database resolved), as the server counts.
+Instant hours_before(Session& session, const std::string& iso, long hours);
+
 } // namespace lethe::db

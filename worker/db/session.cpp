@@ -396,6 +396,11 @@ std::string dsn_with_dbname(const settings::Database& db, const std::string& dbn
   return out + "dbname=" + quoted(dbname);
 }
 
+bool is_database_name(const std::string& name) {
+  return !name.empty() && name.size() <= 63 &&
+         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
+}
+
 std::string dbname_of(const settings::Database& db) {
   return parse_dsn(db).get("dbname");
 }

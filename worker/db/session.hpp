@@ -118,6 +118,9 @@ private:
 
 // `db`'s connection string with its database replaced by `dbname` (options kept, quoted).
 std::string dsn_with_dbname(const settings::Database& db, const std::string& dbname);
+// Whether `name` is a database name lethe creates or targets by name: lower-case letters, digits
+// and _, at most 63 (no quoting needed anywhere).
+bool is_database_name(const std::string& name);
 // The database `db`'s connection string names (empty: libpq's default, the user name).
 std::string dbname_of(const settings::Database& db);
 
