@@ -2,6 +2,7 @@
 #include "support/cluster.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/db/clock.hpp"
+#include "worker/db/pii_sql.hpp"
 #include "worker/runtime/context.hpp"
 #include "worker/sanitize/overdue.hpp"
 
@@ -329,6 +330,35 @@ TEST_CASE("purge: the purge role from `lethe grants` is enough") {
   CHECK(r.err.find("event=purge.vacuum_skipped") != std::string::npos);
   CHECK(t.lethe("check --as-of '" + k_as_of + "'").exit == 0);
   test::require_no_pii(r.out + r.err, pii);
+}
+
+TEST_CASE("purge: the pseudonym test in the state views means exactly hmac: and 64 lower-case "
+          "hex digits") {
+  test::TestDb t("purge_pseudonym_test", 0);
+  auto s = t.admin();
+  const std::string hex64 = crypto::hex(crypto::sha256("x"));
+  // Near misses first: one digit short or long, upper case, a prefix or suffix, a multi-byte
+  // character in the 69 bytes, a newline before the end.
+  const std::vector<std::string> values = {"hmac:" + hex64,
+                                           "hmac:" + hex64.substr(1),
+                                           "hmac:" + hex64 + "0",
+                                           "hmac:" + hex64.substr(0, 63) + "A",
+                                           "HMAC:" + hex64,
+                                           " hmac:" + hex64.substr(1),
+                                           "hmac:" + hex64.substr(0, 62) + "\xc3\xab",
+                                           "hmac:" + hex64.substr(0, 63) + "\n",
+                                           "hmac:" + hex64.substr(0, 63) + "g",
+                                           "someone@example.com"};
+  int pseudonyms = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    db::Rows r =
+        s->exec("SELECT " + db::is_pseudonym_sql("$1::text") + ", $1::text ~ '^hmac:[0-9a-f]{64}$'",
+                {values[i]});
+    INFO("value #" << i);
+    CHECK(r.text(0, 0) == r.text(0, 1));
+    pseudonyms += r.text(0, 0) == "t" ? 1 : 0;
+  }
+  CHECK(pseudonyms == 1);
 }
 
 TEST_CASE("purge: hmac computed in the database is RFC 2104 HMAC-SHA256 of the UTF-8 value, even "

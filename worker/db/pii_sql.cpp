@@ -134,7 +134,7 @@ std::string has_pii_expr(const PiiTable& t) {
       e = "(" + col + " IS NOT NULL AND " + col + " <> " + quote_literal(c.value) + ")";
       break;
     case Strategy::hmac:
-      e = "(" + col + " IS NOT NULL AND " + col + " !~ '^hmac:[0-9a-f]{64}$')";
+      e = "(" + col + " IS NOT NULL AND NOT " + is_pseudonym_sql(col) + ")";
       break;
     }
     out += (out.empty() ? "" : " OR ") + e;
@@ -168,6 +168,10 @@ std::string select_list(const std::string& alias, const settings::Columns& cols)
 std::string columns_sql(const std::string& alias, const settings::Columns& cols) {
   std::string list = select_list(alias, cols);
   return cols.size() == 1 ? list : "(" + list + ")";
+}
+
+std::string is_pseudonym_sql(const std::string& value) {
+  return "(octet_length(" + value + ") = 69 AND " + value + " ~ '^hmac:[0-9a-f]+$')";
 }
 
 std::string hmac_hex_sql(const std::string& value, const std::string& pads) {

@@ -53,14 +53,19 @@ std::string select_list(const std::string& alias, const settings::Columns& cols)
 // so "<it> IN (SELECT …)" and "<it> = …" read the same for both.
 std::string columns_sql(const std::string& alias, const settings::Columns& cols);
 
-// A key's canonical text, the form lethe stores an order key in (lethe.archived_orders, request
-// scopes): the column as text for a one-column key; for a composite key the JSON array of its
-// columns as text, e.g. ["EU", "1001"] (json_build_array's spelling, one space after a comma).
 // SQL for the lower-case hex HMAC-SHA256 of the text `value` under the key whose pads (RFC 2104)
 // are the columns ipad and opad of `pads` (a row of the engine's temporary key table): the
 // value crypto::hmac_sha256 gives for its UTF-8 bytes. NULL for NULL.
 std::string hmac_hex_sql(const std::string& value, const std::string& pads);
 
+// SQL boolean: the text `value` is an hmac pseudonym, "hmac:" and 64 lower-case hex digits.
+// Spelled as a length test and an unbounded class: PostgreSQL's regex engine runs '{64}' about
+// ten times slower, and every state view evaluates this once per row.
+std::string is_pseudonym_sql(const std::string& value);
+
+// A key's canonical text, the form lethe stores an order key in (lethe.archived_orders, request
+// scopes): the column as text for a one-column key; for a composite key the JSON array of its
+// columns as text, e.g. ["EU", "1001"] (json_build_array's spelling, one space after a comma).
 std::string key_text_sql(const std::string& alias, const settings::Columns& cols);
 
 // "a.l1 = b.k1 AND a.l2 = b.k2": column i of `a` equals column i of `b`.

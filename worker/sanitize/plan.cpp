@@ -274,7 +274,7 @@ private:
       }
       std::string v = "d." + db::hmac_value(i);
       sets += (sets.empty() ? "" : ", ") + quote_ident(t.columns[i].name) + " = CASE WHEN " + v +
-              " IS NULL OR " + v + " ~ '^hmac:[0-9a-f]{64}$' THEN " + v + " ELSE 'hmac:' || " +
+              " IS NULL OR " + db::is_pseudonym_sql(v) + " THEN " + v + " ELSE 'hmac:' || " +
               db::hmac_hex_sql(v, "k") + " END";
     }
     return sets;
