@@ -7,10 +7,12 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <fcntl.h>
 #include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -227,7 +229,25 @@ void TestDb::migrate_and_grant() const {
   INFO(m.err);
   REQUIRE(m.exit == 0);
   auto s = admin();
-  s->exec(db::grants_sql(settings()));
+  // Roles are the cluster's: two test processes granting a role's membership or attributes at
+  // once can fail with "tuple concurrently updated" (XX000), so they take turns.
+  int fd =
+      ::open((m_dir.parent_path() / "grants.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  ::flock(fd, LOCK_EX);
+  try {
+    s->exec(db::grants_sql(settings()));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+}
+
+void TestDb::approve() const {
+  RunResult a = lethe("config approve --operator test-setup --reason 'schema of the test'");
+  INFO(a.out + a.err);
+  REQUIRE(a.exit == 0);
 }
 
 void TestDb::make_archive_keys() const {

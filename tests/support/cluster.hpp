@@ -70,6 +70,10 @@ public:
   // Runs `lethe migrate` and applies `lethe grants` as the admin.
   void migrate_and_grant() const;
 
+  // Approves the schema (`lethe config approve`), as an operator sets up lethe: until then
+  // `lethe check` reports the missing approval and exits 1.
+  void approve() const;
+
   // Makes the key pairs the configuration names: dir()/archive.pem, archive.pub and
   // backup.pem, backup.pub.
   void make_archive_keys() const;
