@@ -1,6 +1,7 @@
 #include "jobs/check/check.hpp"
 
 #include "worker/db/clock.hpp"
+#include "worker/db/drift.hpp"
 #include "worker/db/store/requests.hpp"
 #include "worker/log/log.hpp"
 #include "worker/sanitize/overdue.hpp"
@@ -72,6 +73,33 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
 
 } // namespace
 
+util::Json drift_json(const std::vector<db::DriftItem>& items) {
+  util::Json out = util::Json::array();
+  for (const db::DriftItem& d : items) {
+    out.push_back({{"kind", d.kind},
+                   {"table", d.table},
+                   {"column", d.column},
+                   {"detail", d.detail},
+                   {"pii_candidate", d.candidate},
+                   {"alarm", d.alarm},
+                   {"hint", d.hint}});
+  }
+  return out;
+}
+
+void print_drift(const std::vector<db::DriftItem>& items) {
+  std::printf("schema drift against the last approval: %zu items, %zu could hold PII\n",
+              items.size(), db::alarm_count(items));
+  for (const db::DriftItem& d : items) {
+    std::string where = d.table + (d.column.empty() ? "" : "." + d.column);
+    std::printf("  %s %s%s%s%s\n    HINT: %s\n", d.alarm ? "ALARM" : "note ", d.kind.c_str(),
+                where.empty() ? "" : (" " + where).c_str(),
+                d.detail.empty() ? "" : (" (" + d.detail + ")").c_str(),
+                d.candidate.empty() ? "" : (", PII candidate by " + d.candidate).c_str(),
+                d.hint.c_str());
+  }
+}
+
 int run_check(Context& ctx, const CheckOptions& opts) {
   db::Session& session = ctx.ready_db();
   std::string as_of = db::resolve_instant(session, opts.as_of).iso;
@@ -80,7 +108,10 @@ int run_check(Context& ctx, const CheckOptions& opts) {
   long long held = res.held_total();
   long long open_requests = 0;
   std::vector<RequestAlert> alerts = request_alerts(session, ctx.settings(), as_of, open_requests);
-  bool ok = overdue == 0 && alerts.empty();
+  std::vector<db::DriftItem> drift = db::drift(
+      ctx.settings(), db::read_schema_facts(session, ctx.settings()), db::last_approval(session));
+  size_t drift_alarms = db::alarm_count(drift);
+  bool ok = overdue == 0 && alerts.empty() && drift_alarms == 0;
   if (opts.json) {
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const sanitize::TableOverdue& t : res.tables) {
@@ -104,6 +135,8 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     }
     out["requests_open"] = open_requests;
     out["requests_needing_attention"] = req;
+    out["schema_drift_alarms"] = drift_alarms;
+    out["schema_drift"] = drift_json(drift);
     std::cout << util::dump(out) << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
@@ -120,6 +153,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
                   a.what.c_str(), a.deadline.c_str(), a.hours_left < 0 ? "OVERDUE by" : "in",
                   a.hours_left < 0 ? -a.hours_left : a.hours_left);
     }
+    print_drift(drift);
     if (ok) {
       std::printf("result: nothing overdue\n");
     } else {
@@ -131,12 +165,17 @@ int run_check(Context& ctx, const CheckOptions& opts) {
                     "(dead row versions: VACUUM the tables as their owner) and see `lethe "
                     "request show ID`\n");
       }
+      if (drift_alarms > 0) {
+        std::printf("result: the schema changed where the PII map does not look (C1) - map, "
+                    "declare not_pii, or approve each item above\n");
+      }
     }
   }
   log::event(ok ? log::Level::info : log::Level::warning, "check.done",
              {{"overdue", overdue},
               {"held", held},
               {"requests_needing_attention", alerts.size()},
+              {"schema_drift_alarms", drift_alarms},
               {"as_of", res.as_of}});
   return ok ? 0 : 1;
 }

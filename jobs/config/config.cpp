@@ -1,7 +1,9 @@
 #include "jobs/config/config.hpp"
 
+#include "jobs/check/check.hpp"
 #include "worker/crypto/keys.hpp"
 #include "worker/db/catalog.hpp"
+#include "worker/db/drift.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/log/log.hpp"
 #include "worker/settings/keys.hpp"
@@ -66,6 +68,89 @@ int run_config_check(Context& ctx) {
   std::cout << "configuration " << ctx.settings().source.string() << " matches the database ("
             << ctx.settings().pii_tables().size() << " PII tables, map " << digest.substr(0, 12)
             << ", " << rep.warnings.size() << " warnings)\n";
+  db::Session& session = ctx.ready_db();
+  check::print_drift(db::drift(ctx.settings(), db::read_schema_facts(session, ctx.settings()),
+                               db::last_approval(session)));
+  return 0;
+}
+
+namespace {
+
+// The drift items an approval records (everything but the missing approval itself); the
+// unmentioned columns, which no approval covers, go to `unmentioned`.
+util::Json approvable(const std::vector<db::DriftItem>& items,
+                      std::vector<std::string>& unmentioned) {
+  util::Json out = util::Json::array();
+  for (const db::DriftItem& d : items) {
+    if (d.kind == "unmentioned_column") {
+      unmentioned.push_back(d.table + "." + d.column + " (" + d.detail + ")");
+    } else if (d.kind != "not_approved") {
+      out.push_back({{"kind", d.kind},
+                     {"table", d.table},
+                     {"column", d.column},
+                     {"detail", d.detail},
+                     {"pii_candidate", d.candidate}});
+    }
+  }
+  return out;
+}
+
+[[noreturn]] void refuse_unmentioned(Context& ctx, const std::vector<std::string>& unmentioned) {
+  std::string msg = std::to_string(unmentioned.size()) +
+                    " columns of mapped tables can hold PII and the map does not say what they "
+                    "hold; nothing approved:";
+  for (const std::string& u : unmentioned) {
+    msg += "\n  " + u;
+  }
+  ctx.record(audit::Record{audit::Kind::refusal, "config approve", "refused", "unmentioned",
+                           std::nullopt, util::dump({{"columns", unmentioned.size()}}), "{}"});
+  throw Error(Exit::config, msg,
+              "an approval never covers such a column: map each with a strategy, or list it in "
+              "its table's not_pii if it holds no PII, then approve again");
+}
+
+} // namespace
+
+int run_config_approve(Context& ctx, const std::string& operator_name, const std::string& reason) {
+  if (operator_name.empty() || reason.empty()) {
+    throw Error(Exit::usage, "`lethe config approve` needs --operator NAME and --reason TEXT",
+                "say who reviewed the schema and why (never PII); both go into the audit trail");
+  }
+  const settings::Settings& s = ctx.settings();
+  db::Session& session = ctx.ready_db();
+  if (size_t n = db::check_pii_map(session, s).problems.size(); n > 0) {
+    throw Error(Exit::config,
+                "the PII map does not match the database (" + std::to_string(n) +
+                    " problems); nothing approved",
+                "run `lethe config check`, fix the map, then approve");
+  }
+  db::SchemaFacts facts = db::read_schema_facts(session, s);
+  std::vector<std::string> unmentioned;
+  util::Json items = approvable(db::drift(s, facts, db::last_approval(session)), unmentioned);
+  if (!unmentioned.empty()) {
+    refuse_unmentioned(ctx, unmentioned);
+  }
+  size_t columns = 0;
+  for (const db::TableFact& t : facts.tables) {
+    columns += t.columns.size();
+  }
+  audit::Stored stored = ctx.trail().append(
+      session,
+      audit::Record{audit::Kind::manual, "config approve", "done", "approved", std::nullopt,
+                    util::dump({{"tables", facts.tables.size()},
+                                {"columns", columns},
+                                {"items_approved", items.size()}}),
+                    util::dump({{"reason", reason},
+                                {"pii_map_digest", settings::pii_map_digest(s)},
+                                {"items", items},
+                                {"schema", db::to_json(facts)}})});
+  for (const util::Json& a : items) {
+    std::string col = a["column"].get<std::string>();
+    std::cout << "approved: " << a["kind"].get<std::string>() << " "
+              << a["table"].get<std::string>() << (col.empty() ? "" : "." + col) << "\n";
+  }
+  std::cout << "schema approved by " << operator_name << ": " << facts.tables.size() << " tables, "
+            << columns << " columns (audit record " << stored.seq << ")\n";
   return 0;
 }
 

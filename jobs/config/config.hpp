@@ -8,6 +8,11 @@ namespace lethe::jobs::config {
 // (Error config) and recorded as an audit refusal. Returns the exit code.
 int run_config_check(Context& ctx);
 
+// `lethe config approve`: records the catalog facts of the PII map's reach as the approved
+// schema, in an audit record naming the operator and the reason (worker/db/drift.hpp). Refuses
+// while a column of a mapped table can hold PII and the map does not mention it.
+int run_config_approve(Context& ctx, const std::string& operator_name, const std::string& reason);
+
 // Checks the files the configuration names for later runs (each archive.recipients public key
 // exists and is a PEM public key): throws Error(config) naming the key, the file and where the
 // configuration names it. Part of `config check`, with or without --offline.

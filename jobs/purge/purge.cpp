@@ -2,6 +2,7 @@
 #include "jobs/purge/purge.hpp"
 
 #include "jobs/purge/report.hpp"
+#include "worker/db/drift.hpp"
 #include "worker/log/log.hpp"
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
@@ -31,7 +32,26 @@ void resolve_clock(Job& job, const PurgeOptions& opt) {
   }
 }
 
+// Counts schema drift that could hold PII (`lethe check` lists it): the purge runs on, but its
+// record and output carry the count.
+void count_drift(Job& job) {
+  db::Session& session = job.ctx.ready_db();
+  std::vector<db::DriftItem> items =
+      db::drift(job.ctx.settings(), db::read_schema_facts(session, job.ctx.settings()),
+                db::last_approval(session));
+  job.stats.drift_alarms = static_cast<long long>(db::alarm_count(items));
+  if (job.stats.drift_alarms > 0) {
+    log::event(log::Level::warning, "purge.schema_drift",
+               {{"items", job.stats.drift_alarms},
+                {"hint", "run `lethe check` to list them; the PII map may not reach new PII"}});
+  }
+}
+
 void plan_batches(Job& job, runtime::Timings& steps) {
+  {
+    runtime::Timer t(steps, "drift");
+    count_drift(job);
+  }
   {
     runtime::Timer t(steps, "plan");
     sanitize::plan(job, sanitize::Selection::due(), sanitize::Action::sanitize);

@@ -82,6 +82,11 @@ void print_stats(const sanitize::Stats& st, const runtime::Timings& steps, bool 
                 "transaction %.3f s\n",
                 st.total_sanitized(), st.orders_done, st.batches, st.seconds, rate,
                 st.p99_tx_seconds());
+    if (st.drift_alarms > 0) {
+      std::printf("  schema drift: %lld items may hold PII the map does not reach; see `lethe "
+                  "check`\n",
+                  st.drift_alarms);
+    }
   }
   log::event(log::Level::info, "purge.done",
              {{"exit_reason", st.exit_reason},

@@ -79,6 +79,7 @@ TEST_CASE(
   test::TestDb t("archive_flow", 400, "2026-06-30");
   t.make_archive_keys();
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   auto s = t.admin();
   long long held = held_due(*s);
   REQUIRE(held > 20);

@@ -29,6 +29,7 @@ sanitize::Overdue overdue_pii(Context& ctx, const std::string& as_of) {
 TEST_CASE("check: exactly the rows past their deadline, held rows apart, exit 1 then 0") {
   test::TestDb t("check_boundary", 0);
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   auto s = t.admin();
   add_order(*s, "A-29d23h", "Shipped", "29 days 23 hours", "29 days 23 hours", false, true);
   add_order(*s, "B-30d1h", "Shipped", "30 days 1 hour", "30 days 1 hour", false, true);

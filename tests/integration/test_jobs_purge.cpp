@@ -64,6 +64,7 @@ const std::string k_address = "SELECT name, address_line1, phone, state_or_regio
 TEST_CASE("purge: exactly the due rows lose exactly their PII, the rest is byte-identical") {
   test::TestDb t("purge_boundary", 0);
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   auto s = t.admin();
   boundary_orders(*s);
   auto cfg = roomy_config(t);
@@ -103,8 +104,8 @@ TEST_CASE("purge: exactly the due rows lose exactly their PII, the rest is byte-
       steps.push_back(step);
       CHECK(seconds.get<double>() >= 0);
     }
-    CHECK(steps ==
-          std::vector<std::string>{"lock", "plan", "count", "batches", "vacuum", "record"});
+    CHECK(steps == std::vector<std::string>{"lock", "drift", "plan", "count", "batches", "vacuum",
+                                            "record"});
 
     // Not due: untouched.
     CHECK(row(*s, k_order_pii, "A-29d23h") == "b-A-29d23h@example.org|Name A-29d23h");
@@ -229,6 +230,7 @@ TEST_CASE("purge: kill -9 mid-run, then a new run, ends where an uninterrupted r
   test::TestDb killed("purge_kill", orders, "2026-06-30");
   test::TestDb whole("purge_whole", orders, "2026-06-30");
   killed.migrate_and_grant();
+  killed.approve(); // `lethe check` wants an approved schema
   whole.migrate_and_grant();
   std::string args = "purge --verbose --batch-size 20 --as-of '" + k_as_of + "'";
 
@@ -281,6 +283,7 @@ TEST_CASE("purge: kill -9 mid-run, then a new run, ends where an uninterrupted r
 TEST_CASE("purge: SIGTERM finishes the current batch, records 'interrupted', exits 75") {
   test::TestDb t("purge_term", 6000, "2026-06-30");
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   std::filesystem::path err = t.dir() / "term.err";
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
@@ -318,6 +321,7 @@ TEST_CASE("purge: SIGTERM finishes the current batch, records 'interrupted', exi
 TEST_CASE("purge: the purge role from `lethe grants` is enough") {
   test::TestDb t("purge_role", 400, "2026-06-30");
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   t.admin()->exec("ALTER ROLE lethe_purge PASSWORD 'pw-purge'");
   test::write_file(t.dir() / "purge.password", "pw-purge\n", 0600);
   std::vector<std::string> pii = t.pii_values();

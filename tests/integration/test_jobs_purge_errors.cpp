@@ -80,6 +80,7 @@ TEST_CASE("purge: a CHECK violation on a PII column names the constraint, not th
 TEST_CASE("purge: a connection lost mid-run says so, exits 75 with a hint") {
   test::TestDb t("purge_conn_lost", 0);
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   auto s = t.admin();
   due_orders(*s);
   // Hold a row the purge must update, so its batch waits on the lock while we end its backend.

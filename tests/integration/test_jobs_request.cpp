@@ -406,6 +406,7 @@ TEST_CASE("check: a request past its deadline or within requests.warn_hours of i
           "probe, as lethe_monitor") {
   test::TestDb t("request_check", 0);
   t.migrate_and_grant();
+  t.approve(); // `lethe check` wants an approved schema
   auto s = t.admin();
   std::string now = s->exec("SELECT now()::text").text(0, 0);
   test::insert_order(*s, now, {"111-0000000-0000001", "Shipped", "1 day", "1 day"});

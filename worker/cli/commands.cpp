@@ -62,6 +62,12 @@ Run read_keygen(const Args& a) {
   };
 }
 
+Run read_config_approve(const Args& a) {
+  return [who = a.text("operator"), why = a.text("reason")](Env& env) {
+    return jobs::config::run_config_approve(env.context(), who, why);
+  };
+}
+
 Run read_config_keys(const Args& a) {
   return [json = a.flag("json")](Env&) { return jobs::config::run_config_keys(json); };
 }
@@ -404,7 +410,9 @@ const std::vector<CommandSpec>& commands() {
        "Counts, per PII-map table, rows that still hold PII after their deadline, and the age\n"
        "of the oldest; rows under regulatory hold are listed apart (C1). Lists each deletion\n"
        "request past a deadline it has not met, or within requests.warn_hours of it (C5, C6).\n"
-       "Reads only lethe's state views and requests, never a PII value. Exit 0 when nothing\n"
+       "Lists schema drift against the last `lethe config approve`, each item with a HINT;\n"
+       "drift that could hold PII the map does not reach is an alarm. Reads only lethe's state\n"
+       "views, requests, audit trail and the catalog, never a PII value. Exit 0 when nothing\n"
        "needs attention, 1 when something does.",
        {k_as_of, k_json},
        Needs::database,
@@ -418,6 +426,18 @@ const std::vector<CommandSpec>& commands() {
        {opt::flag("offline", "check the file only; do not connect")},
        Needs::config,
        read_config_check},
+      {"config approve",
+       "",
+       "approve the schema the PII map reaches, so `lethe check` sees what changes (C1)",
+       "Records, in an audit record naming --operator and --reason, every column (name, type,\n"
+       "nullability) of every mapped table and of every table that references a mapped table\n"
+       "or sits in a mapped table's schema. `lethe check` and `config check` list the drift\n"
+       "from it; `lethe check` exits 1 on drift that could hold PII. Refused (exit 78) while a\n"
+       "text-like column of a mapped table is neither mapped nor listed in its not_pii: an\n"
+       "approval never covers such a column. Needs INSERT on lethe.audit_log (the owner).",
+       {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
+       Needs::database,
+       read_config_approve},
       {"config keys",
        "",
        "list every configuration key with its type, default and meaning",

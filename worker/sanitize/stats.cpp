@@ -64,7 +64,8 @@ nlohmann::ordered_json Stats::counts() const {
           {"rows_held_awaiting_archive_by_table", held},
           {"batches", batches},
           {"lock_retries", lock_retries},
-          {"plan_violations", plan_violations}};
+          {"plan_violations", plan_violations},
+          {"schema_drift_alarms", drift_alarms}};
 }
 
 void to_json(nlohmann::ordered_json& j, const TableStats& t) {
@@ -86,6 +87,7 @@ void to_json(nlohmann::ordered_json& j, const Stats& st) {
        {"p99_transaction_seconds", st.p99_tx_seconds()},
        {"lock_retries", st.lock_retries},
        {"skipped_locked", st.skipped_locked},
+       {"schema_drift_alarms", st.drift_alarms},
        {"tables", st.tables}};
 }
 

@@ -121,6 +121,9 @@ constexpr std::array k_keys{
           "'hmac:')"},
   KeySpec{"pii.root.columns[].value", K::string, false,
           "replacement value for constant"},
+  KeySpec{"pii.root.not_pii", K::string_array, false,
+          "columns of the root table that hold no PII, declared for the schema drift check "
+          "(`lethe check`): a text-like column the map neither names nor lists here is an alarm"},
   KeySpec{"pii.children", K::table_array, false,
           "tables holding PII that hang off the root"},
   KeySpec{"pii.children[].table", K::string, true,
@@ -142,6 +145,8 @@ constexpr std::array k_keys{
           "key, else a unique not-null column); required when another child links to it"},
   KeySpec{"pii.children[].columns", K::table_array, false,
           "PII columns of this table"},
+  KeySpec{"pii.children[].not_pii", K::string_array, false,
+          "columns of this table that hold no PII (see pii.root.not_pii)"},
   KeySpec{"pii.children[].columns[].name", K::string, true,
           "column name"},
   KeySpec{"pii.children[].columns[].strategy", K::string, true,

@@ -293,6 +293,7 @@ private:
     s.root.table.key = column_list(root, "key");
     s.root.table.where = where(root.source());
     s.root.table.columns = columns(root);
+    s.root.table.not_pii = column_list(root, "not_pii");
     s.root.shipped_at = str(root, "shipped_at");
     s.root.status = str(root, "status");
     s.root.seller = str(root, "seller");
@@ -331,6 +332,7 @@ private:
                   "table strategy '" + strategy + "' is not one of columns, delete-row, keep");
         }
         c.columns = columns(t);
+        c.not_pii = column_list(t, "not_pii");
         s.children.push_back(std::move(c));
       }
     }
@@ -382,6 +384,13 @@ private:
       }
       if (c.strategy == Strategy::hmac && s.hmac_key_file.empty()) {
         problem(c.where, "column '" + c.name + "' uses hmac but pii.hmac_key_file is not set");
+      }
+    }
+    identifiers(t.not_pii, t.where, "not_pii column");
+    for (const std::string& n : t.not_pii) {
+      if (seen.count(n) != 0) {
+        problem(t.where, "column '" + n + "' of " + t.table +
+                             " is both a PII column and in not_pii; keep the one that is true");
       }
     }
   }

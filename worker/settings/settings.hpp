@@ -44,6 +44,9 @@ struct PiiTable {
   Columns key;           // unique key: the root's key, or a child's own key (may be empty)
   TableStrategy strategy = TableStrategy::columns;
   std::vector<PiiColumn> columns;
+  // Columns declared to hold no PII: reviewed in the map, so schema drift checks
+  // (worker/db/drift.hpp) do not report them.
+  std::vector<std::string> not_pii;
   Where where;
 };
 
