@@ -301,7 +301,8 @@ void run_checks(Drill& d, const Manifest& m) {
   // cadence before it is reported, what was late by more fails the drill. One pass: the oldest
   // overdue row per table says whether anything is late; only then are the late rows counted.
   const settings::Settings& cfg = d.ctx.settings();
-  sanitize::Overdue at = sanitize::overdue_pii(*s, cfg, d.backup.snapshot_at);
+  std::unique_ptr<db::Session> second = db::connect(d.target);
+  sanitize::Overdue at = sanitize::overdue_pii(*s, cfg, d.backup.snapshot_at, second.get());
   d.overdue = at.overdue_total();
   double grace_s = static_cast<double>(cfg.drill.overdue_grace_hours) * 3600.0;
   long long late = 0;
@@ -313,7 +314,7 @@ void run_checks(Drill& d, const Manifest& m) {
   if (late > 0) {
     std::string late_from =
         db::hours_before(*s, d.backup.snapshot_at, cfg.drill.overdue_grace_hours).iso;
-    late = sanitize::overdue_pii(*s, cfg, late_from).overdue_total();
+    late = sanitize::overdue_pii(*s, cfg, late_from, second.get()).overdue_total();
   }
   if (late > 0) {
     throw CheckFailed{"overdue", std::to_string(late) +

@@ -4,6 +4,7 @@
 
 #include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
+#include "worker/util/parallel.hpp"
 
 #include <atomic>
 #include <exception>
@@ -31,36 +32,6 @@ void free_planner(db::Transaction& tx) {
   tx.exec("SET LOCAL enable_hashjoin = on");
   tx.exec("SET LOCAL enable_mergejoin = on");
   tx.exec("SET LOCAL enable_seqscan = on");
-}
-
-// Runs `here` on this thread while `there` (when given) runs on a second one; waits for both,
-// then rethrows this thread's failure, else the other's.
-void in_parallel(const std::function<void()>& here, const std::function<void()>& there) {
-  std::exception_ptr failed;
-  std::thread second;
-  if (there) {
-    second = std::thread([&] {
-      try {
-        there();
-      } catch (...) {
-        failed = std::current_exception();
-      }
-    });
-  }
-  try {
-    here();
-  } catch (...) {
-    if (second.joinable()) {
-      second.join();
-    }
-    throw;
-  }
-  if (second.joinable()) {
-    second.join();
-  }
-  if (failed) {
-    std::rethrow_exception(failed);
-  }
 }
 
 // Each child table's rows with PII due and held, on their own connection.
@@ -96,7 +67,7 @@ void count(Job& job) {
   if (!job.plan.count_children.empty()) {
     helper = db::connect(job.ctx.settings());
   }
-  in_parallel(
+  util::in_parallel(
       [&] {
         s.transact([&job](db::Transaction& tx) {
           free_planner(tx);
@@ -178,8 +149,8 @@ void vacuum_touched_tables(Job& job) {
       throw;
     }
   };
-  in_parallel([&] { work(s); },
-              helper ? std::function<void()>([&] { work(*helper); }) : std::function<void()>());
+  util::in_parallel([&] { work(s); }, helper ? std::function<void()>([&] { work(*helper); })
+                                             : std::function<void()>());
   for (TableStats& t : job.stats.tables) {
     db::Rows d = s.exec("SELECT n_dead_tup FROM pg_stat_all_tables WHERE relid = to_regclass($1)",
                         {db::quote_ident(t.table)});

@@ -24,7 +24,10 @@ struct Overdue {
   long long held_total() const;
 };
 
-// Counts overdue PII per table as of `as_of` (an instant the database resolved).
-Overdue overdue_pii(db::Session& session, const settings::Settings& s, const std::string& as_of);
+// Counts overdue PII per table as of `as_of` (an instant the database resolved). With `second`
+// (another connection to the same database), the root table is counted on `session` while the
+// other tables are counted on `second`: each is a scan of its table.
+Overdue overdue_pii(db::Session& session, const settings::Settings& s, const std::string& as_of,
+                    db::Session* second = nullptr);
 
 } // namespace lethe::sanitize
