@@ -5,6 +5,7 @@
 #include "worker/db/drift.hpp"
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <nlohmann/json.hpp>
 
 using namespace lethe;
@@ -167,4 +168,62 @@ TEST_CASE("drift: PII candidates by name (snake and camel case, word boundaries)
   CHECK(db::candidate_rating({"gift_message", "text", false}) == "name and type");
   CHECK(db::candidate_rating({"body", "text", false}) == "type");
   CHECK(db::candidate_rating({"email_verified", "boolean", false}).empty());
+}
+
+TEST_CASE("drift: config discover rates candidates across the database, counts what a sample "
+          "looks like, names JSON keys, and prints no value") {
+  test::TestDb t("drift_discover", 40);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  std::vector<std::string> pii = t.pii_values();
+  const std::string note = "write to carol.notes@example.org or call +49 170 1234567; refund to "
+                           "DE89370400440532013000; ship to 12 Baker Street";
+  s->exec("CREATE TABLE public.order_notes (note_id bigint PRIMARY KEY, body text, "
+          "created_at timestamptz)");
+  s->exec("INSERT INTO order_notes SELECT g, $1, now() FROM generate_series(1, 30) g", {note});
+  s->exec("ALTER TABLE orders ADD COLUMN payload jsonb");
+  s->exec("UPDATE orders SET payload = jsonb_build_object('BuyerInfo', jsonb_build_object("
+          "'BuyerEmail', buyer_email, 'BuyerName', buyer_name), 'OrderTotal', '{\"Amount\": "
+          "\"1.00\"}'::jsonb, 'dave.keys@example.net', 1)");
+  pii.insert(pii.end(), {"carol.notes@example.org", "1234567", "DE89370400440532013000",
+                         "Baker Street", "dave.keys@example.net"});
+
+  test::RunResult r = t.lethe("config discover --sample 100 --json");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  test::require_no_pii(r.out + r.err, pii);
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  std::map<std::string, nlohmann::json> by;
+  for (const nlohmann::json& c : j["candidates"]) {
+    by[c["table"].get<std::string>() + "." + c["column"].get<std::string>()] = c;
+  }
+  REQUIRE(by.count("public.order_notes.body") == 1);
+  nlohmann::json body = by["public.order_notes.body"];
+  CHECK(body["rating"] == "type");
+  CHECK(body["map"] == "unmapped");
+  CHECK(body["sampled"] == 30);
+  for (const char* kind : {"email", "phone", "iban", "address"}) {
+    INFO(kind);
+    CHECK(body["looks_like"][kind] == 30);
+  }
+  CHECK(by.count("public.order_notes.created_at") == 0); // a timestamp is no candidate
+  CHECK(by["public.orders.buyer_email"]["map"] == "mapped");
+  CHECK(by["public.orders.buyer_email"]["sampled"].get<int>() > 0);
+  CHECK(by["public.orders.buyer_email"]["looks_like"]["email"] ==
+        by["public.orders.buyer_email"]["sampled"]);
+  CHECK(by["public.orders.seller_id"]["map"] == "mentioned");
+  CHECK(by["public.shipping_addresses.country_code"]["map"] == "not_pii");
+  CHECK(by["public.order_items.title"]["looks_like"]["email"] == 0);
+  nlohmann::json payload = by["public.orders.payload"];
+  CHECK(payload["map"] == "unmapped");
+  CHECK(payload["json_keys"] ==
+        nlohmann::json::array({"BuyerInfo.BuyerEmail", "BuyerInfo.BuyerName"}));
+  CHECK(j["unmapped"].get<int>() >= 2);
+
+  test::RunResult text = t.lethe("config discover");
+  REQUIRE(text.exit == 0);
+  CHECK(text.out.find("public.order_notes.body  text  candidate by type  unmapped") !=
+        std::string::npos);
+  CHECK(text.out.find("HINT:") != std::string::npos);
+  test::require_no_pii(text.out + text.err, pii);
 }

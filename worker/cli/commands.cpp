@@ -68,6 +68,12 @@ Run read_config_approve(const Args& a) {
   };
 }
 
+Run read_config_discover(const Args& a) {
+  return [rows = a.integer("sample").value_or(0), json = a.flag("json")](Env& env) {
+    return jobs::config::run_config_discover(env.context(), rows, json);
+  };
+}
+
 Run read_config_keys(const Args& a) {
   return [json = a.flag("json")](Env&) { return jobs::config::run_config_keys(json); };
 }
@@ -438,6 +444,20 @@ const std::vector<CommandSpec>& commands() {
        {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
        Needs::database,
        read_config_approve},
+      {"config discover",
+       "",
+       "list PII candidates in the whole database: by name and type, and in a sample",
+       "Rates every text-like column (text, varchar, char, json, jsonb, inet, bytea, ...) of\n"
+       "every table by its name (email, phone, name, address, city, zip, ip, birth, tax, vat,\n"
+       "iban, card, message, note, comment, instructions, ... as words of snake or camel case)\n"
+       "and says what the PII map makes of it: mapped, not_pii, mentioned (a key, link or\n"
+       "clock) or unmapped. With --sample N, as a role that may read the columns (the owner),\n"
+       "counts how many of up to N sampled values (TABLESAMPLE) look like emails, phone\n"
+       "numbers, IBANs or street addresses, and lists the candidate keys of JSON documents on\n"
+       "their first two levels. Prints names and counts only, never a value.",
+       {opt::integer("sample", "N", "sample up to N rows of each candidate column"), k_json},
+       Needs::database,
+       read_config_discover},
       {"config keys",
        "",
        "list every configuration key with its type, default and meaning",

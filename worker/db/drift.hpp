@@ -78,8 +78,8 @@ std::optional<Approval> last_approval(Session& session);
 //   mention (alarm, approved or not: only the map can say a column holds no PII);
 // - mapped_column_missing: a column the map names that the table no longer has (alarm);
 // - column_added / column_dropped / column_retyped / nullability_changed: a mapped or
-//   neighbouring table's column since the approval (alarm when an added or retyped column of a
-//   neighbouring table can hold PII);
+//   neighbouring table's column since the approval (alarm when a column added to a
+//   neighbouring table is a candidate by name and type, or one is retyped to a text-like type);
 // - table_added (alarm when it has a column that can hold PII) / table_dropped: a neighbouring
 //   table since the approval;
 // - not_approved: there is no approval at all (alarm).
