@@ -73,33 +73,6 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
 
 } // namespace
 
-util::Json drift_json(const std::vector<db::DriftItem>& items) {
-  util::Json out = util::Json::array();
-  for (const db::DriftItem& d : items) {
-    out.push_back({{"kind", d.kind},
-                   {"table", d.table},
-                   {"column", d.column},
-                   {"detail", d.detail},
-                   {"pii_candidate", d.candidate},
-                   {"alarm", d.alarm},
-                   {"hint", d.hint}});
-  }
-  return out;
-}
-
-void print_drift(const std::vector<db::DriftItem>& items) {
-  std::printf("schema drift against the last approval: %zu items, %zu could hold PII\n",
-              items.size(), db::alarm_count(items));
-  for (const db::DriftItem& d : items) {
-    std::string where = d.table + (d.column.empty() ? "" : "." + d.column);
-    std::printf("  %s %s%s%s%s\n    HINT: %s\n", d.alarm ? "ALARM" : "note ", d.kind.c_str(),
-                where.empty() ? "" : (" " + where).c_str(),
-                d.detail.empty() ? "" : (" (" + d.detail + ")").c_str(),
-                d.candidate.empty() ? "" : (", PII candidate by " + d.candidate).c_str(),
-                d.hint.c_str());
-  }
-}
-
 int run_check(Context& ctx, const CheckOptions& opts) {
   db::Session& session = ctx.ready_db();
   std::string as_of = db::resolve_instant(session, opts.as_of).iso;
@@ -110,8 +83,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
   long long held = res.held_total();
   long long open_requests = 0;
   std::vector<RequestAlert> alerts = request_alerts(session, ctx.settings(), as_of, open_requests);
-  std::vector<db::DriftItem> drift = db::drift(
-      ctx.settings(), db::read_schema_facts(session, ctx.settings()), db::last_approval(session));
+  std::vector<db::DriftItem> drift = db::current_drift(session, ctx.settings());
   size_t drift_alarms = db::alarm_count(drift);
   bool ok = overdue == 0 && alerts.empty() && drift_alarms == 0;
   if (opts.json) {
@@ -138,7 +110,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     out["requests_open"] = open_requests;
     out["requests_needing_attention"] = req;
     out["schema_drift_alarms"] = drift_alarms;
-    out["schema_drift"] = drift_json(drift);
+    out["schema_drift"] = db::to_json(drift);
     std::cout << util::dump(out) << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
@@ -155,7 +127,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
                   a.what.c_str(), a.deadline.c_str(), a.hours_left < 0 ? "OVERDUE by" : "in",
                   a.hours_left < 0 ? -a.hours_left : a.hours_left);
     }
-    print_drift(drift);
+    std::printf("%s", db::describe(drift).c_str());
     if (ok) {
       std::printf("result: nothing overdue\n");
     } else {

@@ -1,6 +1,5 @@
 #include "jobs/config/config.hpp"
 
-#include "jobs/check/check.hpp"
 #include "worker/crypto/keys.hpp"
 #include "worker/db/catalog.hpp"
 #include "worker/db/drift.hpp"
@@ -69,8 +68,7 @@ int run_config_check(Context& ctx) {
             << ctx.settings().pii_tables().size() << " PII tables, map " << digest.substr(0, 12)
             << ", " << rep.warnings.size() << " warnings)\n";
   db::Session& session = ctx.ready_db();
-  check::print_drift(db::drift(ctx.settings(), db::read_schema_facts(session, ctx.settings()),
-                               db::last_approval(session)));
+  std::cout << db::describe(db::current_drift(session, ctx.settings()));
   return 0;
 }
 

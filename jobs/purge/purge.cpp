@@ -36,9 +36,7 @@ void resolve_clock(Job& job, const PurgeOptions& opt) {
 // record and output carry the count.
 void count_drift(Job& job) {
   db::Session& session = job.ctx.ready_db();
-  std::vector<db::DriftItem> items =
-      db::drift(job.ctx.settings(), db::read_schema_facts(session, job.ctx.settings()),
-                db::last_approval(session));
+  std::vector<db::DriftItem> items = db::current_drift(session, job.ctx.settings());
   job.stats.drift_alarms = static_cast<long long>(db::alarm_count(items));
   if (job.stats.drift_alarms > 0) {
     log::event(log::Level::warning, "purge.schema_drift",

@@ -365,6 +365,37 @@ std::vector<DriftItem> drift(const Settings& s, const SchemaFacts& live,
   return out;
 }
 
+std::vector<DriftItem> current_drift(Session& session, const Settings& s) {
+  return drift(s, read_schema_facts(session, s), last_approval(session));
+}
+
+util::Json to_json(const std::vector<DriftItem>& items) {
+  util::Json out = util::Json::array();
+  for (const DriftItem& d : items) {
+    out.push_back({{"kind", d.kind},
+                   {"table", d.table},
+                   {"column", d.column},
+                   {"detail", d.detail},
+                   {"pii_candidate", d.candidate},
+                   {"alarm", d.alarm},
+                   {"hint", d.hint}});
+  }
+  return out;
+}
+
+std::string describe(const std::vector<DriftItem>& items) {
+  std::string out = "schema drift against the last approval: " + std::to_string(items.size()) +
+                    " items, " + std::to_string(alarm_count(items)) + " could hold PII\n";
+  for (const DriftItem& d : items) {
+    std::string where = d.table + (d.column.empty() ? "" : "." + d.column);
+    out += std::string("  ") + (d.alarm ? "ALARM " : "note  ") + d.kind +
+           (where.empty() ? "" : " " + where) + (d.detail.empty() ? "" : " (" + d.detail + ")") +
+           (d.candidate.empty() ? "" : ", PII candidate by " + d.candidate) +
+           "\n    HINT: " + d.hint + "\n";
+  }
+  return out;
+}
+
 size_t alarm_count(const std::vector<DriftItem>& items) {
   return static_cast<size_t>(
       std::count_if(items.begin(), items.end(), [](const DriftItem& d) { return d.alarm; }));

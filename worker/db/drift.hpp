@@ -86,7 +86,16 @@ std::optional<Approval> last_approval(Session& session);
 std::vector<DriftItem> drift(const settings::Settings& s, const SchemaFacts& live,
                              const std::optional<Approval>& approved);
 
+// Drift of the live catalog against the newest approval: what `lethe check`, `config check`
+// and the purge report.
+std::vector<DriftItem> current_drift(Session& session, const settings::Settings& s);
+
 // Number of items with alarm set.
 size_t alarm_count(const std::vector<DriftItem>& items);
+
+// The items as `check --json` shows them, and as text: a summary line, then each item with its
+// HINT (names, types and counts only).
+util::Json to_json(const std::vector<DriftItem>& items);
+std::string describe(const std::vector<DriftItem>& items);
 
 } // namespace lethe::db
