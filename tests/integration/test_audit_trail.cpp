@@ -95,7 +95,7 @@ long long forge(db::Session& s, Forged f, const std::string& hash_role) {
 }
 
 std::unique_ptr<db::Session> purge_role_session(const test::TestDb& t) {
-  t.admin()->exec("ALTER ROLE lethe_purge PASSWORD 'pw-purge'");
+  t.alter_roles("ALTER ROLE lethe_purge PASSWORD 'pw-purge'");
   test::write_file(t.dir() / "purge.password", "pw-purge\n", 0600);
   auto cfg = t.write_config("purge.toml",
                             t.config_text("lethe_purge", (t.dir() / "purge.password").string()));

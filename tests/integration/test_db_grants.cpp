@@ -10,7 +10,7 @@ using namespace lethe;
 namespace {
 
 std::filesystem::path role_password(const test::TestDb& t, const std::string& role) {
-  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  t.alter_roles("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
   std::filesystem::path p = t.dir() / (role + ".password");
   test::write_file(p, "pw-" + role + "\n", 0600);
   return p;
@@ -134,7 +134,7 @@ TEST_CASE("grants: the monitor role runs `lethe check` and `audit verify`, and r
 TEST_CASE("grants: applying the script twice is harmless") {
   test::TestDb t("grants_twice", 0);
   t.migrate_and_grant();
-  CHECK_NOTHROW(t.admin()->exec(db::grants_sql(t.settings())));
+  CHECK_NOTHROW(t.alter_roles(db::grants_sql(t.settings())));
 }
 
 TEST_CASE("grants: a job role begins and closes runs only with their evidence, and progress only "

@@ -47,7 +47,7 @@ long long business_due_with_pii(db::Session& s) {
 }
 
 std::filesystem::path role_password(const test::TestDb& t, const std::string& role) {
-  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  t.alter_roles("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
   std::filesystem::path p = t.dir() / (role + ".password");
   test::write_file(p, "pw-" + role + "\n", 0600);
   return p;
@@ -394,7 +394,7 @@ TEST_CASE("archive grants: an upgraded database loses schema 2's broad grants, a
   // What schema 2's grants script gave the archive job, still there after an upgrade.
   s->exec("GRANT SELECT, INSERT, UPDATE ON lethe.archives TO lethe_archive");
   s->exec("GRANT SELECT, INSERT ON lethe.archived_orders TO lethe_archive");
-  s->exec(db::grants_sql(t.settings()));
+  t.alter_roles(db::grants_sql(t.settings()));
   auto cfg =
       t.write_config("archive-role.toml",
                      t.config_text("lethe_archive", role_password(t, "lethe_archive").string()));
@@ -518,7 +518,7 @@ TEST_CASE("archive expire: a change the database refuses leaves the file in plac
         1);
   CHECK(t.lethe("archive verify").exit == 0);
 
-  s->exec(db::grants_sql(t.settings()));
+  t.alter_roles(db::grants_sql(t.settings()));
   CHECK(t.lethe("archive expire", cfg).exit == 0);
   CHECK_FALSE(std::filesystem::exists(path));
   CHECK(t.lethe("archive verify").exit == 0);

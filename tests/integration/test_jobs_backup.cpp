@@ -17,7 +17,7 @@ namespace {
 // A configuration connecting as `role` (its password set here), held orders erased at once.
 std::filesystem::path role_config(const test::TestDb& t, const std::string& role,
                                   const std::string& extra = {}) {
-  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  t.alter_roles("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
   std::filesystem::path p = t.dir() / (role + ".password");
   test::write_file(p, "pw-" + role + "\n", 0600);
   std::string text = test::set_key(t.config_text(role, p.string()), "held_orders", "\"erase\"");

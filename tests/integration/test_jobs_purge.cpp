@@ -322,7 +322,7 @@ TEST_CASE("purge: the purge role from `lethe grants` is enough") {
   test::TestDb t("purge_role", 400, "2026-06-30");
   t.migrate_and_grant();
   t.approve(); // `lethe check` wants an approved schema
-  t.admin()->exec("ALTER ROLE lethe_purge PASSWORD 'pw-purge'");
+  t.alter_roles("ALTER ROLE lethe_purge PASSWORD 'pw-purge'");
   test::write_file(t.dir() / "purge.password", "pw-purge\n", 0600);
   std::vector<std::string> pii = t.pii_values();
   auto cfg = roomy_config(t, t.config_text("lethe_purge", (t.dir() / "purge.password").string()));

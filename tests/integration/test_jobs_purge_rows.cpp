@@ -158,7 +158,7 @@ TEST_CASE("purge: a child without a primary or unique not-null key is refused wi
 
   // `lethe grants` refuses to make the view, and `config check` says why.
   try {
-    t.admin()->exec(db::grants_sql(t.settings()));
+    t.alter_roles(db::grants_sql(t.settings()));
     FAIL("grants made a state view for a table without a row identity");
   } catch (const db::DbError& e) {
     CHECK(e.sqlstate() == "42P16"); // the script's own refusal (its text is for psql)
@@ -171,7 +171,7 @@ TEST_CASE("purge: a child without a primary or unique not-null key is refused wi
   // At run time, before any work (the views exist, say from grants made before the key went).
   s->exec("ALTER TABLE order_notes ADD COLUMN note_id int GENERATED ALWAYS AS IDENTITY "
           "PRIMARY KEY");
-  s->exec(db::grants_sql(t.settings()));
+  t.alter_roles(db::grants_sql(t.settings()));
   s->exec("ALTER TABLE order_notes DROP CONSTRAINT order_notes_pkey");
   std::string before = test::table_digest(*s, "orders") + test::table_digest(*s, "order_notes");
   test::RunResult r = t.lethe("purge --as-of '" + k_as_of + "'", cfg);
@@ -192,7 +192,7 @@ TEST_CASE("purge: each count in the audit record is what its name says, checked 
   auto cfg = notes_config(t);
   s->exec(k_notes_table);
   notes(*s);
-  s->exec(db::grants_sql(t.settings()));
+  t.alter_roles(db::grants_sql(t.settings()));
 
   // The tester's own figures, straight from the tables and the retention rules.
   const std::string is_due =

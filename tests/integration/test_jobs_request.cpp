@@ -73,7 +73,7 @@ std::string erase_held(const std::string& text) {
 }
 
 std::filesystem::path role_config(const test::TestDb& t, const std::string& role) {
-  t.admin()->exec("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
+  t.alter_roles("ALTER ROLE " + role + " PASSWORD 'pw-" + role + "'");
   std::filesystem::path p = t.dir() / (role + ".password");
   test::write_file(p, "pw-" + role + "\n", 0600);
   return t.write_config(role + ".toml", erase_held(t.config_text(role, p.string())));

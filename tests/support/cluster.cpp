@@ -228,15 +228,18 @@ void TestDb::migrate_and_grant() const {
   RunResult m = lethe("migrate");
   INFO(m.err);
   REQUIRE(m.exit == 0);
+  alter_roles(db::grants_sql(settings()));
+}
+
+void TestDb::alter_roles(const std::string& sql) const {
   auto s = admin();
-  // Roles are the cluster's: two test processes granting a role's membership or attributes at
-  // once can fail with "tuple concurrently updated" (XX000), so they take turns.
-  int fd =
-      ::open((m_dir.parent_path() / "grants.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  // Roles are the cluster's: two test processes changing one role (its membership, attributes
+  // or password) at once can fail with "tuple concurrently updated" (XX000), so they take turns.
+  int fd = ::open((m_dir.parent_path() / "roles.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
   REQUIRE(fd >= 0);
   ::flock(fd, LOCK_EX);
   try {
-    s->exec(db::grants_sql(settings()));
+    s->exec(sql);
   } catch (...) {
     ::close(fd);
     throw;

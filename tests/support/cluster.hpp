@@ -70,6 +70,10 @@ public:
   // Runs `lethe migrate` and applies `lethe grants` as the admin.
   void migrate_and_grant() const;
 
+  // Runs `sql`, which changes the cluster's roles (grants, passwords), as the admin, one test
+  // process at a time.
+  void alter_roles(const std::string& sql) const;
+
   // Approves the schema (`lethe config approve`), as an operator sets up lethe: until then
   // `lethe check` reports the missing approval and exits 1.
   void approve() const;
