@@ -18,7 +18,8 @@ std::string columns_of(const settings::PiiTable& t) {
   for (const settings::PiiColumn& c : t.columns) {
     const char* how = c.strategy == settings::Strategy::set_null   ? "null"
                       : c.strategy == settings::Strategy::constant ? "constant"
-                                                                   : "hmac";
+                      : c.strategy == settings::Strategy::hmac     ? "hmac"
+                                                                   : "json";
     out += (out.empty() ? "" : ", ") + c.name + " (" + how + ")";
   }
   return out;

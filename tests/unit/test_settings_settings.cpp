@@ -234,3 +234,75 @@ TEST_CASE("load: the request identifiers are optional columns, and a marketplace
   CHECK(settings::pii_map_digest(min) !=
         settings::pii_map_digest(settings::load_from_string(with("seller = \"s\"\n"), "t.toml")));
 }
+
+namespace {
+
+// k_minimal with a payload column of strategy json and the given extra keys in its table.
+std::string with_json(const std::string& keys) {
+  return R"([database]
+dsn = "host=db port=5432 dbname=orders"
+sslrootcert = "/etc/ca.pem"
+[pii]
+hmac_key_file = "/etc/lethe/hmac.key"
+[pii.root]
+table = "orders"
+key = "id"
+shipped_at = "shipped_at"
+[[pii.root.columns]]
+name = "payload"
+strategy = "json"
+)" + keys +
+         "\n";
+}
+
+} // namespace
+
+TEST_CASE("load: strategy json reads its remove and hmac paths, keys split at the dots") {
+  settings::Settings s = settings::load_from_string(
+      with_json(R"(remove = ["ShippingAddress", "BuyerInfo.BuyerName", "Items.0.Gift-Message"]
+hmac = ["BuyerInfo.BuyerEmail"])"),
+      "t.toml");
+  const settings::PiiColumn& c = s.root.table.columns.at(0);
+  CHECK(c.strategy == settings::Strategy::json);
+  CHECK(c.remove == std::vector<settings::JsonPath>{{"ShippingAddress"},
+                                                    {"BuyerInfo", "BuyerName"},
+                                                    {"Items", "0", "Gift-Message"}});
+  CHECK(c.hmac == std::vector<settings::JsonPath>{{"BuyerInfo", "BuyerEmail"}});
+  // The paths are part of the map, so its digest changes with them.
+  settings::Settings other =
+      settings::load_from_string(with_json(R"(remove = ["ShippingAddress"])"), "t.toml");
+  CHECK(settings::pii_map_digest(s) != settings::pii_map_digest(other));
+}
+
+TEST_CASE("load: a JSON path that is not well formed is refused at its own file:line:column") {
+  for (const std::string bad : {"", ".BuyerInfo", "BuyerInfo.", "BuyerInfo..BuyerEmail",
+                                "Buyer Info", "BuyerInfo[0]", "'BuyerInfo'", "Buyer\\u00e9"}) {
+    INFO(bad);
+    std::string err = config_error(with_json("remove = [\"Ok\", \"" + bad + "\"]"));
+    // The second element of the array on line 13, after `remove = ["Ok", `.
+    CHECK(err.find("t.toml:13:17: JSON path '") != std::string::npos);
+    CHECK(err.find("is not well formed") != std::string::npos);
+  }
+}
+
+TEST_CASE("load: strategy json refuses contradictory or missing paths, and paths elsewhere") {
+  CHECK(config_error(with_json("")).find("strategy json needs paths") != std::string::npos);
+  CHECK(config_error(with_json(R"(remove = ["BuyerInfo"]
+hmac = ["BuyerInfo.BuyerEmail"])"))
+            .find("hmac path 'BuyerInfo.BuyerEmail' is inside 'BuyerInfo', which remove takes "
+                  "out whole") != std::string::npos);
+  CHECK(config_error(with_json(R"(hmac = ["BuyerInfo", "BuyerInfo.BuyerEmail"])"))
+            .find("is inside hmac path 'BuyerInfo'") != std::string::npos);
+  CHECK(config_error(with_json(R"(remove = ["A", "A"])")).find("lists 'A' twice") !=
+        std::string::npos);
+  std::string not_json = k_minimal;
+  not_json.replace(not_json.find(R"("null" })"), 8, R"("null", remove = ["A"] })");
+  CHECK(config_error(not_json).find("'remove' is only used with strategy json") !=
+        std::string::npos);
+  // hmac paths need the hmac key, like an hmac column.
+  std::string no_key = with_json(R"(hmac = ["BuyerInfo.BuyerEmail"])");
+  no_key.replace(no_key.find("[pii]\nhmac_key_file"),
+                 std::string("[pii]\nhmac_key_file = \"/etc/lethe/hmac.key\"\n").size(), "");
+  CHECK(config_error(no_key).find("uses hmac but pii.hmac_key_file is not set") !=
+        std::string::npos);
+}

@@ -224,6 +224,10 @@ private:
       m_report.problems.push_back(c.where + ": column '" + c.name + "' is " + col->type +
                                   "; hmac needs a text column");
     }
+    if (c.strategy == settings::Strategy::json && col->type != "jsonb" && col->type != "json") {
+      m_report.problems.push_back(c.where + ": column '" + c.name + "' is " + col->type +
+                                  "; strategy json needs a json or jsonb column");
+    }
     if (c.strategy == settings::Strategy::constant) {
       try {
         m_session.exec("SELECT CAST($1 AS " + col->type + ")", {c.value});
@@ -384,7 +388,7 @@ std::vector<std::string> stale_state_views(Session& session, const settings::Set
   std::string want = view_comment(s);
   for (const PiiTable* t : s.pii_tables()) {
     std::vector<std::string> views{state_view(t->table)};
-    if (has_hmac(*t)) {
+    if (has_due_view(*t)) {
       views.push_back(due_view(t->table));
     }
     for (const std::string& view : views) {

@@ -136,6 +136,17 @@ std::string has_pii_expr(const PiiTable& t) {
     case Strategy::hmac:
       e = "(" + col + " IS NOT NULL AND NOT " + is_pseudonym_sql(col) + ")";
       break;
+    case Strategy::json: {
+      std::string doc = col + "::jsonb";
+      for (const settings::JsonPath& p : c.remove) {
+        e += (e.empty() ? "" : " OR ") + json_holds_sql(doc, p);
+      }
+      for (const settings::JsonPath& p : c.hmac) {
+        e += (e.empty() ? "" : " OR ") + json_needs_hmac_sql(doc, p);
+      }
+      e = "(" + col + " IS NOT NULL AND (" + e + "))";
+      break;
+    }
     }
     out += (out.empty() ? "" : " OR ") + e;
   }
@@ -304,6 +315,8 @@ std::string due_view_sql(const Settings& s, const PiiTable& t) {
   for (size_t i = 0; i < t.columns.size(); ++i) {
     if (t.columns[i].strategy == Strategy::hmac) {
       out += ",\n         " + quote_ident(t.columns[i].name) + "::text AS " + hmac_value(i);
+    } else if (t.columns[i].strategy == Strategy::json) {
+      out += ",\n         " + quote_ident(t.columns[i].name) + "::jsonb AS " + json_value(i);
     }
   }
   // Generation 4: the state view's flags too, so the purge's UPDATE reads one view.
@@ -328,9 +341,38 @@ std::string run_grants(const std::string& role) {
 
 } // namespace
 
-bool has_hmac(const PiiTable& t) {
-  return std::any_of(t.columns.begin(), t.columns.end(),
-                     [](const settings::PiiColumn& c) { return c.strategy == Strategy::hmac; });
+bool has_due_view(const PiiTable& t) {
+  return std::any_of(t.columns.begin(), t.columns.end(), [](const settings::PiiColumn& c) {
+    return c.strategy == Strategy::hmac || c.strategy == Strategy::json;
+  });
+}
+
+bool uses_hmac_key(const PiiTable& t) {
+  return std::any_of(t.columns.begin(), t.columns.end(), [](const settings::PiiColumn& c) {
+    return c.strategy == Strategy::hmac || !c.hmac.empty();
+  });
+}
+
+std::string json_value(size_t index) {
+  return "lethe_json_" + std::to_string(index);
+}
+
+std::string json_path_sql(const settings::JsonPath& path) {
+  std::string out;
+  for (const std::string& k : path) {
+    out += (out.empty() ? "" : ", ") + quote_literal(k);
+  }
+  return "ARRAY[" + out + "]::text[]";
+}
+
+std::string json_holds_sql(const std::string& doc, const settings::JsonPath& path) {
+  return "coalesce((" + doc + " #> " + json_path_sql(path) + ") <> 'null'::jsonb, false)";
+}
+
+std::string json_needs_hmac_sql(const std::string& doc, const settings::JsonPath& path) {
+  std::string v = "(" + doc + " #> " + json_path_sql(path) + ")";
+  return "coalesce(" + v + " <> 'null'::jsonb AND NOT (jsonb_typeof(" + v + ") = 'string' AND " +
+         is_pseudonym_sql("(" + doc + " #>> " + json_path_sql(path) + ")") + "), false)";
 }
 
 std::string null_flag(size_t index) {
@@ -360,7 +402,7 @@ std::string state_views_sql(const Settings& s) {
     std::string view = view_sql(s, *t);
     std::string comment =
         "COMMENT ON VIEW " + state_view(t->table) + " IS " + quote_literal(view_comment(s)) + ";\n";
-    if (has_hmac(*t)) {
+    if (has_due_view(*t)) {
       view += due_view_sql(s, *t);
       comment +=
           "COMMENT ON VIEW " + due_view(t->table) + " IS " + quote_literal(view_comment(s)) + ";\n";
@@ -404,7 +446,7 @@ std::string purge_grants(const Settings& s, const std::set<std::string>& schemas
              quote_ident(purge) + ";\n";
     }
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(purge) + ";\n";
-    if (has_hmac(*t)) {
+    if (has_due_view(*t)) {
       out += "GRANT SELECT ON " + due_view(t->table) + " TO " + quote_ident(purge) + ";\n";
     }
   }
@@ -412,7 +454,8 @@ std::string purge_grants(const Settings& s, const std::set<std::string>& schemas
   out += run_grants(purge);
   out += "GRANT USAGE ON SEQUENCE lethe.job_runs_run_id_seq TO " + quote_ident(purge) + ";\n";
   std::vector<const PiiTable*> tables = s.pii_tables();
-  if (std::any_of(tables.begin(), tables.end(), [](const PiiTable* t) { return has_hmac(*t); })) {
+  if (std::any_of(tables.begin(), tables.end(),
+                  [](const PiiTable* t) { return uses_hmac_key(*t); })) {
     // The engine computes hmac values in the database from the key pads it puts in a
     // temporary table of its own session (sanitize::TableStep::hmac).
     out += "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO lethe_purge', "
@@ -446,7 +489,7 @@ std::string archive_grants(const Settings& s, const std::set<std::string>& schem
              quote_ident(archive) + ";\n";
     }
     out += "GRANT SELECT ON " + state_view(t->table) + " TO " + quote_ident(archive) + ";\n";
-    if (has_hmac(*t)) {
+    if (has_due_view(*t)) {
       out += "GRANT SELECT ON " + due_view(t->table) + " TO " + quote_ident(archive) + ";\n";
     }
   }

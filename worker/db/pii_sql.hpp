@@ -31,8 +31,25 @@ std::string view_comment(const settings::Settings& s);
 // Name of the state view for PII-map table `table`: lethe.pii_state_<table with . as _>.
 std::string state_view(const std::string& table);
 
-// Whether table `t` has a column with the hmac strategy (and so a due-values view).
-bool has_hmac(const settings::PiiTable& t);
+// Whether table `t` has a column whose new value is computed from its old one (hmac, json),
+// and so a due-values view that shows those values for due rows.
+bool has_due_view(const settings::PiiTable& t);
+
+// Whether sanitizing `t` needs the hmac key: an hmac column or a json column with hmac paths.
+bool uses_hmac_key(const settings::PiiTable& t);
+
+// Column of a due-values view holding json PII column `index` of the map's table as jsonb.
+std::string json_value(size_t index);
+
+// SQL text[] of a JSON path: ARRAY['BuyerInfo', 'BuyerEmail'].
+std::string json_path_sql(const settings::JsonPath& path);
+
+// SQL boolean: the jsonb `doc` has a value other than JSON null at `path` (what remove takes).
+std::string json_holds_sql(const std::string& doc, const settings::JsonPath& path);
+
+// SQL boolean: the value of jsonb `doc` at `path` is not null and not yet an hmac pseudonym
+// (what hmac replaces).
+std::string json_needs_hmac_sql(const std::string& doc, const settings::JsonPath& path);
 
 // Name of the due-values view of PII-map table `table` (one with hmac columns):
 // lethe.pii_due_<table>. It shows only the rows whose order's PII is due now and not held, with

@@ -241,7 +241,7 @@ private:
     std::string sets;
     for (size_t i = 0; i < t.columns.size(); ++i) {
       const settings::PiiColumn& c = t.columns[i];
-      if (c.strategy == Strategy::hmac) {
+      if (c.strategy == Strategy::hmac || c.strategy == Strategy::json) {
         continue;
       }
       std::string value = c.strategy == Strategy::set_null
@@ -280,6 +280,36 @@ private:
     return sets;
   }
 
+  // SET list of the json columns, from the due-values view `d` and the key pads `k`: each
+  // hmac path that needs it replaced by its pseudonym (a JSON string), then each remove path
+  // taken out. Each change is tested on the document as read, so a JSON null or an absent key
+  // stays as it is, and a path that runs into an array is never handed to #- or jsonb_set
+  // (which refuse a key that is not an index).
+  std::string json_sets(const PiiTable& t) const {
+    std::string sets;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      const settings::PiiColumn& c = t.columns[i];
+      if (c.strategy != Strategy::json) {
+        continue;
+      }
+      const std::string doc = "d." + db::json_value(i);
+      std::string e = doc;
+      for (const settings::JsonPath& p : c.hmac) {
+        std::string text = "(" + doc + " #>> " + db::json_path_sql(p) + ")";
+        e = "CASE WHEN " + db::json_needs_hmac_sql(doc, p) + " THEN jsonb_set(" + e + ", " +
+            db::json_path_sql(p) + ", to_jsonb('hmac:' || " + db::hmac_hex_sql(text, "k") +
+            "), false) ELSE " + e + " END";
+      }
+      for (const settings::JsonPath& p : c.remove) {
+        e = "CASE WHEN " + db::json_holds_sql(doc, p) + " THEN " + e + " #- " +
+            db::json_path_sql(p) + " ELSE " + e + " END";
+      }
+      std::string type = m_facts.of(t.table).type_of(c.name);
+      sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = (" + e + ")::" + type;
+    }
+    return sets;
+  }
+
   TableStep step(const PiiTable& t) {
     TableStep st;
     st.table = &t;
@@ -293,17 +323,21 @@ private:
     // A table with hmac columns is read through its due-values view (d), which has the state
     // view's flags too; any other through its state view (v). A one-column identity is the
     // view's lethe_row_id; a composite one (always the map's key) is there under its own names.
-    st.hmac = db::has_hmac(t);
-    const std::string a = st.hmac ? "d" : "v";
+    const bool due_view = db::has_due_view(t);
+    st.hmac = db::uses_hmac_key(t);
+    const std::string a = due_view ? "d" : "v";
     std::string same_row = ids.size() == 1 ? a + "." + db::k_row_id + " = x." + quote_ident(ids[0])
                                            : db::columns_equal(a, ids, "x", ids);
     std::string id_text = db::key_text_sql("x", ids);
     std::string sets = constant_sets(t, a);
     std::string from = db::state_view(t.table) + " v";
-    if (st.hmac) {
+    if (due_view) {
       // One UPDATE writes every column, so a row makes one dead version, not two.
-      sets += (sets.empty() ? "" : ", ") + hmac_sets(t);
-      from = db::due_view(t.table) + " d, " + k_hmac_key_table + " k";
+      for (const std::string& more : {hmac_sets(t), json_sets(t)}) {
+        sets += (sets.empty() || more.empty() ? "" : ", ") + more;
+      }
+      from = db::due_view(t.table) + " d" +
+             (st.hmac ? std::string(", ") + k_hmac_key_table + " k" : "");
     }
     if (sets.empty()) {
       return st;

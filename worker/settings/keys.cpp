@@ -117,10 +117,17 @@ constexpr std::array k_keys{
   KeySpec{"pii.root.columns[].name", K::string, true,
           "column name"},
   KeySpec{"pii.root.columns[].strategy", K::string, true,
-          "null (set NULL), constant (set `value`) or hmac (keyed HMAC-SHA256, hex, prefixed "
-          "'hmac:')"},
+          "null (set NULL), constant (set `value`), hmac (keyed HMAC-SHA256, hex, prefixed "
+          "'hmac:') or json (a json/jsonb column: take out the `remove` paths, pseudonymize the "
+          "`hmac` paths)"},
   KeySpec{"pii.root.columns[].value", K::string, false,
           "replacement value for constant"},
+  KeySpec{"pii.root.columns[].remove", K::string_array, false,
+          "json: paths taken out of the document, keys joined by dots, e.g. \"BuyerInfo\" or "
+          "\"ShippingAddress.Phone\"; a JSON null or an absent key is left as it is"},
+  KeySpec{"pii.root.columns[].hmac", K::string_array, false,
+          "json: paths whose value becomes its hmac pseudonym (a string \"hmac:<64 hex>\"), "
+          "e.g. \"BuyerInfo.BuyerEmail\"; never at or inside a removed path"},
   KeySpec{"pii.root.not_pii", K::string_array, false,
           "columns of the root table that hold no PII, declared for the schema drift check "
           "(`lethe check`): a text-like column the map neither names nor lists here is an alarm"},
@@ -150,9 +157,13 @@ constexpr std::array k_keys{
   KeySpec{"pii.children[].columns[].name", K::string, true,
           "column name"},
   KeySpec{"pii.children[].columns[].strategy", K::string, true,
-          "null, constant or hmac"},
+          "null, constant, hmac or json"},
   KeySpec{"pii.children[].columns[].value", K::string, false,
           "replacement value for constant"},
+  KeySpec{"pii.children[].columns[].remove", K::string_array, false,
+          "json: paths taken out of the document (see pii.root.columns[].remove)"},
+  KeySpec{"pii.children[].columns[].hmac", K::string_array, false,
+          "json: paths replaced by their hmac pseudonym (see pii.root.columns[].hmac)"},
 
   KeySpec{"archive", K::table, false,
           "cold archives of held orders (C2, C7, C10)"},

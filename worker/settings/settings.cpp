@@ -260,11 +260,14 @@ private:
         col.strategy = Strategy::constant;
       } else if (strategy == "hmac") {
         col.strategy = Strategy::hmac;
+      } else if (strategy == "json") {
+        col.strategy = Strategy::json;
       } else {
         problem(c["strategy"].node()->source(),
-                "strategy '" + strategy + "' is not one of null, constant, hmac" +
+                "strategy '" + strategy + "' is not one of null, constant, hmac, json" +
                     (strategy == "delete-row" ? " (delete-row is set on a child table)" : ""));
       }
+      json_paths(c, col);
       if (c.contains("value")) {
         col.value = str(c, "value");
         if (col.strategy != Strategy::constant) {
@@ -276,6 +279,87 @@ private:
       out.push_back(std::move(col));
     }
     return out;
+  }
+
+  // A JSON path as written in the map, "BuyerInfo.BuyerEmail": keys of letters, digits and
+  // _ $ @ - joined by dots. Empty when it is not well formed.
+  static JsonPath json_path(const std::string& text) {
+    static const std::regex k_path("[A-Za-z0-9_$@-]+(\\.[A-Za-z0-9_$@-]+)*");
+    JsonPath out;
+    if (text.size() > 512 || !std::regex_match(text, k_path)) {
+      return out;
+    }
+    size_t start = 0;
+    for (size_t dot = text.find('.'); dot != std::string::npos; dot = text.find('.', start)) {
+      out.push_back(text.substr(start, dot - start));
+      start = dot + 1;
+    }
+    out.push_back(text.substr(start));
+    return out;
+  }
+
+  static std::string dotted(const JsonPath& p) {
+    std::string out;
+    for (const std::string& k : p) {
+      out += (out.empty() ? "" : ".") + k;
+    }
+    return out;
+  }
+
+  // `inner` is `outer` or lies inside it.
+  static bool within(const JsonPath& inner, const JsonPath& outer) {
+    return inner.size() >= outer.size() && std::equal(outer.begin(), outer.end(), inner.begin());
+  }
+
+  // The `remove` and `hmac` lists of a json column, each path at its own file:line:column.
+  void json_paths(const toml::table& c, PiiColumn& col) {
+    for (auto [key, list] : {std::pair{"remove", &col.remove}, std::pair{"hmac", &col.hmac}}) {
+      const toml::array* a = c[key].as_array();
+      if (a == nullptr) {
+        continue;
+      }
+      if (col.strategy != Strategy::json) {
+        problem(c[key].node()->source(), std::string("'") + key +
+                                             "' is only used with strategy json (paths inside "
+                                             "a JSON document)");
+        continue;
+      }
+      for (const toml::node& e : *a) {
+        std::string text = e.value<std::string>().value_or("");
+        JsonPath p = json_path(text);
+        if (p.empty()) {
+          problem(e.source(), "JSON path '" + text +
+                                  "' is not well formed: keys of letters, digits, _ $ @ - "
+                                  "joined by dots, e.g. BuyerInfo.BuyerEmail");
+          continue;
+        }
+        if (std::find(list->begin(), list->end(), p) != list->end()) {
+          problem(e.source(), std::string(key) + " lists '" + text + "' twice");
+          continue;
+        }
+        list->push_back(std::move(p));
+      }
+    }
+    for (const JsonPath& h : col.hmac) {
+      for (const JsonPath& r : col.remove) {
+        if (within(h, r)) {
+          problem(c["hmac"].node()->source(),
+                  "hmac path '" + dotted(h) + "' is inside '" + dotted(r) +
+                      "', which remove takes out whole; remove the keys of '" + dotted(r) +
+                      "' one by one, or drop one of the two paths");
+        }
+      }
+      for (const JsonPath& other : col.hmac) {
+        if (&other != &h && within(h, other)) {
+          problem(c["hmac"].node()->source(), "hmac path '" + dotted(h) +
+                                                  "' is inside hmac path '" + dotted(other) +
+                                                  "'; keep one of the two");
+        }
+      }
+    }
+    if (col.strategy == Strategy::json && col.remove.empty() && col.hmac.empty()) {
+      problem(c.source(), "strategy json needs paths: remove = [...] and/or hmac = [...]");
+    }
   }
 
   // The keys bound in the key table are already stored by check_table; this adds the sections'
@@ -382,7 +466,7 @@ private:
       if (++seen[c.name] == 2) {
         problem(c.where, "column '" + c.name + "' of " + t.table + " is listed twice");
       }
-      if (c.strategy == Strategy::hmac && s.hmac_key_file.empty()) {
+      if ((c.strategy == Strategy::hmac || !c.hmac.empty()) && s.hmac_key_file.empty()) {
         problem(c.where, "column '" + c.name + "' uses hmac but pii.hmac_key_file is not set");
       }
     }
@@ -617,6 +701,14 @@ std::string pii_map_digest(const Settings& s) {
       field(c.name);
       field(std::to_string(static_cast<int>(c.strategy)));
       field(c.value);
+      // Only json columns add fields, so the digest of every other map stays what it was.
+      for (const auto& [tag, paths] :
+           {std::pair{"remove:", &c.remove}, std::pair{"hmac:", &c.hmac}}) {
+        for (const JsonPath& p : *paths) {
+          text += tag;
+          fields(p);
+        }
+      }
     }
   }
   if (!s.root.seller.empty() || !s.root.marketplace.empty() || !s.root.buyer.empty()) {

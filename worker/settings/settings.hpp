@@ -13,16 +13,24 @@ inline constexpr const char* k_default_config_path = "/etc/lethe/lethe.toml";
 // "file:line:column" of a value in the configuration file.
 using Where = std::string;
 
-enum class Strategy { set_null, constant, hmac };
+enum class Strategy { set_null, constant, hmac, json };
 // columns: each PII column by its own strategy; delete_row: the row goes; keep: a table of Amazon
 // Information that is not PII (order items, fees, refunds), left by the purge and erased with
 // its order by a deletion request.
 enum class TableStrategy { columns, delete_row, keep };
 
+// A path to a value inside a JSON document: object keys from the top, e.g. {"BuyerInfo",
+// "BuyerEmail"} for "BuyerInfo.BuyerEmail" (a key of digits also indexes an array).
+using JsonPath = std::vector<std::string>;
+
 struct PiiColumn {
   std::string name;
   Strategy strategy = Strategy::set_null;
   std::string value; // replacement for Strategy::constant
+  // Strategy::json: the values taken out of the document, and those replaced by their hmac
+  // pseudonym. No hmac path is at or inside a removed one, or inside another hmac path.
+  std::vector<JsonPath> remove;
+  std::vector<JsonPath> hmac;
   Where where;
 };
 
