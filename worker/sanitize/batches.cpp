@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -67,34 +68,38 @@ public:
         sql = &lane.next;
       }
       check_plan(lane, *sql, params, size, last ? checks.next : checks.first, checks.warned);
-      auto tc = Clock::now();
-      db::Rows cand = m_s.exec(*sql, params);
-      log::event(log::Level::debug, "purge.candidates",
-                 {{"worker", m_index},
-                  {"lane", lane.name},
-                  {"orders", cand.size()},
-                  {"ms", seconds_since(tc) * 1000}});
-      if (cand.empty()) {
+      auto t0 = Clock::now();
+      // The orders this batch takes, and the walk's position after them. Where the lane's
+      // query is the selection's own test (Plan::lane_guards), it runs inside the batch's
+      // transaction and is the guard; otherwise the guard re-checks what the lane picked.
+      Picked picked;
+      bool committed = false;
+      if (m_run.plan.lane_guards) {
+        committed = sanitize_batch([&](db::Transaction& tx) {
+          picked = pick(lane, tx.exec(*sql, params), t0);
+          return picked.keys;
+        });
+      } else {
+        picked = pick(lane, m_s.exec(*sql, params), t0);
+        if (!picked.keys.empty()) {
+          committed = sanitize_batch([&](db::Transaction& tx) { return guard(tx, picked.keys); });
+        }
+      }
+      if (picked.keys.empty()) {
         return true;
       }
-      std::vector<db::Value> keys;
-      keys.reserve(cand.size());
-      for (size_t i = 0; i < cand.size(); ++i) {
-        keys.push_back(cand.at(i, 1));
-      }
-      auto t0 = Clock::now();
-      if (sanitize_batch(keys)) {
+      if (committed) {
         ++m_tally.batches;
         util::crash_point("sanitize:batch_committed");
         m_tally.orders_done += m_last_guarded;
         m_done += m_last_guarded;
         log::event(log::Level::debug, "purge.batch",
                    {{"worker", m_index},
-                    {"orders", keys.size()},
+                    {"orders", picked.keys.size()},
                     {"batch_size", size},
                     {"ms", static_cast<long>(seconds_since(t0) * 1000)}});
       }
-      last.emplace(cand.text(cand.size() - 1, 0), cand.text(cand.size() - 1, 1));
+      last = picked.last;
       size = adapt(size, seconds_since(t0), configured);
       if (progress != nullptr) {
         progress->update(m_done.load(), seconds_since(started));
@@ -105,6 +110,40 @@ public:
   const Tally& tally() const { return m_tally; }
 
 private:
+  // A keyset query's result: the orders' keys and the last row's (clock, key).
+  struct Picked {
+    std::vector<db::Value> keys;
+    std::optional<std::pair<std::string, std::string>> last;
+  };
+
+  Picked pick(const Lane& lane, const db::Rows& cand, Clock::time_point since) const {
+    log::event(log::Level::debug, "purge.candidates",
+               {{"worker", m_index},
+                {"lane", lane.name},
+                {"orders", cand.size()},
+                {"ms", seconds_since(since) * 1000}});
+    Picked p;
+    p.keys.reserve(cand.size());
+    for (size_t i = 0; i < cand.size(); ++i) {
+      p.keys.push_back(cand.at(i, 1));
+    }
+    if (cand.size() > 0) {
+      p.last.emplace(cand.text(cand.size() - 1, 0), cand.text(cand.size() - 1, 1));
+    }
+    return p;
+  }
+
+  // Of `keys`, picked before the batch's transaction began, those the selection still takes.
+  std::vector<db::Value> guard(db::Transaction& tx, const std::vector<db::Value>& keys) const {
+    db::Rows guarded = tx.exec(m_run.plan.guard, {db::array_literal(keys), m_run.as_of.iso});
+    std::vector<db::Value> ids;
+    ids.reserve(guarded.size());
+    for (size_t i = 0; i < guarded.size(); ++i) {
+      ids.push_back(guarded.at(i, 0));
+    }
+    return ids;
+  }
+
   // The largest batch size each keyset query shape of a lane was checked at, and whether the
   // lane has warned.
   struct PlanChecks {
@@ -187,10 +226,11 @@ private:
     runtime::add_progress(tx, m_run.run_id, m_index, items);
   }
 
-  // One batch in one transaction: children first, the root last. Returns false when its
-  // locks could not be had after retries (the orders are left for the next run).
-  bool sanitize_batch(const std::vector<db::Value>& candidates) {
-    std::string keys = db::array_literal(candidates);
+  // One batch in one transaction: `take` gives the orders the selection takes now, then
+  // children first, the root last. Returns false when nothing was taken or its locks could not
+  // be had after retries (the orders are left for the next run).
+  bool sanitize_batch(const std::function<std::vector<db::Value>(db::Transaction&)>& take) {
+    size_t taken = 0;
     for (int attempt = 0;; ++attempt) {
       std::vector<long long> affected(m_run.plan.steps.size(), 0);
       auto started = Clock::now();
@@ -200,10 +240,10 @@ private:
           // closing record commits synchronously, flushing every batch's WAL before it
           // (docs/ARCHITECTURE.md, "Batches commit asynchronously").
           tx.exec("SET LOCAL synchronous_commit = off");
-          db::Rows guarded = tx.exec(m_run.plan.guard, {keys, m_run.as_of.iso});
-          std::vector<db::Value> ids;
-          for (size_t i = 0; i < guarded.size(); ++i) {
-            ids.push_back(guarded.at(i, 0));
+          std::vector<db::Value> ids = take(tx);
+          taken = ids.size();
+          if (ids.empty()) {
+            return;
           }
           std::string g = db::array_literal(ids);
           for (size_t i = 0; i < m_run.plan.steps.size(); ++i) {
@@ -229,9 +269,9 @@ private:
           throw;
         }
         if (attempt + 1 >= k_lock_retries) {
-          m_tally.skipped_locked += static_cast<long long>(candidates.size());
+          m_tally.skipped_locked += static_cast<long long>(taken);
           log::event(log::Level::warning, "purge.batch_skipped",
-                     {{"orders", candidates.size()}, {"reason", "lock_timeout"}});
+                     {{"orders", taken}, {"reason", "lock_timeout"}});
           return false;
         }
         ++m_tally.lock_retries;
@@ -240,6 +280,9 @@ private:
                    {{"attempt", attempt + 1}, {"ms", static_cast<long>(backoff.count())}});
         std::this_thread::sleep_for(backoff);
         continue;
+      }
+      if (taken == 0) {
+        return false;
       }
       m_tally.tx_seconds.push_back(seconds_since(started));
       for (size_t i = 0; i < affected.size(); ++i) {

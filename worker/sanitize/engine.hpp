@@ -3,7 +3,8 @@
 // (children deepest first, the root last). Used by the purge, the archive job and, next,
 // deletion requests; each is a runbook over it.
 //
-// Promises: one transaction per batch, whose guard re-checks the selection, so a crash or a
+// Promises: one transaction per batch, which picks its orders (or re-checks those a request's
+// lane picked) with the selection's own test inside it, so a crash or a
 // stop loses at most the open batch and the next run continues from the data; each batch adds
 // its counts to the run's progress in the same transaction; batch size adapts to keep a
 // transaction near 0.15 s; lock timeouts back off and retry, then leave the batch for the next

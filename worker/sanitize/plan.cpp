@@ -45,6 +45,7 @@ public:
       p.count_due = count_root_pass(with_pii);
       p.count_children = count_children();
     }
+    p.lane_guards = m_sel.kind != Selection::Kind::request;
     p.guard = "SELECT " + m_key_text + " FROM " + m_view + " WHERE " + key_match(m_k) + " AND " +
               guard_condition();
     if (m_action == Action::erase) {

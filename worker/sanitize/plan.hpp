@@ -51,7 +51,11 @@ struct Plan {
   // one row of its rows with PII due and held.
   std::string count_due;
   std::vector<std::pair<std::string, std::string>> count_children; // table, SQL
-  std::string guard;            // $1 keys, $2 as_of: those the selection still takes
+  std::string guard; // $1 keys, $2 as_of: those the selection still takes
+  // The lanes' query is the selection's own test (due, archived and due, explicit orders): the
+  // engine runs it inside each batch's transaction, where it is the guard, and `guard` is not
+  // run. A request's lane walks lethe.request_orders, so its batches run `guard`.
+  bool lane_guards = true;
   std::vector<TableStep> steps; // deepest tables first, the root last
 };
 

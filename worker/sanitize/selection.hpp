@@ -6,8 +6,9 @@
 
 namespace lethe::sanitize {
 
-// Which root orders a run takes. Every kind is re-checked inside each batch's transaction (the
-// guard), so an order that stops qualifying between the walk and the batch is left alone.
+// Which root orders a run takes. Every kind is tested inside each batch's transaction (the
+// lane's query there, or the guard for a request), so an order that stops qualifying before
+// the batch is left alone.
 struct Selection {
   enum class Kind {
     due,          // PII past its clock as of the run's instant, not held (the nightly purge)
