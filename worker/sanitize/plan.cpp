@@ -283,9 +283,11 @@ private:
 
   // SET list of the json columns, from the due-values view `d` and the key pads `k`: each
   // hmac path that needs it replaced by its pseudonym (a JSON string), then each remove path
-  // taken out. Each change is tested on the document as read, so a JSON null or an absent key
-  // stays as it is, and a path that runs into an array is never handed to #- or jsonb_set
-  // (which refuse a key that is not an index).
+  // taken out. Each change is tested on the document as read, and a path whose test fails
+  // becomes the empty path, which jsonb_set and #- leave the document unchanged for: so a JSON
+  // null or an absent key stays as it is, a path that runs into an array is never handed to
+  // them (they refuse a key that is not an index), and the expression grows by one call per
+  // path (a CASE around the whole document would double it with every path).
   std::string json_sets(const PiiTable& t) const {
     std::string sets;
     for (size_t i = 0; i < t.columns.size(); ++i) {
@@ -294,16 +296,20 @@ private:
         continue;
       }
       const std::string doc = "d." + db::json_value(i);
+      auto path_if = [](const std::string& test, const settings::JsonPath& p) {
+        return "CASE WHEN " + test + " THEN " + db::json_path_sql(p) + " ELSE '{}'::text[] END";
+      };
       std::string e = doc;
       for (const settings::JsonPath& p : c.hmac) {
+        std::string test = db::json_needs_hmac_sql(doc, p);
         std::string text = "(" + doc + " #>> " + db::json_path_sql(p) + ")";
-        e = "CASE WHEN " + db::json_needs_hmac_sql(doc, p) + " THEN jsonb_set(" + e + ", " +
-            db::json_path_sql(p) + ", to_jsonb('hmac:' || " + db::hmac_hex_sql(text, "k") +
-            "), false) ELSE " + e + " END";
+        // jsonb_set is strict: the value is never NULL, even where the path is empty.
+        e = "jsonb_set(" + e + ", " + path_if(test, p) + ", CASE WHEN " + test +
+            " THEN to_jsonb('hmac:' || " + db::hmac_hex_sql(text, "k") +
+            ") ELSE 'null'::jsonb END, false)";
       }
       for (const settings::JsonPath& p : c.remove) {
-        e = "CASE WHEN " + db::json_holds_sql(doc, p) + " THEN " + e + " #- " +
-            db::json_path_sql(p) + " ELSE " + e + " END";
+        e = "(" + e + " #- " + path_if(db::json_holds_sql(doc, p), p) + ")";
       }
       std::string type = m_facts.of(t.table).type_of(c.name);
       sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = (" + e + ")::" + type;
