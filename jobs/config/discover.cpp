@@ -27,6 +27,10 @@ struct Candidate {
   long long sampled = -1;
   std::map<std::string, long long> looks_like;
   std::vector<std::string> json_keys; // candidate keys seen in a JSON sample (names only)
+  // A column the map gives strategy json: its paths, and the sampled candidate keys that no
+  // remove or hmac path reaches.
+  const settings::PiiColumn* json_map = nullptr;
+  std::vector<std::string> json_keys_unmapped;
 };
 
 // Unanchored patterns (PostgreSQL ARE), matched case-insensitively: they count, never show.
@@ -40,9 +44,10 @@ const std::vector<std::pair<std::string, std::string>>& patterns() {
   return k;
 }
 
-// What the map says of column `c` of catalog table `table`.
+// What the map says of column `c` of catalog table `table`; `mapped` is set to its PII column.
 std::string map_status(const settings::Settings& s, const std::map<std::string, std::string>& names,
-                       const std::string& table, const std::string& c) {
+                       const std::string& table, const std::string& c,
+                       const settings::PiiColumn*& mapped) {
   auto it = names.find(table);
   const settings::PiiTable* t = it == names.end() ? nullptr : s.find_table(it->second);
   if (t == nullptr) {
@@ -50,6 +55,7 @@ std::string map_status(const settings::Settings& s, const std::map<std::string, 
   }
   for (const settings::PiiColumn& pc : t->columns) {
     if (pc.name == c) {
+      mapped = &pc;
       return "mapped";
     }
   }
@@ -76,13 +82,20 @@ std::vector<Candidate> candidates(db::Session& session, const settings::Settings
       "'pg\\_%' ORDER BY 1, a.attnum");
   std::vector<Candidate> out;
   for (size_t i = 0; i < r.size(); ++i) {
-    Candidate c{
-        r.text(i, 0), r.text(i, 1), r.text(i, 2), "", "", std::stod(r.text(i, 3)), -1, {}, {}};
+    Candidate c;
+    c.table = r.text(i, 0);
+    c.column = r.text(i, 1);
+    c.type = r.text(i, 2);
+    c.rows = std::stod(r.text(i, 3));
     c.rating = db::candidate_rating({c.column, c.type, false});
     if (c.rating.empty()) {
       continue;
     }
-    c.status = map_status(s, names, c.table, c.column);
+    const settings::PiiColumn* mapped = nullptr;
+    c.status = map_status(s, names, c.table, c.column, mapped);
+    if (mapped != nullptr && mapped->strategy == settings::Strategy::json) {
+      c.json_map = mapped;
+    }
     out.push_back(std::move(c));
   }
   return out;
@@ -94,6 +107,22 @@ std::string sample_from(const Candidate& c, long n) {
   std::snprintf(buf, sizeof buf, "%.6f", pct);
   return db::quote_ident(c.table) + " TABLESAMPLE BERNOULLI (" + buf + ") WHERE " +
          db::quote_ident(c.column) + " IS NOT NULL LIMIT " + std::to_string(n);
+}
+
+// Whether a remove or hmac path of json column `col` is the dotted key `key` or holds it.
+bool reached(const settings::PiiColumn& col, const std::string& key) {
+  for (const std::vector<settings::JsonPath>* paths : {&col.remove, &col.hmac}) {
+    for (const settings::JsonPath& p : *paths) {
+      std::string dotted;
+      for (const std::string& k : p) {
+        dotted += (dotted.empty() ? "" : ".") + k;
+      }
+      if (key == dotted || key.rfind(dotted + ".", 0) == 0) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 void sample(db::Session& session, Candidate& c, long n) {
@@ -127,6 +156,9 @@ void sample(db::Session& session, Candidate& c, long n) {
     std::string last = k.substr(k.rfind('.') == std::string::npos ? 0 : k.rfind('.') + 1);
     if (plain && db::pii_like_name(last)) {
       c.json_keys.push_back(k);
+      if (c.json_map != nullptr && !reached(*c.json_map, k)) {
+        c.json_keys_unmapped.push_back(k);
+      }
     }
   }
 }
@@ -141,6 +173,9 @@ util::Json to_json(const Candidate& c) {
     j["sampled"] = c.sampled;
     j["looks_like"] = c.looks_like;
     j["json_keys"] = c.json_keys;
+    if (c.json_map != nullptr) {
+      j["json_keys_unmapped"] = c.json_keys_unmapped;
+    }
   }
   return j;
 }
@@ -155,6 +190,10 @@ void print(const Candidate& c) {
     }
     for (const std::string& k : c.json_keys) {
       line += (&k == &c.json_keys.front() ? "  keys " : ", ") + k;
+    }
+    for (const std::string& k : c.json_keys_unmapped) {
+      line +=
+          (&k == &c.json_keys_unmapped.front() ? "  NOT REACHED by the map's paths: " : ", ") + k;
     }
   }
   std::cout << line << "\n";
@@ -195,6 +234,11 @@ int run_config_discover(Context& ctx, long sample_rows, bool json) {
   if (unmapped > 0) {
     std::cout << "HINT: map each unmapped candidate that holds PII, or list it in its table's "
                  "not_pii; `lethe check` alarms on those in mapped tables\n";
+  }
+  if (std::any_of(found.begin(), found.end(),
+                  [](const Candidate& c) { return !c.json_keys_unmapped.empty(); })) {
+    std::cout << "HINT: add each key NOT REACHED that holds PII to its column's remove or hmac "
+                 "paths\n";
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "worker/crypto/hash.hpp"
 #include "worker/util/files.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -72,7 +73,8 @@ TEST_CASE("json: the purge takes out exactly the mapped paths and pseudonymizes 
       {"A-full-40d", "40 days", full_doc("A-full-40d")},
       {"B-nulls-40d", "40 days",
        R"({"BuyerInfo": {"BuyerEmail": null, "BuyerName": null}, "ShippingAddress": null, "N": 1})"},
-      {"C-absent-40d", "40 days", R"({"OrderStatus": "Shipped", "Items": [1, 2]})"},
+      {"C-absent-40d", "40 days",
+       R"({"OrderStatus": "Shipped", "Items": [1, 2], "GiftMessage": "happy birthday"})"},
       {"D-shapes-40d", "40 days",
        R"({"BuyerInfo": ["BuyerName", "BuyerEmail"], "ShippingAddress": null})"},
       {"E-scalar-40d", "40 days", R"("just a string")"},
@@ -93,6 +95,24 @@ TEST_CASE("json: the purge takes out exactly the mapped paths and pseudonymizes 
           "amazon_order_id = 'A-full-40d'");
   const std::vector<std::string> pii = {"buyer-A-full-40d@marketplace.amazon.com", "Jo A-full-40d",
                                         "Jo Co A-full-40d", "12025550123", "jo@example.com"};
+
+  // discover names the sampled keys that look like PII, and those no path of the map reaches.
+  test::RunResult d = t.lethe("config discover --sample 100 --json");
+  INFO(d.err);
+  REQUIRE(d.exit == 0);
+  test::require_no_pii(d.out + d.err, pii);
+  CHECK(d.out.find("happy birthday") == std::string::npos);
+  for (const nlohmann::json& c : nlohmann::json::parse(d.out)["candidates"]) {
+    if (c["column"] == "payload") {
+      CHECK(c["map"] == "mapped");
+      std::vector<std::string> keys = c["json_keys"];
+      CHECK(std::find(keys.begin(), keys.end(), "BuyerInfo.BuyerEmail") != keys.end());
+      CHECK(std::find(keys.begin(), keys.end(), "ShippingAddress.Phone") != keys.end());
+      CHECK(c["json_keys_unmapped"] == nlohmann::json::array({"GiftMessage"}));
+    }
+  }
+  CHECK(t.lethe("config discover --sample 100")
+            .out.find("NOT REACHED by the map's paths: GiftMessage") != std::string::npos);
 
   test::RunResult r = t.lethe("purge --json --as-of '" + k_as_of + "'");
   INFO(r.err);
