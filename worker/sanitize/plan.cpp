@@ -3,6 +3,8 @@
 #include "worker/db/pii_sql.hpp"
 #include "worker/util/error.hpp"
 
+#include <set>
+
 namespace lethe::sanitize {
 namespace {
 
@@ -176,10 +178,26 @@ private:
 
   // One pass over the root's state view ($1 the run's instant): all root rows, the orders the
   // purge takes, the orders held back, and the root's own rows with PII due and held. Each
-  // order's flags are computed once (OFFSET 0 keeps the subquery whole).
+  // order's flags are computed once (OFFSET 0 keeps the subquery whole), and has_pii and held
+  // only for orders that are due: for the others they are NULL, and every count tests
+  // lethe_due first. has_pii can be the dearest part of a row (a json column's paths read the
+  // document once each), and a third of a table may not be due yet.
   std::string count_root_pass(const std::string& with_pii) const {
-    std::string flags =
-        "SELECT r.*, r.due_at <= $1::timestamptz AS lethe_due FROM " + m_view + " OFFSET 0";
+    const PiiTable& root = m_s.root.table;
+    std::set<std::string> cols(root.key.begin(), root.key.end());
+    for (const PiiTable& c : m_s.children) {
+      if (c.parent == root.table) {
+        cols.insert(c.parent_column.begin(), c.parent_column.end());
+      }
+    }
+    std::string list;
+    for (const std::string& c : cols) {
+      list += "r." + quote_ident(c) + ", ";
+    }
+    const std::string clock = "r.due_at <= $1::timestamptz";
+    std::string flags = "SELECT " + list + clock + " AS lethe_due, CASE WHEN " + clock +
+                        " THEN r.held END AS held, CASE WHEN " + clock +
+                        " THEN r.has_pii END AS has_pii FROM " + m_view + " OFFSET 0";
     std::string due = "r.lethe_due AND NOT r.held";
     std::string held = "r.lethe_due AND r.held";
     return "SELECT count(*), count(*) FILTER (WHERE " + due + " AND " + with_pii +
