@@ -75,14 +75,18 @@ public:
       Picked picked;
       bool committed = false;
       if (m_run.plan.lane_guards) {
-        committed = sanitize_batch([&](db::Transaction& tx) {
-          picked = pick(lane, tx.exec(*sql, params), t0);
-          return picked.keys;
-        });
+        committed = sanitize_batch(
+            [&](db::Transaction& tx) {
+              picked = Picked{};
+              picked = pick(lane, tx.exec(*sql, params), t0);
+              return picked.keys;
+            },
+            0);
       } else {
         picked = pick(lane, m_s.exec(*sql, params), t0);
         if (!picked.keys.empty()) {
-          committed = sanitize_batch([&](db::Transaction& tx) { return guard(tx, picked.keys); });
+          committed = sanitize_batch([&](db::Transaction& tx) { return guard(tx, picked.keys); },
+                                     picked.keys.size());
         }
       }
       if (picked.keys.empty()) {
@@ -228,12 +232,17 @@ private:
 
   // One batch in one transaction: `take` gives the orders the selection takes now, then
   // children first, the root last. Returns false when nothing was taken or its locks could not
-  // be had after retries (the orders are left for the next run).
-  bool sanitize_batch(const std::function<std::vector<db::Value>(db::Transaction&)>& take) {
+  // be had after retries (the orders are left for the next run). `picked` is how many orders
+  // the lane picked before the transaction (none when the lane picks inside it): when even the
+  // pick cannot get its locks, there is no position to walk on from, so the lock timeout fails
+  // the run as it did when the pick ran outside the transaction.
+  bool sanitize_batch(const std::function<std::vector<db::Value>(db::Transaction&)>& take,
+                      size_t picked) {
     size_t taken = 0;
     for (int attempt = 0;; ++attempt) {
       std::vector<long long> affected(m_run.plan.steps.size(), 0);
       auto started = Clock::now();
+      taken = 0;
       try {
         m_s.transact([&](db::Transaction& tx) {
           // A batch is redone from the data if a server crash loses its commit, and the run's
@@ -269,6 +278,10 @@ private:
           throw;
         }
         if (attempt + 1 >= k_lock_retries) {
+          if (taken == 0 && picked == 0) {
+            throw;
+          }
+          taken = std::max(taken, picked);
           m_tally.skipped_locked += static_cast<long long>(taken);
           log::event(log::Level::warning, "purge.batch_skipped",
                      {{"orders", taken}, {"reason", "lock_timeout"}});
