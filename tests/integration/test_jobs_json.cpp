@@ -90,11 +90,22 @@ TEST_CASE("json: the purge takes out exactly the mapped paths and pseudonymizes 
       s->exec("UPDATE orders SET payload = $2::jsonb WHERE amazon_order_id = $1", {c.id, c.doc});
     }
   }
+  // Scalar documents (JSON null, a string) in rows written for their other PII columns: the
+  // documents stay as they are (jsonb_set and #- refuse a scalar whatever the path).
+  test::insert_order(*s, k_as_of, {"J-null-40d", "Shipped", "40 days", "40 days"});
+  test::insert_order(*s, k_as_of, {"K-string-40d", "Shipped", "40 days", "40 days"});
+  s->exec("UPDATE orders SET payload = 'null' WHERE amazon_order_id = 'J-null-40d'");
+  s->exec("UPDATE orders SET payload = '\"text\"' WHERE amazon_order_id = 'K-string-40d'");
   // A json (not jsonb) column: written back as json, its other keys as they were.
   s->exec("UPDATE orders SET extra = '{\"Email\": \"jo@example.com\", \"Keep\": [1]}' WHERE "
           "amazon_order_id = 'A-full-40d'");
-  const std::vector<std::string> pii = {"buyer-A-full-40d@marketplace.amazon.com", "Jo A-full-40d",
-                                        "Jo Co A-full-40d", "12025550123", "jo@example.com"};
+  const std::vector<std::string> pii = {"buyer-A-full-40d@marketplace.amazon.com",
+                                        "Jo A-full-40d",
+                                        "Jo Co A-full-40d",
+                                        "12025550123",
+                                        "jo@example.com",
+                                        "b-J-null-40d@example.org",
+                                        "b-K-string-40d@example.org"};
 
   // discover names the sampled keys that look like PII, and those no path of the map reaches.
   test::RunResult d = t.lethe("config discover --sample 100 --json");
@@ -124,7 +135,7 @@ TEST_CASE("json: the purge takes out exactly the mapped paths and pseudonymizes 
       root_rows = tb["rows_sanitized"].get<long long>();
     }
   }
-  CHECK(root_rows == 2); // A and G
+  CHECK(root_rows == 4); // A and G by their documents, J and K by their other columns
 
   auto doc = [&](const std::string& id) {
     return s->exec("SELECT payload::text FROM orders WHERE amazon_order_id = $1", {id})
@@ -151,6 +162,11 @@ TEST_CASE("json: the purge takes out exactly the mapped paths and pseudonymizes 
     INFO(c.id << ": " << doc(c.id));
     CHECK((c.doc.empty() ? doc(c.id) == "<NULL>" : same(c.id, c.doc)));
   }
+  CHECK(doc("J-null-40d") == "null");
+  CHECK(doc("K-string-40d") == "\"text\"");
+  CHECK(
+      s->exec("SELECT buyer_name FROM orders WHERE amazon_order_id = 'K-string-40d'").text(0, 0) ==
+      "[redacted]");
   CHECK(s->exec("SELECT extra::text FROM orders WHERE amazon_order_id = 'A-full-40d'").text(0, 0) ==
         R"({"Keep": [1]})");
   // A number is pseudonymized by its JSON text; a sibling key stays.

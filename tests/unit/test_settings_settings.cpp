@@ -295,6 +295,11 @@ hmac = ["BuyerInfo.BuyerEmail"])"))
             .find("is inside hmac path 'BuyerInfo'") != std::string::npos);
   CHECK(config_error(with_json(R"(remove = ["A", "A"])")).find("lists 'A' twice") !=
         std::string::npos);
+  // Taking an array element out would move the next one into its place.
+  CHECK(config_error(with_json(R"(remove = ["Phones.0"])"))
+            .find("remove path 'Phones.0' ends in an array index") != std::string::npos);
+  CHECK(
+      config_error(with_json("remove = [\"Items.0.GiftMessage\"]\nhmac = [\"Phones.0\"]")).empty());
   std::string not_json = k_minimal;
   not_json.replace(not_json.find(R"("null" })"), 8, R"("null", remove = ["A"] })");
   CHECK(config_error(not_json).find("'remove' is only used with strategy json") !=

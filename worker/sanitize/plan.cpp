@@ -329,6 +329,11 @@ private:
       for (const settings::JsonPath& p : c.remove) {
         e = "(" + e + " #- " + path_if(db::json_holds_sql(doc, p), p) + ")";
       }
+      // jsonb_set and #- refuse a scalar document (a string, a number, JSON null) whatever the
+      // path, even the empty one; such a document has nothing to change, and the row may still
+      // be written for another column.
+      e = "CASE WHEN jsonb_typeof(" + doc + ") IN ('object', 'array') THEN " + e + " ELSE " + doc +
+          " END";
       std::string type = m_facts.of(t.table).type_of(c.name);
       sets += (sets.empty() ? "" : ", ") + quote_ident(c.name) + " = (" + e + ")::" + type;
     }

@@ -333,6 +333,13 @@ private:
                                   "joined by dots, e.g. BuyerInfo.BuyerEmail");
           continue;
         }
+        if (list == &col.remove && p.back().find_first_not_of("0123456789") == std::string::npos) {
+          problem(e.source(), "remove path '" + text +
+                                  "' ends in an array index: taking an element out moves the "
+                                  "ones after it; remove the keys inside it (" +
+                                  text + ".Key) or use hmac, which replaces it in place");
+          continue;
+        }
         if (std::find(list->begin(), list->end(), p) != list->end()) {
           problem(e.source(), std::string(key) + " lists '" + text + "' twice");
           continue;
