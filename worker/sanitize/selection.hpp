@@ -34,7 +34,7 @@ struct Selection {
 
 // What happens to the selected orders' rows.
 enum class Action {
-  sanitize, // each PII column by its strategy (null, constant, hmac); delete-row tables deleted
+  sanitize, // each PII column by its strategy (null, constant, hmac, json); delete-row tables go
   erase,    // every mapped row of the orders deleted, deepest table first, the root last
 };
 
