@@ -113,10 +113,7 @@ std::string sample_from(const Candidate& c, long n) {
 bool reached(const settings::PiiColumn& col, const std::string& key) {
   for (const std::vector<settings::JsonPath>* paths : {&col.remove, &col.hmac}) {
     for (const settings::JsonPath& p : *paths) {
-      std::string dotted;
-      for (const std::string& k : p) {
-        dotted += (dotted.empty() ? "" : ".") + k;
-      }
+      std::string dotted = settings::json_path_text(p);
       if (key == dotted || key.rfind(dotted + ".", 0) == 0) {
         return true;
       }

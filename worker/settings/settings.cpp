@@ -298,14 +298,6 @@ private:
     return out;
   }
 
-  static std::string dotted(const JsonPath& p) {
-    std::string out;
-    for (const std::string& k : p) {
-      out += (out.empty() ? "" : ".") + k;
-    }
-    return out;
-  }
-
   // `inner` is `outer` or lies inside it.
   static bool within(const JsonPath& inner, const JsonPath& outer) {
     return inner.size() >= outer.size() && std::equal(outer.begin(), outer.end(), inner.begin());
@@ -351,16 +343,16 @@ private:
       for (const JsonPath& r : col.remove) {
         if (within(h, r)) {
           problem(c["hmac"].node()->source(),
-                  "hmac path '" + dotted(h) + "' is inside '" + dotted(r) +
-                      "', which remove takes out whole; remove the keys of '" + dotted(r) +
+                  "hmac path '" + json_path_text(h) + "' is inside '" + json_path_text(r) +
+                      "', which remove takes out whole; remove the keys of '" + json_path_text(r) +
                       "' one by one, or drop one of the two paths");
         }
       }
       for (const JsonPath& other : col.hmac) {
         if (&other != &h && within(h, other)) {
-          problem(c["hmac"].node()->source(), "hmac path '" + dotted(h) +
-                                                  "' is inside hmac path '" + dotted(other) +
-                                                  "'; keep one of the two");
+          problem(c["hmac"].node()->source(), "hmac path '" + json_path_text(h) +
+                                                  "' is inside hmac path '" +
+                                                  json_path_text(other) + "'; keep one of the two");
         }
       }
     }
@@ -670,6 +662,14 @@ std::filesystem::path resolve_path(const std::string& cli_value) {
     return env;
   }
   return k_default_config_path;
+}
+
+std::string json_path_text(const JsonPath& path) {
+  std::string out;
+  for (const std::string& k : path) {
+    out += (out.empty() ? "" : ".") + k;
+  }
+  return out;
 }
 
 std::string pii_map_digest(const Settings& s) {

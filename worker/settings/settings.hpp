@@ -184,6 +184,9 @@ Settings load_from_string(const std::string& text, const std::string& name);
 // The configuration file to read: `--config` value if given, else $LETHE_CONFIG, else the default.
 std::filesystem::path resolve_path(const std::string& cli_value);
 
+// A JSON path as the map writes it: its keys joined by dots, "BuyerInfo.BuyerEmail".
+std::string json_path_text(const JsonPath& path);
+
 // A stable SHA-256 hex digest of the PII map (tables, links, columns, strategies, clocks, hold),
 // recorded with runs and archives so a change of map is visible.
 std::string pii_map_digest(const Settings& s);
