@@ -41,6 +41,18 @@ struct RestoreOptions {
 // `lethe archive restore`: members to a directory (0600) or a scratch schema; audited.
 int run_restore(Context& ctx, const RestoreOptions& opt);
 
+struct RewriteOptions {
+  std::string archive_id;
+  long long request_id = 0;
+  std::string private_key;
+  std::string operator_name;
+  std::string reason;
+};
+
+// `lethe archive rewrite`: writes spooled archive ARCHIVE anew without a deletion request's
+// orders, records it, destroys the old file; audited with the operator.
+int run_rewrite(Context& ctx, const RewriteOptions& opt);
+
 // `lethe archive list`.
 int run_list(Context& ctx, bool json);
 

@@ -65,28 +65,10 @@ void change_state(Context& ctx, const Cataloged& a, const std::string& state,
   ctx.trail().anchor(stored);
 }
 
-// Overwrites, unlinks and fsyncs away the file at `path` (the vault's destroy).
-void destroy_file(const std::string& path) {
-  vault::destroy(path, "archive file",
-                 "fix the cause and run `lethe archive expire` again; the catalog still lists the "
-                 "archive. If the file is gone already, confirm it with `lethe archive "
-                 "mark-destroyed ID --operator NAME`");
-}
+} // namespace
 
-// Destroys spooled archive `a` and records it in one transaction: the audit record and the
-// state change first (so a refusal, e.g. a missing grant or retention not yet over, leaves the
-// file untouched), then the file, then the commit. A destroy that fails rolls the record back;
-// a commit that fails after the file is gone is spooled as an alarm and thrown.
-void expire_one(Context& ctx, const Cataloged& a) {
-  audit::Record rec{
-      audit::Kind::run,
-      "archive expire",
-      "done",
-      "destroyed",
-      std::nullopt,
-      util::dump({{"bytes", static_cast<long long>(a.size)}}),
-      util::dump(
-          {{"archive_id", a.id}, {"from", a.state}, {"retention_until", a.retention_until}})};
+void destroy_recorded(Context& ctx, const Cataloged& a, const audit::Record& rec,
+                      const std::string& again) {
   audit::Stored stored;
   bool file_gone = false;
   try {
@@ -100,18 +82,22 @@ void expire_one(Context& ctx, const Cataloged& a) {
                         e.sqlstate() + "); its file was not touched",
                     "lethe_archive needs EXECUTE on lethe.archive_set_state (apply `lethe "
                     "grants` as the owner), and the archive's retention must have ended by the "
-                    "server's date; then run `lethe archive expire` again");
+                    "server's date (or a recorded rewrite must replace it); then run `" +
+                        again + "` again");
       }
-      destroy_file(a.path);
+      vault::destroy(a.path, "archive file",
+                     "fix the cause and run `" + again +
+                         "` again; the catalog still lists the archive. If the file is gone "
+                         "already, confirm it with `lethe archive mark-destroyed ID --operator "
+                         "NAME`");
       file_gone = true;
     });
   } catch (const Error& e) {
     if (!file_gone) {
       throw;
     }
-    ctx.trail().spool(audit::Record{audit::Kind::alarm, "archive expire", "failed",
-                                    "destroyed_not_recorded", std::nullopt, "{}",
-                                    util::dump({{"archive_id", a.id}})});
+    ctx.trail().spool(audit::Record{audit::Kind::alarm, rec.job, "failed", "destroyed_not_recorded",
+                                    std::nullopt, "{}", util::dump({{"archive_id", a.id}})});
     throw Error(Exit::temporary,
                 "archive " + a.id +
                     " was destroyed, but its destruction could not be recorded: " + e.what(),
@@ -120,6 +106,20 @@ void expire_one(Context& ctx, const Cataloged& a) {
                 "`lethe archive verify` will name the archive as missing until it is recorded");
   }
   ctx.trail().anchor(stored);
+}
+
+namespace {
+
+// Destroys spooled archive `a` past its retention and records it in one transaction.
+void expire_one(Context& ctx, const Cataloged& a) {
+  destroy_recorded(ctx, a,
+                   audit::Record{audit::Kind::run, "archive expire", "done", "destroyed",
+                                 std::nullopt,
+                                 util::dump({{"bytes", static_cast<long long>(a.size)}}),
+                                 util::dump({{"archive_id", a.id},
+                                             {"from", a.state},
+                                             {"retention_until", a.retention_until}})},
+                   "lethe archive expire");
 }
 
 } // namespace

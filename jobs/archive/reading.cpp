@@ -4,6 +4,7 @@
 
 #include "jobs/archive/archive.hpp"
 #include "jobs/archive/common.hpp"
+#include "jobs/archive/manifest.hpp"
 #include "worker/archive/tar.hpp"
 #include "worker/crypto/hash.hpp"
 #include "worker/log/log.hpp"
@@ -107,6 +108,105 @@ void read_archive(db::Session& db, const settings::Settings& s, const std::strin
         "pass --private-key with the private half of one of those public keys (and the "
         "archive.key_namespace/key_name it was written with)");
   }
+}
+
+void refuse_contents(const std::string& id, const std::string& what, const char* nothing_done) {
+  throw Error(Exit::data, "archive " + id + " " + what + "; nothing was " + nothing_done,
+              "do not use this file: fetch the archive's other copy, and keep this one for the "
+              "incident record (C18)");
+}
+
+MemberFacts member_facts(const std::string& data) {
+  CsvCounter rows;
+  rows.feed(data);
+  return {crypto::hex(crypto::sha256(data)), rows.lines};
+}
+
+namespace {
+
+void stop_if_asked(const char* nothing_done) {
+  if (util::stop_requested()) {
+    throw Error(Exit::temporary, "interrupted by a stop signal",
+                std::string("nothing was ") + nothing_done + "; run it again");
+  }
+}
+
+} // namespace
+
+Contents verify_contents(db::Session& s, const settings::Settings& st, const Cataloged& a,
+                         const crypto::RsaKey& key, const char* nothing_done) {
+  std::map<std::string, MemberFacts> seen;
+  Contents out;
+  bool have_tables = false;
+  read_archive(s, st, a.path, a.id, key, [&](const std::string& name, const std::string& data) {
+    stop_if_asked(nothing_done);
+    if (seen.contains(name) || (name == "tables.json" && have_tables) ||
+        (name == "manifest.json" && !out.manifest.empty())) {
+      refuse_contents(a.id, "holds member " + name + " twice", nothing_done);
+    }
+    if (name == "manifest.json") {
+      out.manifest = data;
+    } else if (name == "tables.json") {
+      out.tables = data;
+      have_tables = true;
+    } else {
+      seen[name] = member_facts(data);
+    }
+  });
+  if (out.manifest.empty() || !have_tables) {
+    refuse_contents(a.id, out.manifest.empty() ? "has no manifest" : "has no tables.json",
+                    nothing_done);
+  }
+  // A crafted manifest may leave any field out: a missing one never matches.
+  std::optional<std::vector<ManifestMember>> members = manifest_members(out.manifest);
+  std::optional<bool> tables_match = manifest_tables_match(out.manifest, out.tables);
+  if (!members || !tables_match) {
+    refuse_contents(a.id, "has a manifest or tables.json that is not what lethe writes",
+                    nothing_done);
+  }
+  if (!*tables_match) {
+    refuse_contents(a.id, "has a tables.json that differs from its manifest", nothing_done);
+  }
+  for (const ManifestMember& mm : *members) {
+    const std::string& name = mm.name;
+    MemberFacts want{mm.sha256, mm.rows < 0 ? -1 : mm.rows + (mm.first_part ? 1 : 0)};
+    auto it = seen.find(name);
+    if (it == seen.end()) {
+      refuse_contents(a.id, "lacks member " + name + " that its manifest names", nothing_done);
+    }
+    if (it->second.sha256 != want.sha256 || it->second.rows != want.rows) {
+      refuse_contents(a.id, "has member " + name + " that differs from its manifest", nothing_done);
+    }
+    out.members[name] = want;
+  }
+  for (const auto& [name, facts] : seen) {
+    if (!out.members.contains(name)) {
+      refuse_contents(a.id, "has member " + name + " that its manifest does not name",
+                      nothing_done);
+    }
+  }
+  return out;
+}
+
+void read_verified(db::Session& s, const settings::Settings& st, const Cataloged& a,
+                   const crypto::RsaKey& key, const Contents& checked, const char* nothing_done,
+                   const std::function<void(const std::string&, const std::string&)>& use) {
+  read_archive(s, st, a.path, a.id, key, [&](const std::string& name, const std::string& data) {
+    stop_if_asked(nothing_done);
+    bool same = false;
+    if (name == "manifest.json") {
+      same = data == checked.manifest;
+    } else if (name == "tables.json") {
+      same = data == checked.tables;
+    } else if (auto it = checked.members.find(name); it != checked.members.end()) {
+      MemberFacts f = member_facts(data);
+      same = f.sha256 == it->second.sha256 && f.rows == it->second.rows;
+    }
+    if (!same) {
+      refuse_contents(a.id, "changed while it was being read", nothing_done);
+    }
+    use(name, data);
+  });
 }
 
 // COPYs one CSV member into `target`; a member that does not fit its table is bad data.

@@ -5,9 +5,11 @@
 #include "worker/crypto/keys.hpp"
 #include "worker/db/session.hpp"
 #include "worker/db/store/archives.hpp"
+#include "worker/runtime/context.hpp"
 #include "worker/settings/settings.hpp"
 
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +65,41 @@ std::string written_to(db::Session& db, const std::string& id);
 void read_archive(db::Session& db, const settings::Settings& s, const std::string& path,
                   const std::string& id, const crypto::RsaKey& key,
                   const std::function<void(const std::string&, const std::string&)>& member);
+
+// An archive's contents as checked against its manifest.
+struct Contents {
+  std::map<std::string, MemberFacts> members; // by name; rows count part-00001's header line
+  std::string tables;                         // tables.json
+  std::string manifest;                       // manifest.json
+};
+
+// Refuses archive `id`'s contents (exit 65): "archive ID <what>; nothing was <nothing_done>".
+[[noreturn]] void refuse_contents(const std::string& id, const std::string& what,
+                                  const char* nothing_done);
+
+// SHA-256 and CSV records of a member.
+MemberFacts member_facts(const std::string& data);
+
+// Reads the whole archive once and checks it against its manifest before anything is written
+// or loaded: every member named by the manifest, with its SHA-256 and row count, no member the
+// manifest does not name, tables.json equal to the manifest's tables. `nothing_done` says what
+// a refusal did not do ("restored").
+Contents verify_contents(db::Session& s, const settings::Settings& st, const Cataloged& a,
+                         const crypto::RsaKey& key, const char* nothing_done);
+
+// Reads the archive again: `use` gets each member only after it matched `checked` (the file
+// could change between the two reads).
+void read_verified(db::Session& s, const settings::Settings& st, const Cataloged& a,
+                   const crypto::RsaKey& key, const Contents& checked, const char* nothing_done,
+                   const std::function<void(const std::string&, const std::string&)>& use);
+
+// Destroys spooled archive `a` and records it in one transaction: the audit record `rec` and
+// the state change first (so a refusal, e.g. a missing grant or a retention not yet over, leaves
+// the file untouched), then the file, then the commit. A destroy that fails rolls the record
+// back; a commit that fails after the file is gone is spooled as an alarm and thrown. `again`:
+// the command a HINT tells the operator to run again.
+void destroy_recorded(Context& ctx, const Cataloged& a, const audit::Record& rec,
+                      const std::string& again);
 
 // COPYs one CSV member into `target`; a member that does not fit its table is bad data.
 long long load_member(db::Transaction& tx, const std::string& id, const std::string& name,

@@ -34,123 +34,27 @@ struct Restore {
   const RestoreOptions& opt;
   const Cataloged& a;
   const crypto::RsaKey& key;
-  std::map<std::string, MemberFacts> expected; // from the verified manifest
-  std::string tables;                          // tables.json as verified
+  Contents contents; // as verify_contents found them
   long long members = 0;
   long long rows = 0;
 };
 
-[[noreturn]] void refuse_contents(const std::string& id, const std::string& what) {
-  throw Error(Exit::data, "archive " + id + " " + what + "; nothing was restored",
-              "do not use this file: fetch the archive's other copy, and keep this one for the "
-              "incident record (C18)");
-}
-
-MemberFacts member_facts(const std::string& data) {
-  CsvCounter rows;
-  rows.feed(data);
-  return {crypto::hex(crypto::sha256(data)), rows.lines};
-}
-
-// Reads the whole archive once and checks it against its manifest before anything is written
-// or loaded: every member named by the manifest, with its SHA-256 and row count, no member the
-// manifest does not name, tables.json equal to the manifest's tables. Returns the manifest's
-// facts by member name (row counts with the header line of part-00001); sets `tables`.
-std::map<std::string, MemberFacts> verify_contents(db::Session& s, const settings::Settings& st,
-                                                   const Cataloged& a, const crypto::RsaKey& key,
-                                                   std::string& tables) {
-  std::map<std::string, MemberFacts> seen;
-  std::string manifest;
-  bool have_tables = false;
-  read_archive(s, st, a.path, a.id, key, [&](const std::string& name, const std::string& data) {
-    if (util::stop_requested()) {
-      throw Error(Exit::temporary, "archive restore interrupted by a stop signal",
-                  "nothing was restored; run it again");
-    }
-    if (seen.contains(name) || (name == "tables.json" && have_tables) ||
-        (name == "manifest.json" && !manifest.empty())) {
-      refuse_contents(a.id, "holds member " + name + " twice");
-    }
-    if (name == "manifest.json") {
-      manifest = data;
-    } else if (name == "tables.json") {
-      tables = data;
-      have_tables = true;
-    } else {
-      seen[name] = member_facts(data);
-    }
-  });
-  if (manifest.empty() || !have_tables) {
-    refuse_contents(a.id, manifest.empty() ? "has no manifest" : "has no tables.json");
-  }
-  // A crafted manifest may leave any field out: a missing one never matches.
-  std::optional<std::vector<ManifestMember>> members = manifest_members(manifest);
-  std::optional<bool> tables_match = manifest_tables_match(manifest, tables);
-  if (!members || !tables_match) {
-    refuse_contents(a.id, "has a manifest or tables.json that is not what lethe writes");
-  }
-  if (!*tables_match) {
-    refuse_contents(a.id, "has a tables.json that differs from its manifest");
-  }
-  std::map<std::string, MemberFacts> expected;
-  for (const ManifestMember& mm : *members) {
-    const std::string& name = mm.name;
-    MemberFacts want{mm.sha256, mm.rows < 0 ? -1 : mm.rows + (mm.first_part ? 1 : 0)};
-    auto it = seen.find(name);
-    if (it == seen.end()) {
-      refuse_contents(a.id, "lacks member " + name + " that its manifest names");
-    }
-    if (it->second.sha256 != want.sha256 || it->second.rows != want.rows) {
-      refuse_contents(a.id, "has member " + name + " that differs from its manifest");
-    }
-    expected[name] = want;
-  }
-  for (const auto& [name, facts] : seen) {
-    if (!expected.contains(name)) {
-      refuse_contents(a.id, "has member " + name + " that its manifest does not name");
-    }
-  }
-  return expected;
-}
-
-bool member_as_verified(const Restore& r, const std::string& name, const std::string& data) {
-  if (name == "manifest.json") {
-    return true; // its members are checked one by one
-  }
-  if (name == "tables.json") {
-    return data == r.tables;
-  }
-  auto it = r.expected.find(name);
-  if (it == r.expected.end()) {
-    return false;
-  }
-  MemberFacts f = member_facts(data);
-  return f.sha256 == it->second.sha256 && f.rows == it->second.rows;
-}
-
-// Reads the archive again for restoring: `use` gets each member only after it matched what
-// verify_contents found (the file could change between the two reads).
+// Reads the archive again for restoring, each member checked against what verify_contents
+// found (the file could change between the two reads).
 void read_verified(Restore& r,
                    const std::function<void(const std::string&, const std::string&)>& use) {
-  read_archive(r.ctx.ready_db(), r.ctx.settings(), r.a.path, r.a.id, r.key,
-               [&](const std::string& name, const std::string& data) {
-                 if (util::stop_requested()) {
-                   throw Error(Exit::temporary, "archive restore interrupted by a stop signal",
-                               "nothing was restored; run it again");
-                 }
-                 if (!member_as_verified(r, name, data)) {
-                   refuse_contents(r.a.id, "changed while it was being restored");
-                 }
-                 ++r.members;
-                 use(name, data);
-               });
+  archive::read_verified(r.ctx.ready_db(), r.ctx.settings(), r.a, r.key, r.contents, "restored",
+                         [&](const std::string& name, const std::string& data) {
+                           ++r.members;
+                           use(name, data);
+                         });
 }
 
 // The top-level names a restore into a directory creates: the two JSON members and one
 // directory per table.
 std::vector<std::string> top_level_names(const Restore& r) {
   std::vector<std::string> out = {"tables.json", "manifest.json"};
-  for (const auto& [name, facts] : r.expected) {
+  for (const auto& [name, facts] : r.contents.members) {
     std::string dir = name.substr(0, name.rfind('/'));
     if (std::find(out.begin(), out.end(), dir) == out.end()) {
       out.push_back(dir);
@@ -239,7 +143,7 @@ bool known_type(db::Transaction& tx, const std::string& type) {
 // restored table name of each archived table.
 std::map<std::string, std::string> create_tables(Restore& r, db::Transaction& tx) {
   const std::string& id = r.a.id;
-  std::optional<std::vector<TableColumns>> tables = parse_tables(r.tables);
+  std::optional<std::vector<TableColumns>> tables = parse_tables(r.contents.tables);
   bool known = tables.has_value();
   for (size_t i = 0; known && i < tables->size(); ++i) {
     for (const auto& [name, type] : (*tables)[i].columns) {
@@ -298,7 +202,8 @@ void restore_to_schema(Restore& r) {
       }
       std::string table = name.substr(0, slash);
       if (!target.contains(table)) {
-        refuse_contents(r.a.id, "has member " + name + " for no table in its tables.json");
+        refuse_contents(r.a.id, "has member " + name + " for no table in its tables.json",
+                        "restored");
       }
       r.rows += load_member(tx, r.a.id, name, target[table], data);
     });
@@ -363,10 +268,10 @@ int run_restore(Context& ctx, const RestoreOptions& opt) {
     refused(e);
     throw;
   }
-  Restore r{ctx, opt, a, *key, {}, {}, 0, 0};
+  Restore r{ctx, opt, a, *key, {}, 0, 0};
   try {
     util::install_stop_handlers();
-    r.expected = verify_contents(s, ctx.settings(), a, *key, r.tables);
+    r.contents = verify_contents(s, ctx.settings(), a, *key, "restored");
     if (opt.into_dir.empty()) {
       restore_to_schema(r);
     } else {

@@ -686,6 +686,182 @@ TEST_CASE("request: a held order is archived before its live rows go (archive-th
         std::string::npos);
 }
 
+// Files in the archive spool (archives and any pending write).
+size_t spool_files(const test::TestDb& t) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(t.dir() / "archive-spool")) {
+    n += e.is_regular_file() ? 1 : 0;
+  }
+  return n;
+}
+
+TEST_CASE("archive rewrite: a spooled archive is written anew without a request's orders, the "
+          "old one destroyed, a crash finished by the rerun, and the request completes") {
+  test::TestDb t("request_rewrite", 0);
+  t.migrate_and_grant();
+  t.make_archive_keys();
+  auto s = t.admin();
+  std::string now = s->exec("SELECT now()::text").text(0, 0);
+  // Two held (business) orders, each with tax rows two levels down: one the request names (not
+  // due), one due for the purge. The archive job archives both into one archive.
+  const std::string gone = "111-0000000-0000001";
+  const std::string kept = "111-0000000-0000004";
+  test::insert_order(*s, now, {gone, "Shipped", "2 days", "2 days", true});
+  test::insert_order(*s, now, {kept, "Shipped", "40 days", "40 days", true});
+  std::vector<std::string> pii = t.pii_values();
+  const std::vector<std::pair<std::string, std::string>> archived = {
+      {"orders", "amazon_order_id = $1"},
+      {"shipping_addresses", "amazon_order_id = $1"},
+      {"buyer_tax_info", "amazon_order_id = $1"},
+      {"buyer_tax_classifications",
+       "tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id = $1)"}};
+  s->exec("CREATE SCHEMA expect");
+  for (const auto& [table, where] : archived) {
+    s->exec("CREATE TABLE expect." + table + " AS SELECT * FROM " + table + " WHERE " + where,
+            {kept});
+  }
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "RW1 --scope order:" +
+                  gone)
+              .exit == 0);
+  REQUIRE(t.lethe("request run").exit == 0); // the held order waits for its archive
+  test::RunResult r = t.lethe("archive run");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  std::string old = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
+  CHECK(s->exec("SELECT orders FROM lethe.archives").integer(0, 0) == 2);
+  REQUIRE(t.lethe("request run").exit == 0);
+  REQUIRE(show(t, 1, t.config())["stored_state"] == "live_erased");
+  std::string key = " --private-key " + (t.dir() / "archive.pem").string();
+  std::string cmd = "archive rewrite " + old + " --exclude-request 1" + key;
+  std::string outputs;
+
+  // Refusals change nothing and say why.
+  r = t.lethe(cmd + " --reason notice");
+  CHECK(r.exit == 64);
+  CHECK(r.err.find("archive rewrite needs --operator NAME") != std::string::npos);
+  CHECK(r.err.find("HINT:") != std::string::npos);
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "RW2 --scope order:" +
+                  kept)
+              .exit == 0);
+  r = t.lethe("--operator alice archive rewrite " + old + " --exclude-request 2 --reason n" + key);
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("request 2 is received") != std::string::npos);
+  CHECK(r.err.find("run `lethe request run` first") != std::string::npos);
+  REQUIRE(t.lethe("--operator alice request cancel 2 --reason mistake").exit == 0);
+  outputs += r.out + r.err;
+
+  // The database's own guard: a rewrite destroys a spooled archive before its retention ends
+  // only for a recorded replacement that keeps the hold (a bare record, then rolled back).
+  auto forged_destroy = [&](const std::string& id, const std::string& replaced_by) {
+    try {
+      s->transact([&](db::Transaction& tx) {
+        tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, unit, "
+                "outcome, exit_reason, counts, details, prev_hash, hash) SELECT max(seq) + 1, "
+                "now(), 'manual', 'archive rewrite', 'test', 'test', 'test', 'done', "
+                "'destroyed', '{}', json_build_object('archive_id', $1::text, 'from', "
+                "'spooled', 'replaced_by', $2::text)::text, 'x', md5(random()::text) FROM "
+                "lethe.audit_log",
+                {id, replaced_by});
+        tx.exec("SELECT lethe.archive_set_state($1, 'destroyed', (SELECT max(seq) FROM "
+                "lethe.audit_log))",
+                {id});
+        throw std::runtime_error("accepted");
+      });
+    } catch (const db::DbError& e) {
+      return e.sqlstate();
+    } catch (const std::runtime_error&) {
+      return std::string("accepted");
+    }
+    return std::string("not reached");
+  };
+  CHECK(forged_destroy(old, "a-none") == "42501");
+  CHECK(forged_destroy(old, old) == "42501");
+
+  // A crash once the new archive is recorded: the rerun destroys the old one, writes nothing.
+  test::RunResult crash = test::run_shell(
+      "LETHE_CRASH_AT=rewrite:recorded " + std::string(LETHE_BIN) + " --config " +
+          t.config().string() + " --operator alice " + cmd + " --reason 'notice RW1'",
+      t.dir());
+  CHECK(crash.exit == 99);
+  CHECK(s->exec("SELECT count(*) FROM lethe.archives WHERE state = 'spooled'").integer(0, 0) == 2);
+  r = t.lethe("--operator alice " + cmd + " --reason 'notice RW1'");
+  INFO(crash.err + r.err);
+  REQUIRE(r.exit == 0);
+  CHECK(r.out.find("by an earlier run; the old file is destroyed now") != std::string::npos);
+  outputs += crash.out + crash.err + r.out + r.err;
+  db::Rows a = s->exec("SELECT archive_id, state, orders, retention_until::text, destroyed_by "
+                       "FROM lethe.archives ORDER BY created_at, archive_id");
+  REQUIRE(a.size() == 2);
+  std::string fresh = a.text(0, 0) == old ? a.text(1, 0) : a.text(0, 0);
+  db::Rows o = s->exec("SELECT state, destroyed_by, retention_until::text FROM lethe.archives "
+                       "WHERE archive_id = $1",
+                       {old});
+  db::Rows n = s->exec("SELECT state, orders, retention_until::text FROM lethe.archives WHERE "
+                       "archive_id = $1",
+                       {fresh});
+  CHECK(o.text(0, 0) == "destroyed");
+  CHECK(o.text(0, 1) == "alice");
+  CHECK(n.text(0, 0) == "spooled");
+  CHECK(n.integer(0, 1) == 1);
+  CHECK(n.text(0, 2) == o.text(0, 2)); // the hold is kept
+  CHECK_FALSE(util::exists(t.dir() / "archive-spool" / (old + ".lethe-archive")));
+  CHECK(spool_files(t) == 1);
+  CHECK(column(*s, "SELECT order_key FROM lethe.archived_orders WHERE archive_id = $1", {fresh}) ==
+        std::vector<std::string>{kept});
+  // The new archive is no replacement of the old one's replacement.
+  CHECK(forged_destroy(fresh, old) == "42501");
+  // Again: nothing to do.
+  r = t.lethe("--operator alice " + cmd + " --reason 'notice RW1'");
+  CHECK(r.exit == 0);
+  CHECK(r.out.find("was rewritten as " + fresh + " already") != std::string::npos);
+
+  // The new archive holds exactly the kept order's rows, every level down.
+  r = t.lethe("archive restore " + fresh + key + " --reason check --into-db rewritten");
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  for (const auto& [table, where] : archived) {
+    INFO(table);
+    CHECK(test::table_digest(*s, "rewritten.public_" + table) ==
+          test::table_digest(*s, "expect." + table));
+    CHECK(s->exec("SELECT count(*) FROM rewritten.public_" + table).integer(0, 0) > 0);
+  }
+  CHECK(t.lethe("archive verify --read-data" + key).exit == 0);
+  CHECK(t.lethe("audit verify").exit == 0);
+
+  // The new archive holds none of the request's orders: a rewrite of it is refused, nothing made.
+  r = t.lethe("--operator alice archive rewrite " + fresh + " --exclude-request 1 --reason n" +
+              key);
+  CHECK(r.exit == 65);
+  CHECK(r.err.find("holds no order of request 1; nothing was rewritten") != std::string::npos);
+  CHECK(spool_files(t) == 1);
+  CHECK(s->exec("SELECT count(*) FROM lethe.archives").integer(0, 0) == 2);
+  outputs += r.out + r.err;
+
+  // No spooled archive holds the request's orders now: the next run completes it.
+  REQUIRE(t.lethe("request run").exit == 0);
+  nlohmann::json j = show(t, 1, t.config());
+  CHECK(j["stored_state"] == "complete");
+  REQUIRE(j["copies"].size() == 1);
+  CHECK(j["copies"][0]["state"] == "destroyed");
+
+  // The evidence: the new archive's record names the old one and the request; the old one's
+  // destruction names its replacement; no value anywhere.
+  db::Rows ev = s->exec("SELECT details FROM lethe.audit_log WHERE job = 'archive rewrite' AND "
+                        "exit_reason IN ('archive_written', 'destroyed') ORDER BY seq");
+  REQUIRE(ev.size() == 2);
+  nlohmann::json w = nlohmann::json::parse(ev.text(0, 0));
+  nlohmann::json d = nlohmann::json::parse(ev.text(1, 0));
+  CHECK(w["rewritten_from"] == old);
+  CHECK(w["excluded_request"] == "1");
+  CHECK(d["replaced_by"] == fresh);
+  std::string trail =
+      column(*s, "SELECT string_agg(details || counts, ' ') FROM lethe.audit_log")[0];
+  test::require_no_pii(outputs + trail, pii);
+  test::require_no_pii(outputs + trail, {gone, kept});
+}
+
 TEST_CASE("request copy: a registered copy holds the request open until it is recorded "
           "destroyed, and one outliving the 90 days is an alarm at once") {
   test::TestDb t("request_copies", 0);

@@ -164,6 +164,12 @@ Run read_archive_restore(const Args& a) {
   return [o](Env& env) { return jobs::archive::run_restore(env.context(), o); };
 }
 
+Run read_archive_rewrite(const Args& a) {
+  jobs::archive::RewriteOptions o{archive_id(a), a.integer("exclude-request").value_or(0),
+                                  a.text("private-key"), a.text("operator"), a.text("reason")};
+  return [o](Env& env) { return jobs::archive::run_rewrite(env.context(), o); };
+}
+
 Run read_mark_cold(const Args& a) {
   return
       [id = archive_id(a)](Env& env) { return jobs::archive::run_mark(env.context(), id, "cold"); };
@@ -543,6 +549,21 @@ const std::vector<CommandSpec>& commands() {
         opt::text("into-db", "SCHEMA", "load into a new schema of this name")},
        Needs::database,
        read_archive_restore},
+      {"archive rewrite",
+       "ARCHIVE",
+       "write a spooled archive anew without a deletion request's orders, destroy the old",
+       "Run where the archive private key is. A spooled archive is a live copy of its orders,\n"
+       "so a deletion request whose orders it holds stays open until it is gone. This reads\n"
+       "ARCHIVE (checked against its catalog row, audit record and manifest), finds the\n"
+       "request's orders by the keyed HMACs the request keeps (pii.hmac_key_file), and writes\n"
+       "every other row into a new archive with the same retention, to archive.recipients;\n"
+       "records it, then destroys ARCHIVE. Only a request whose live rows are erased. Run\n"
+       "again after a crash: it finishes what was left. Needs --operator and --reason.",
+       {opt::integer("exclude-request", "ID", "the deletion request whose orders go (required)"),
+        opt::text("private-key", "KEY", "the archive private key (required)"),
+        opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
+       Needs::database,
+       read_archive_rewrite},
       {"archive list",
        "",
        "list cataloged archives",

@@ -1,5 +1,7 @@
 #include "worker/db/store/archives.hpp"
 
+#include "worker/db/pii_sql.hpp"
+
 namespace lethe::db::store {
 namespace {
 
@@ -80,6 +82,64 @@ void record_archived_orders(Transaction& tx, const std::string& id, long long ev
           {id, std::to_string(evidence_seq)});
 }
 
+WrittenAs written_as(Session& s, const std::string& id) {
+  Rows r =
+      s.exec("SELECT as_of::text, pii_map_digest FROM lethe.archives WHERE archive_id = $1", {id});
+  return r.empty() ? WrittenAs{} : WrittenAs{r.text(0, 0), r.at(0, 1).value_or("")};
+}
+
+std::optional<std::string> rewritten_as(Session& s, const std::string& old_id,
+                                        long long request_id) {
+  Rows r = s.exec("SELECT a.archive_id FROM lethe.archives a JOIN lethe.audit_log l ON l.seq = "
+                  "a.evidence_seq AND l.exit_reason = 'archive_written' WHERE "
+                  "(l.details::jsonb ->> 'rewritten_from') = $1 AND "
+                  "(l.details::jsonb ->> 'excluded_request') = $2 ORDER BY l.seq DESC LIMIT 1",
+                  {old_id, std::to_string(request_id)});
+  if (r.empty()) {
+    return std::nullopt;
+  }
+  return r.text(0, 0);
+}
+
+KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id,
+                                  const settings::Columns& key,
+                                  const std::vector<std::vector<std::string>>& removed,
+                                  const std::string& kept_table) {
+  // The removed keys under the root key's own column names, so key_text_sql spells their text
+  // as the archive job spelled it in lethe.archived_orders.
+  std::string columns;
+  for (const std::string& c : key) {
+    columns += (columns.empty() ? "" : ", ") + quote_ident(c) + " text";
+  }
+  tx.exec("CREATE TEMPORARY TABLE lethe_rewrite_removed (" + columns + ") ON COMMIT DROP");
+  size_t next = 0;
+  tx.copy_in("pg_temp.lethe_rewrite_removed", [&](std::string& line) {
+    if (next == removed.size()) {
+      return false;
+    }
+    line.clear();
+    for (size_t i = 0; i < removed[next].size(); ++i) {
+      line += i > 0 ? "\t" : "";
+      copy_field(line, removed[next][i]);
+    }
+    ++next;
+    return true;
+  });
+  std::string removed_keys =
+      "SELECT " + key_text_sql("x", key) + " FROM pg_temp.lethe_rewrite_removed x";
+  tx.exec("CREATE TEMPORARY TABLE " + kept_table +
+              " ON COMMIT DROP AS SELECT order_key FROM lethe.archived_orders WHERE archive_id = "
+              "$1 AND order_key NOT IN (" +
+              removed_keys + ")",
+          {old_id});
+  Rows r = tx.exec("SELECT (SELECT count(*) FROM " + kept_table +
+                       "), (SELECT count(*) FROM lethe.archived_orders WHERE archive_id = $1 AND "
+                       "order_key IN (" +
+                       removed_keys + "))",
+                   {old_id});
+  return {r.integer(0, 0), r.integer(0, 1)};
+}
+
 void set_archive_state(Transaction& tx, const std::string& id, const std::string& state,
                        long long seq) {
   tx.exec("SELECT lethe.archive_set_state($1, $2, $3::bigint)", {id, state, std::to_string(seq)});
@@ -99,7 +159,8 @@ std::vector<WrittenEvidence> archive_written_records(Session& s, const std::stri
 
 std::string audited_archive_state(Session& s, const std::string& id) {
   Rows r = s.exec(
-      "SELECT exit_reason FROM lethe.audit_log WHERE job IN ('archive mark', 'archive expire') "
+      "SELECT exit_reason FROM lethe.audit_log WHERE job IN ('archive mark', 'archive expire', "
+      "'archive rewrite') "
       "AND exit_reason IN ('cold', 'destroyed') AND outcome = 'done' AND "
       "(details::jsonb ->> 'archive_id') = $1 ORDER BY seq DESC LIMIT 1",
       {id});

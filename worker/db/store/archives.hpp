@@ -5,6 +5,7 @@
 #pragma once
 
 #include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
 
 #include <optional>
 #include <set>
@@ -62,6 +63,27 @@ void insert_archive(Transaction& tx, const NewArchive& a);
 // archive_written record `evidence_seq` (lethe.archive_orders checks it).
 void record_archived_orders(Transaction& tx, const std::string& id, long long evidence_seq,
                             const std::string& keys_table);
+// What archive `id` was written as of and with which PII map (for its rewrite).
+struct WrittenAs {
+  std::string as_of;
+  std::string pii_map_digest;
+};
+WrittenAs written_as(Session& s, const std::string& id);
+// The archive recorded as archive `old_id` rewritten without request `request_id`'s orders
+// (its archive_written record says so), if there is one.
+std::optional<std::string> rewritten_as(Session& s, const std::string& old_id,
+                                        long long request_id);
+// Fills a new temporary table `kept_table` (order_key, dropped at commit) with archive
+// `old_id`'s orders but those whose root key (values of the root's `key` columns, as text) is
+// in `removed`; returns how many it kept and how many of `removed` the archive lists.
+struct KeptOrders {
+  long long kept = 0;
+  long long removed_listed = 0;
+};
+KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id,
+                                  const settings::Columns& key,
+                                  const std::vector<std::vector<std::string>>& removed,
+                                  const std::string& kept_table);
 // Moves archive `id` to `state` with its audit record `seq` (lethe.archive_set_state).
 void set_archive_state(Transaction& tx, const std::string& id, const std::string& state,
                        long long seq);
@@ -73,7 +95,7 @@ struct WrittenEvidence {
 };
 std::vector<WrittenEvidence> archive_written_records(Session& s, const std::string& id);
 // The state the audit trail says archive `id` is in: the newest state change recorded by
-// `archive mark` or `archive expire`, or spooled.
+// `archive mark`, `archive expire` or `archive rewrite`, or spooled.
 std::string audited_archive_state(Session& s, const std::string& id);
 // Whether the catalog's destroyed_by and destroyed_by_role differ from the destroyed record's
 // actor and role (archives destroyed before schema 4 name no state record and pass).
