@@ -58,9 +58,6 @@ std::string erase_orders(sanitize::Job& job, long long id, long long orders) {
                               .exec("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', "
                                     "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
                               .text(0, 0);
-  if (job.stats.exit_reason != "interrupted") {
-    sanitize::vacuum_touched_tables(job);
-  }
   return erased_at;
 }
 

@@ -30,10 +30,10 @@ std::string fingerprint(const db::store::RequestRow& r);
 sanitize::Job request_job(Context& ctx, long long run_id);
 
 // The engine's erase of request `id`'s resolved orders (lethe.request_orders; at most `orders`
-// of them): every mapped row, deepest table first, keep tables included, in committed batches;
-// then VACUUM of the touched tables where the role may. Fills job.stats (exit_reason
-// "interrupted" when a signal stopped it). Returns the database's clock when the last batch had
-// committed, before the VACUUM (ISO 8601, microseconds): the erase's time.
+// of them): every mapped row, deepest table first, keep tables included, in committed batches.
+// Fills job.stats (exit_reason "interrupted" when a signal stopped it). Returns the database's
+// clock when the last batch had committed (ISO 8601, microseconds): the erase's time. The
+// VACUUM of the tables is the caller's (the dead row versions are a copy of their own).
 std::string erase_orders(sanitize::Job& job, long long id, long long orders);
 
 // Writes request `r`'s return file (action return) before its erase, and records it.

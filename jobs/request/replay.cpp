@@ -97,6 +97,7 @@ Replayed replay_entry(Context& ctx, const audit::LedgerEntry& e, const util::Jso
         throw Error(Exit::temporary, "the replay was stopped by a signal",
                     "run `lethe request replay` again: it finds what is left");
       }
+      sanitize::vacuum_touched_tables(job);
     }
     out.rows = job.stats.total_sanitized();
     std::optional<audit::Stored> stored;

@@ -6,6 +6,7 @@
 #include "worker/db/clock.hpp"
 #include "worker/db/store/copies.hpp"
 #include "worker/db/store/requests.hpp"
+#include "worker/log/log.hpp"
 #include "worker/runtime/locks.hpp"
 #include "worker/runtime/run_scope.hpp"
 #include "worker/util/faults.hpp"
@@ -117,6 +118,10 @@ Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScop
   ctx.trail().anchor(*stored);
   audit::append_missing(ctx.settings().requests.ledger_file, audit::ledger_table(ctx.ready_db()));
   util::crash_point("request:ledger_written");
+  if (res.step == "erased") {
+    log::event(log::Level::info, "request.live_erased",
+               {{"request_id", r.id}, {"rows", stats.total_sanitized()}});
+  }
   return res;
 }
 
@@ -149,6 +154,29 @@ Result erase(Context& ctx, const store::RequestRow& r) {
   });
 }
 
+// VACUUM of every table request `id` erased rows from (`by_table`: rows per table) that was not
+// vacuumed since the erase, where the role may (the owner): the dead row versions, and their
+// index entries, are a copy of the erased rows. Right after the erase, and again by a later run
+// when a crash or a missing privilege left one out.
+void vacuum_since_erase(Context& ctx, long long id, const util::Json& by_table) {
+  std::vector<std::string> names;
+  for (const auto& [table, n] : by_table.items()) {
+    names.push_back(table);
+  }
+  std::vector<std::string> left;
+  ctx.ready_db().transact(
+      [&](db::Transaction& tx) { left = store::tables_not_vacuumed_since_erase(tx, names, id); });
+  std::vector<sanitize::TableStats> tables;
+  for (const std::string& t : left) {
+    tables.push_back({t, 0, 0, by_table[t].get<long long>(), 0, {}, 0, -1});
+  }
+  std::vector<sanitize::TableStats*> each;
+  for (sanitize::TableStats& t : tables) {
+    each.push_back(&t);
+  }
+  sanitize::vacuum_tables(ctx, each);
+}
+
 // A live_erased request is complete when no copy lethe made of its orders is still online
 // (spooled archives destroyed or moved to cold storage), every copy the operator registered is
 // destroyed, and every table it erased from was vacuumed since (by lethe as the owner, or by
@@ -174,6 +202,7 @@ Result try_complete(Context& ctx, const store::RequestRow& r) {
   for (const auto& [table, n] : counts["rows_erased_by_table"].items()) {
     tables.push_back(table);
   }
+  vacuum_since_erase(ctx, r.id, counts["rows_erased_by_table"]);
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
     for (const std::string& t : store::tables_not_vacuumed_since_erase(tx, tables, r.id)) {

@@ -862,6 +862,57 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   test::require_no_pii(outputs + trail, {gone, kept});
 }
 
+// Index items of `index` whose key bytes hold `value` (pageinspect, every page but the meta page).
+long long index_items_holding(db::Session& s, const std::string& index, const std::string& value) {
+  return s
+      .exec("SELECT count(*) FROM generate_series(1, (pg_relation_size($1::regclass) / 8192)::int "
+            "- 1) p, bt_page_items(get_raw_page($1::text, p)) i WHERE i.data LIKE '%' || "
+            "rtrim(regexp_replace(encode(convert_to($2, 'UTF8'), 'hex'), '(..)', '\\1 ', 'g')) || "
+            "'%'",
+            {index, value})
+      .integer(0, 0);
+}
+
+TEST_CASE("request run: the erased buyer's email leaves the buyer column's index too, where "
+          "a plain VACUUM (index cleanup bypassed) leaves it as an item") {
+  test::TestDb t("request_index", 6000);
+  t.migrate_and_grant();
+  auto s = t.admin();
+  s->exec("CREATE EXTENSION IF NOT EXISTS pageinspect");
+  s->exec("CREATE INDEX orders_buyer ON orders (buyer_email)");
+  s->exec("VACUUM ANALYZE orders");
+  std::vector<std::string> buyers =
+      column(*s, "SELECT buyer_email FROM orders WHERE buyer_email LIKE '%@%' GROUP BY 1 HAVING "
+                 "count(*) = 1 ORDER BY 1 LIMIT 2");
+  REQUIRE(buyers.size() == 2);
+  REQUIRE(s->exec("SELECT pg_relation_size('orders') / 8192").integer(0, 0) >= 100);
+  CHECK(index_items_holding(*s, "orders_buyer", buyers[0]) == 1);
+
+  // The control: one row deleted and a plain VACUUM. One page of 100 or more is under the 2%
+  // below which PostgreSQL skips the index pass, and the item stays.
+  s->exec("DELETE FROM orders WHERE buyer_email = $1", {buyers[1]});
+  s->exec("VACUUM orders");
+  CHECK(index_items_holding(*s, "orders_buyer", buyers[1]) == 1);
+  // Cleared, so the run below starts with no page of removed rows (two would pass the 2%).
+  s->exec("VACUUM (INDEX_CLEANUP ON) orders");
+  REQUIRE(index_items_holding(*s, "orders_buyer", buyers[1]) == 0);
+
+  auto cfg = t.write_config("erase.toml", erase_held(t.config_text()));
+  test::write_file(t.dir() / "email.txt", buyers[0] + "\n", 0600);
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "IX --scope buyer:- < " +
+                      (t.dir() / "email.txt").string(),
+                  cfg)
+              .exit == 0);
+  test::RunResult r = t.lethe("request run --json", cfg);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  CHECK(s->exec("SELECT count(*) FROM orders WHERE buyer_email = $1", {buyers[0]}).integer(0, 0) ==
+        0);
+  CHECK(index_items_holding(*s, "orders_buyer", buyers[0]) == 0);
+  CHECK(show(t, 1, cfg)["stored_state"] == "complete");
+}
+
 TEST_CASE("request copy: a registered copy holds the request open until it is recorded "
           "destroyed, and one outliving the 90 days is an alarm at once") {
   test::TestDb t("request_copies", 0);

@@ -45,8 +45,10 @@ struct Job {
   util::Secret hmac_key; // wiped when the run ends
 };
 
-// Session settings for batch work: index-driven plans only.
-void prepare_session(db::Session& s);
+// Session settings for batch work: index-driven plans only (and, for a request's lane, key
+// order only); release_session puts the session's planner back as it was, for what follows.
+void prepare_session(db::Session& s, const Plan& p);
+void release_session(db::Session& s);
 
 // Reads the catalog facts and builds `job.plan` for `sel` and `action` on the context's session
 // (prepared for batch work).
@@ -72,8 +74,13 @@ void drop_key_pads(db::Session& s) noexcept;
 // "interrupted"). Wipes the hmac key at the end, on every path.
 void run_batches(Job& job);
 
-// VACUUM (ANALYZE) of every table the job changed, where the role may (PostgreSQL 15: the
-// owner); reports each table's dead tuples after it.
+// VACUUM (INDEX_CLEANUP ON) of every table the job changed, where the role may (PostgreSQL 15:
+// the owner), with ANALYZE where it changed enough to move the statistics; reports each table's
+// dead tuples after it.
 void vacuum_touched_tables(Job& job);
+
+// The same VACUUM of `tables` (their `sanitized` decides ANALYZE), two at a time on two
+// connections; fills each one's vacuum and vacuum_seconds.
+void vacuum_tables(Context& ctx, const std::vector<TableStats*>& tables);
 
 } // namespace lethe::sanitize
