@@ -664,6 +664,21 @@ TEST_CASE("request: a held order is archived before its live rows go (archive-th
   CHECK(text.find("deletion ledger entry 1: ") != std::string::npos);
   CHECK(text.find("sha256 " + ledger_hash) != std::string::npos);
   CHECK(html.rfind("<!DOCTYPE html>", 0) == 0);
+  // In a real browser (headless Chromium, network off): not blank, nothing fetched from
+  // elsewhere, and the text as the browser parsed it carries the numbers and the records.
+  std::string expect = " 'Certificate of deletion: Amazon reference H1' 'orders erased 2' "
+                       "'rows deleted from public.orders 2' 'deletion ledger entry 1' " +
+                       std::string("'") + ledger_hash + "'";
+  for (size_t i = 0; i < ev.size(); ++i) {
+    expect += " 'audit record " + ev.text(i, 0) + "' '" + ev.text(i, 1) + "'";
+  }
+  test::RunResult shown = test::run_shell(
+      "node " LETHE_SOURCE_DIR "/tests/browser/render-check.mjs " +
+          (t.dir() / "cert.html").string() + " " + (t.dir() / "cert.png").string() + expect,
+      t.dir());
+  INFO(shown.out + shown.err);
+  CHECK(shown.exit == 0);
+  CHECK(shown.out.find("\"missing\":[]") != std::string::npos);
   test::require_no_pii(text + html, pii);
   test::require_no_pii(text + html, {"111-0000000-0000001", "111-0000000-0000002"});
   CHECK(t.lethe("audit verify").exit == 0);
