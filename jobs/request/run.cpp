@@ -78,7 +78,12 @@ Result finish_erase(Context& ctx, const sanitize::Stats& stats, runtime::RunScop
   Result res{r.id, "", ""};
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
-    store::Remaining left = store::orders_remaining(tx, ctx.settings(), r.id);
+    // Every resolved order picked once and erased by this run's committed batches: none is
+    // left, and the join that would say so probes each one (a seller's 200,000: 0.2-0.6 s).
+    bool all_erased_now = stats.orders_picked == stats.orders_done &&
+                          stats.orders_done == store::request_order_count(tx, r.id);
+    store::Remaining left =
+        all_erased_now ? store::Remaining{} : store::orders_remaining(tx, ctx.settings(), r.id);
     util::Json details = {{"request_id", r.id}, {"amazon_ref", r.amazon_ref}};
     if (left.orders > 0) {
       details["orders_remaining"] = left.orders;

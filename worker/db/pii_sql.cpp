@@ -212,7 +212,8 @@ std::string columns_equal(const std::string& a, const settings::Columns& ca, con
 }
 
 std::string rows_of_orders(const Settings& s, const PiiTable& t, const std::string& alias,
-                           const std::function<std::string(const std::string&)>& match) {
+                           const std::function<std::string(const std::string&)>& match,
+                           ParentLookup lookup) {
   if (&t == &s.root.table) {
     return match(columns_sql(alias, t.key));
   }
@@ -221,9 +222,14 @@ std::string rows_of_orders(const Settings& s, const PiiTable& t, const std::stri
     return match(columns_sql(alias, t.link));
   }
   std::string a = alias + "p";
-  return columns_sql(alias, t.link) + " IN (SELECT " + select_list(a, t.parent_column) + " FROM " +
-         quote_ident(parent->table) + " " + a + " WHERE " + rows_of_orders(s, *parent, a, match) +
-         ")";
+  std::string parents = select_list(a, t.parent_column) + " FROM " + quote_ident(parent->table) +
+                        " " + a + " WHERE " + rows_of_orders(s, *parent, a, match, lookup);
+  if (lookup == ParentLookup::array && t.link.size() == 1) {
+    // In a batch, as `IN (SELECT …)` with hash and merge joins off, the planner read the
+    // parent's whole primary key to make the values unique (13 ms a batch against 6).
+    return columns_sql(alias, t.link) + " = ANY(ARRAY(SELECT " + parents + "))";
+  }
+  return columns_sql(alias, t.link) + " IN (SELECT " + parents + ")";
 }
 
 std::string state_path_to_root(const Settings& s, const PiiTable& t) {

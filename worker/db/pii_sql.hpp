@@ -89,12 +89,18 @@ std::string key_text_sql(const std::string& alias, const settings::Columns& cols
 std::string columns_equal(const std::string& a, const settings::Columns& ca, const std::string& b,
                           const settings::Columns& cb);
 
+// How a table below a child finds its parents' rows: `semi` as `IN (SELECT …)`, which the
+// planner may join as it likes (a whole archive's orders); `array` as `= ANY(ARRAY(SELECT …))`
+// for a single-column link, the parents' values found once by their own index (one batch).
+enum class ParentLookup { semi, array };
+
 // SQL predicate: row `alias` of PII-map table `t` belongs to one of a set of orders.
 // `match(columns)` turns the root key's columns (as columns_sql spells them) into the test for
 // membership, e.g. "x.id = ANY($1::text[])" or "(x.region, x.no) IN (SELECT k1, k2 FROM keys)".
 std::string rows_of_orders(const settings::Settings& s, const settings::PiiTable& t,
                            const std::string& alias,
-                           const std::function<std::string(const std::string&)>& match);
+                           const std::function<std::string(const std::string&)>& match,
+                           ParentLookup lookup = ParentLookup::semi);
 
 // FROM clause joining `t`'s state view (alias c0, or r for the root) up to the root's (alias r).
 std::string state_path_to_root(const settings::Settings& s, const settings::PiiTable& t);

@@ -92,6 +92,7 @@ public:
       if (picked.keys.empty()) {
         return true;
       }
+      m_tally.orders_picked += static_cast<long long>(picked.keys.size());
       if (committed) {
         ++m_tally.batches;
         util::crash_point("sanitize:batch_committed");

@@ -235,8 +235,9 @@ private:
 
   // SQL predicate: the row `alias` of `t` belongs to the batch whose root keys are $1.
   std::string in_batch(const PiiTable& t, const std::string& alias) {
-    return db::rows_of_orders(m_s, t, alias,
-                              [this](const std::string& columns) { return key_match(columns); });
+    return db::rows_of_orders(
+        m_s, t, alias, [this](const std::string& columns) { return key_match(columns); },
+        db::ParentLookup::array);
   }
 
   // The columns that tell `t`'s rows apart; refuses a table without them, before any work.

@@ -10,6 +10,7 @@ namespace lethe::sanitize {
 
 void BatchCounters::add(const BatchCounters& other) {
   orders_done += other.orders_done;
+  orders_picked += other.orders_picked;
   batches += other.batches;
   lock_retries += other.lock_retries;
   skipped_locked += other.skipped_locked;

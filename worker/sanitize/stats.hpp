@@ -24,6 +24,7 @@ struct TableStats {
 // What the batch loop counts; each worker keeps its own, added up at the end.
 struct BatchCounters {
   long long orders_done = 0;
+  long long orders_picked = 0; // by the lanes, each once (orders_done: those erased or sanitized)
   long long batches = 0;
   long long lock_retries = 0;
   long long skipped_locked = 0;

@@ -221,6 +221,12 @@ Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long lo
   return {r.integer(0, 0), r.integer(0, 1)};
 }
 
+long long request_order_count(Transaction& tx, long long id) {
+  return tx
+      .exec("SELECT count(*) FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)})
+      .integer(0, 0);
+}
+
 std::string requested_order_sql(const std::string& key_text) {
   return key_text + " IN (SELECT ro.order_key FROM lethe.request_orders ro JOIN lethe.requests q "
                     "ON q.request_id = ro.request_id WHERE q.state IN ('received', 'executing'))";

@@ -102,6 +102,8 @@ struct Remaining {
   long long held = 0;
 };
 Remaining orders_remaining(Transaction& tx, const settings::Settings& s, long long id);
+// How many orders request `id`'s scope resolved to (lethe.request_orders, until the erase).
+long long request_order_count(Transaction& tx, long long id);
 // SQL predicate: the order whose key text is `key_text` is named by a request that has not
 // erased it yet (the archive job archives such held orders whether due or not).
 std::string requested_order_sql(const std::string& key_text);
