@@ -68,7 +68,7 @@ void change_state(Context& ctx, const Cataloged& a, const std::string& state,
 } // namespace
 
 void destroy_recorded(Context& ctx, const Cataloged& a, const audit::Record& rec,
-                      const std::string& again) {
+                      const std::string& again, FileState file) {
   audit::Stored stored;
   bool file_gone = false;
   try {
@@ -84,6 +84,10 @@ void destroy_recorded(Context& ctx, const Cataloged& a, const audit::Record& rec
                     "grants` as the owner), and the archive's retention must have ended by the "
                     "server's date (or a recorded rewrite must replace it); then run `" +
                         again + "` again");
+      }
+      if (file == FileState::absent) {
+        file_gone = true;
+        return;
       }
       vault::destroy(a.path, "archive file",
                      "fix the cause and run `" + again +

@@ -98,8 +98,11 @@ void read_verified(db::Session& s, const settings::Settings& st, const Cataloged
 // the file untouched), then the file, then the commit. A destroy that fails rolls the record
 // back; a commit that fails after the file is gone is spooled as an alarm and thrown. `again`:
 // the command a HINT tells the operator to run again.
+// FileState::absent: the file is already gone (a crash between unlink and commit); only the
+// record is written.
+enum class FileState { present, absent };
 void destroy_recorded(Context& ctx, const Cataloged& a, const audit::Record& rec,
-                      const std::string& again);
+                      const std::string& again, FileState file = FileState::present);
 
 // COPYs one CSV member into `target`; a member that does not fit its table is bad data.
 long long load_member(db::Transaction& tx, const std::string& id, const std::string& name,

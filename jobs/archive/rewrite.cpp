@@ -72,6 +72,11 @@ struct Rewrite {
   std::filesystem::path path;
   vault::Sealed sealed;
   std::string recipients_json;
+  // Where a failure leaves the new file: before the recording transaction, or refused inside
+  // it by lethe's own check, nothing names it and it is removed; otherwise it stays (a commit
+  // in doubt may have recorded it), and an unrecorded one is the archive run's orphan.
+  bool recording = false;
+  bool refused = false;
 };
 
 Subjects subjects_of(const db::store::RequestRow& r) {
@@ -165,6 +170,9 @@ std::optional<std::vector<std::string>> values_at(const CsvRecord& r,
 // Whether record `r` of table `t` belongs to one of the request's orders; if so, remembers
 // what its children refer to.
 bool removed(Rewrite& rw, const settings::PiiTable& t, const Layout& l, const CsvRecord& r) {
+  if (r.fields.size() != l.header.size()) {
+    cannot(rw, "has a record of table " + t.table + " whose fields do not match its header");
+  }
   bool gone = false;
   if (t.parent.empty()) {
     gone = is_subject(rw, r.fields.at(static_cast<size_t>(l.subject)));
@@ -265,7 +273,7 @@ void write_new(Rewrite& rw, const crypto::RsaKey& key, const Contents& checked) 
                     {"lethe-archive-id", rw.id},
                     {"lethe-retention-until", rw.old.retention_until},
                     {"lethe-schema-version", "2"},
-                    {"lethe-source", rw.ctx.ready_db().endpoint()}};
+                    {"lethe-source", read_header(rw.old.path).source}};
   vault::SealedWriter sealed(rw.path, params);
   lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { sealed.write(p, n); });
   std::string manifest;
@@ -319,18 +327,28 @@ void record_new(Rewrite& rw, runtime::RunScope& run) {
   long long orders = rw.old.orders - static_cast<long long>(rw.removed_keys.size());
   db::store::WrittenAs as = db::store::written_as(rw.ctx.ready_db(), rw.old.id);
   audit::Stored stored;
+  rw.recording = true;
   rw.ctx.ready_db().transact([&](db::Transaction& tx) {
     db::store::KeptOrders k = db::store::orders_kept_by_rewrite(
-        tx, rw.old.id, s.root.table.key, rw.removed_keys, "lethe_rewrite_kept");
-    if (k.kept != orders || k.removed_listed != static_cast<long long>(rw.removed_keys.size())) {
+        tx, rw.old.id, rw.opt.request_id, s.root.table.key, rw.removed_keys, "lethe_rewrite_kept");
+    const auto removed = static_cast<long long>(rw.removed_keys.size());
+    // What the request's identifiers matched in the file must be exactly the request's
+    // resolved orders the catalog lists for this archive: an order synced after the request
+    // was registered, or one whose identifier changed, is not the request's to remove.
+    if (k.kept != orders || k.removed_listed != removed || k.removed_requested != removed ||
+        k.requested_listed != removed) {
+      rw.refused = true;
       throw Error(Exit::data,
-                  "archive " + rw.old.id + " holds " + std::to_string(rw.removed_keys.size()) +
-                      " orders of the request, of which the catalog lists " +
-                      std::to_string(k.removed_listed) + ", and would keep " +
-                      std::to_string(orders) + " where the catalog has " + std::to_string(k.kept) +
-                      "; nothing was recorded",
-                  "the file and lethe.archived_orders disagree: run `lethe archive verify "
-                  "--read-data` and keep both for the incident record (C18)");
+                  "archive " + rw.old.id + ": the request's identifiers match " +
+                      std::to_string(removed) + " orders in the file, of which the catalog lists " +
+                      std::to_string(k.removed_listed) + " and the request resolved " +
+                      std::to_string(k.removed_requested) + "; the catalog lists " +
+                      std::to_string(k.requested_listed) +
+                      " of the request's orders in this archive; nothing was recorded",
+                  "the file, lethe.archived_orders and the request disagree: run `lethe archive "
+                  "verify --read-data`, compare `lethe request show " +
+                      std::to_string(rw.opt.request_id) +
+                      "`, and keep the file for the incident record (C18)");
     }
     db::store::insert_archive(tx,
                               {rw.id, run.id(), rw.path.string(), rw.sealed.size, rw.sealed.sha256,
@@ -360,6 +378,9 @@ void record_new(Rewrite& rw, runtime::RunScope& run) {
 // the replacement keeps the hold).
 void destroy_old(Context& ctx, const Cataloged& old, const std::string& new_id,
                  const RewriteOptions& opt) {
+  // A rerun after a crash between the unlink and the commit finds the file gone: the record
+  // says so, and the destruction is recorded all the same.
+  bool absent = !std::filesystem::exists(old.path);
   destroy_recorded(ctx, old,
                    audit::Record{audit::Kind::manual, "archive rewrite", "done", "destroyed",
                                  std::nullopt,
@@ -368,9 +389,11 @@ void destroy_old(Context& ctx, const Cataloged& old, const std::string& new_id,
                                              {"from", old.state},
                                              {"replaced_by", new_id},
                                              {"excluded_request", std::to_string(opt.request_id)},
-                                             {"retention_until", old.retention_until}})},
+                                             {"retention_until", old.retention_until},
+                                             {"file_absent", absent}})},
                    "lethe archive rewrite " + old.id + " --exclude-request " +
-                       std::to_string(opt.request_id) + " --private-key KEY");
+                       std::to_string(opt.request_id) + " --private-key KEY",
+                   absent ? FileState::absent : FileState::present);
 }
 
 db::store::RequestRow executed_request(Context& ctx, long long id) {
@@ -406,24 +429,36 @@ int run_rewrite(Context& ctx, const RewriteOptions& opt) {
           "`lethe request list` shows the requests");
   require(!opt.private_key.empty(), "--private-key KEY is required",
           "the archive private key, kept at the offline station");
-  require(!ctx.settings().hmac_key_file.empty(), "pii.hmac_key_file is not set",
-          "the request's orders are found by keyed HMACs: set it to the key the requests were "
-          "registered with");
+  if (ctx.settings().hmac_key_file.empty()) {
+    throw Error(Exit::config, "pii.hmac_key_file is not set",
+                "the request's orders are found by keyed HMACs: set it to the key the requests "
+                "were registered with");
+  }
   util::install_stop_handlers();
   runtime::lock_pii_writers(ctx, "archive"); // the archive run must not take our file as orphan
   db::store::RequestRow request = executed_request(ctx, opt.request_id);
   Cataloged old = find_archive(ctx.ready_db(), opt.archive_id);
   // A crash after the new archive was recorded: the old one is destroyed now, nothing written.
-  if (std::optional<std::string> done =
-          db::store::rewritten_as(ctx.ready_db(), old.id, opt.request_id)) {
+  if (std::optional<db::store::Rewritten> done = db::store::rewritten_as(ctx.ready_db(), old.id)) {
+    if (done->request_id != opt.request_id) {
+      throw Error(Exit::data,
+                  "archive " + old.id + " was rewritten as " + done->archive_id +
+                      " without request " + std::to_string(done->request_id) + "'s orders" +
+                      (old.state == "spooled" ? " by a run that did not finish" : ""),
+                  (old.state == "spooled"
+                       ? "finish it with `lethe archive rewrite " + old.id + " --exclude-request " +
+                             std::to_string(done->request_id) + "`, then rewrite "
+                       : std::string("rewrite ")) +
+                      done->archive_id + " --exclude-request " + std::to_string(opt.request_id));
+    }
     if (old.state == "spooled") {
-      destroy_old(ctx, old, *done, opt);
-      std::cout << "archive " << old.id << " was rewritten as " << *done
-                << " by an earlier run; the old file is destroyed now\n";
+      destroy_old(ctx, old, done->archive_id, opt);
+      std::cout << "archive " << old.id << " was rewritten as " << done->archive_id
+                << " by an earlier run; the old one is destroyed now\n";
       return 0;
     }
-    std::cout << "archive " << old.id << " was rewritten as " << *done << " already (" << old.state
-              << "); nothing to do\n";
+    std::cout << "archive " << old.id << " was rewritten as " << done->archive_id << " already ("
+              << old.state << "); nothing to do\n";
     return 0;
   }
   if (old.state != "spooled") {
@@ -431,6 +466,24 @@ int run_rewrite(Context& ctx, const RewriteOptions& opt) {
                 old.state == "cold" ? "an archive in cold storage is retained offline under the "
                                       "hold; the request's certificate lists it"
                                     : "a destroyed archive holds nothing");
+  }
+  if (db::store::request_orders_in_archive(ctx.ready_db(), opt.request_id, old.id) == 0) {
+    throw Error(Exit::data,
+                "the catalog lists no order of request " + std::to_string(opt.request_id) +
+                    " in archive " + old.id + "; nothing was rewritten",
+                request.state == "complete"
+                    ? std::string("the request is complete: its order keys are no longer kept")
+                    : "`lethe request show " + std::to_string(opt.request_id) +
+                          "` lists the copies that hold the request's orders");
+  }
+  // The rows are told apart by the map's tables and links: only the map they were written with.
+  if (db::store::written_as(ctx.ready_db(), old.id).pii_map_digest !=
+      settings::pii_map_digest(ctx.settings())) {
+    throw Error(Exit::config,
+                "archive " + old.id +
+                    " was written with another PII map than this "
+                    "configuration's; nothing was rewritten",
+                "run the rewrite with the configuration the archive was written with");
   }
   if (std::string problem = evidence_problem(ctx.ready_db(), facts_of(old), ReadFile::yes);
       !problem.empty()) {
@@ -444,8 +497,16 @@ int run_rewrite(Context& ctx, const RewriteOptions& opt) {
                         util::dump({{"archive_id", old.id}, {"excluded_request", opt.request_id}}));
   return run.watch([&] {
     Contents checked = verify_contents(ctx.ready_db(), ctx.settings(), old, key, k_done);
-    write_new(rw, key, checked);
-    record_new(rw, run);
+    try {
+      write_new(rw, key, checked);
+      record_new(rw, run);
+    } catch (...) {
+      if ((!rw.recording || rw.refused) && !rw.path.empty()) {
+        std::error_code ec;
+        std::filesystem::remove(rw.path, ec);
+      }
+      throw;
+    }
     destroy_old(ctx, old, rw.id, opt);
     long long removed_rows = 0;
     for (const auto& [table, n] : rw.rows_removed) {

@@ -113,8 +113,8 @@ Replayed replay_entry(Context& ctx, const audit::LedgerEntry& e, const util::Jso
       } else if (!in_table) {
         store::mark_live_erased(tx, id, util::dump(j["counts"]), "[]",
                                 j.value("erased_at", std::string()));
-      } else {
-        store::drop_request_orders(tx, id);
+      } else if (store::request_state(tx, id) == "complete") {
+        store::drop_request_orders(tx, id); // a live_erased request keeps them until complete
       }
       stored =
           run.finish_in(tx, runtime::Outcome::done, out.left > 0 ? "orders_remaining" : "replayed",

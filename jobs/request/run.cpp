@@ -12,6 +12,7 @@
 #include "worker/util/faults.hpp"
 #include "worker/util/signals.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 namespace lethe::jobs::request {
@@ -153,6 +154,10 @@ Result erase(Context& ctx, const store::RequestRow& r) {
       return Result{r.id, "interrupted", "stopped by a signal; the next run continues"};
     }
     Result res = finish_erase(ctx, job.stats, run, r, erased_at);
+    if (res.step == "orders_remaining") {
+      // The rest may wait a day for its archive: what went now is vacuumed now.
+      sanitize::vacuum_touched_tables(job);
+    }
     res.rows = job.stats.total_sanitized();
     res.p99_transaction_seconds = job.stats.p99_tx_seconds();
     return res;
@@ -210,6 +215,14 @@ Result try_complete(Context& ctx, const store::RequestRow& r) {
   vacuum_since_erase(ctx, r.id, counts["rows_erased_by_table"]);
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
+    // The copies recorded at the erase, and any spooled archive holding the orders now: one
+    // rewritten without another request's orders still holds this one's.
+    for (const std::string& a : store::spooled_archives_holding(tx, r.id)) {
+      std::string item = "archive " + a + " (spooled)";
+      if (std::find(waiting.begin(), waiting.end(), item) == waiting.end()) {
+        waiting.push_back(item);
+      }
+    }
     for (const std::string& t : store::tables_not_vacuumed_since_erase(tx, tables, r.id)) {
       waiting.push_back(t + " (not vacuumed since the erase)");
     }

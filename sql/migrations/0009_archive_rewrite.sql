@@ -2,10 +2,15 @@
 -- (issue #11). `lethe archive rewrite` writes a new archive without the request's orders,
 -- records it, then destroys the old one. That destruction comes before the old archive's
 -- retention ends, which schema 4 refuses for good reason; it is allowed here only when the
--- replacement keeps the hold: recorded with its evidence (archive_written, naming the old
--- archive as rewritten_from), spooled, and retained at least as long. Everything else about a
--- state change is as in schema 4: the audit record is written in the same transaction, and
--- who destroyed it comes from that record.
+-- replacement keeps the hold and the request accounts for every order it lacks:
+-- - the `destroyed` record is an `archive rewrite` one naming the replacement (replaced_by);
+-- - the replacement is cataloged with its evidence, an `archive rewrite` archive_written record
+--   naming this archive as rewritten_from, and is spooled and retained at least as long;
+-- - the request it names (excluded_request) has erased its live rows, and its resolved orders,
+--   which lethe now keeps until the request is complete, hold every order this archive has and
+--   the replacement lacks; the replacement holds no order this archive did not.
+-- A job role can write audit records and catalog rows, but not a request's resolved orders, so
+-- it cannot invent a rewrite. Everything else about a state change is as in schema 4.
 CREATE OR REPLACE FUNCTION lethe.archive_set_state(p_archive_id text, p_state text, p_seq bigint)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -14,6 +19,7 @@ DECLARE
   l lethe.audit_log;
   n lethe.archives;
   w lethe.audit_log;
+  q lethe.requests;
   replaced boolean := false;
 BEGIN
   SELECT * INTO a FROM lethe.archives WHERE archive_id = p_archive_id FOR UPDATE;
@@ -30,10 +36,23 @@ BEGIN
      WHERE archive_id = (l.details::jsonb ->> 'replaced_by') AND archive_id <> p_archive_id;
     SELECT * INTO w FROM lethe.audit_log
      WHERE seq = n.evidence_seq AND exit_reason = 'archive_written';
+    SELECT * INTO q FROM lethe.requests
+     WHERE request_id::text = (w.details::jsonb ->> 'excluded_request')
+       AND state IN ('live_erased', 'complete');
     IF n.archive_id IS NULL OR w.seq IS NULL OR n.state <> 'spooled'
-       OR n.retention_until < a.retention_until
+       OR n.retention_until < a.retention_until OR n.orders >= a.orders
+       OR w.job IS DISTINCT FROM 'archive rewrite'
        OR (w.details::jsonb ->> 'archive_id') IS DISTINCT FROM n.archive_id
-       OR (w.details::jsonb ->> 'rewritten_from') IS DISTINCT FROM p_archive_id THEN
+       OR (w.details::jsonb ->> 'rewritten_from') IS DISTINCT FROM p_archive_id
+       OR (l.details::jsonb ->> 'excluded_request') IS DISTINCT FROM
+          (w.details::jsonb ->> 'excluded_request')
+       OR q.request_id IS NULL
+       OR EXISTS (SELECT order_key FROM lethe.archived_orders WHERE archive_id = n.archive_id
+                  EXCEPT SELECT order_key FROM lethe.archived_orders WHERE archive_id = a.archive_id)
+       OR EXISTS (SELECT order_key FROM lethe.archived_orders WHERE archive_id = a.archive_id
+                  EXCEPT SELECT order_key FROM lethe.archived_orders WHERE archive_id = n.archive_id
+                  EXCEPT SELECT order_key FROM lethe.request_orders
+                          WHERE request_id = q.request_id) THEN
       RAISE EXCEPTION 'archive % has no recorded replacement that keeps its hold', p_archive_id
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'record the rewritten archive (archive_written, rewritten_from) first';

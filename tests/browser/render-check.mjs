@@ -1,12 +1,14 @@
 // Renders an HTML file lethe wrote in a real browser (Debian's headless Chromium) and checks it:
 //   node render-check.mjs PAGE.html SHOT.png [EXPECTED TEXT…]
-// - the page loads with the network off and asks for nothing outside itself;
+// - the page loads with the network off (a proxy that answers nothing) and names nothing outside
+//   itself to load: no src, href, srcset, action or data attribute, CSS url() or @import to
+//   another host, no script from a file;
 // - the screenshot is not blank: more than 2% of its pixels differ from the most common colour;
 // - the text of the DOM as Chromium parsed it holds every EXPECTED TEXT.
 // Prints one JSON line of what it found; exit 0 when every check passed, 1 when one failed, 2
 // when it could not run. No npm package: the PNG is read with node's own zlib.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { inflateSync } from 'node:zlib';
 
@@ -90,13 +92,21 @@ try {
   const text = dom.replace(/<style[\s\S]*?<\/style>/g, ' ').replace(/<[^>]+>/g, ' ')
     .replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/\s+/g, ' ');
   result.missing = expected.filter((e) => !text.includes(e));
-  result.external = (dom.match(/(?:src|href)="(?:https?:)?\/\/[^"]*"/g) || []);
+  // Anything that would load from elsewhere: an attribute, a srcset, CSS url() or @import.
+  result.external = [
+    ...(dom.match(/(?:src|href|srcset|action|data)="\s*(?:https?:)?\/\/[^"]*"/gi) || []),
+    ...(dom.match(/url\(\s*['"]?\s*(?:https?:)?\/\/[^)]*\)/gi) || []),
+    ...(dom.match(/@import[^;]*/gi) || []),
+    ...(dom.match(/<script\b[^>]*\bsrc=/gi) || []),
+  ];
   result.ok = result.inked > 0.02 && result.colours > 2 && result.missing.length === 0 &&
     result.external.length === 0;
 } catch (e) {
   result.error = String(e.message || e).split('\n')[0];
   console.log(JSON.stringify(result));
   process.exit(2);
+} finally {
+  rmSync(`${resolve(shot)}.profile`, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));
 process.exit(result.ok ? 0 : 1);

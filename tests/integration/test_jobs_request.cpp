@@ -201,7 +201,10 @@ TEST_CASE("request: order, buyer and seller scopes erase exactly their orders in
     CHECK(counted[table] == n);
   }
   CHECK(show(t, 2, cfg)["counts"]["orders_erased"] == 3);
-  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders").integer(0, 0) == 0);
+  // The resolved order keys (order ids, no PII) stay until each request is complete: a spooled
+  // archive holding one is found, and rewritten, by them.
+  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders").integer(0, 0) ==
+        static_cast<long long>(all_ids.size()));
 
   // Once the owner vacuumed, the next run completes them (no archive held these orders).
   for (const auto& [table, where] : k_tables) {
@@ -213,6 +216,7 @@ TEST_CASE("request: order, buyer and seller scopes erase exactly their orders in
   for (long long id : {1, 2, 3}) {
     CHECK(show(t, id, cfg)["state"] == "complete");
   }
+  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders").integer(0, 0) == 0);
   // The notice's clock: ORDER-1 was noticed on 1 November, so 72 hours ran out on the 4th.
   nlohmann::json old = show(t, 1, cfg, "--as-of '2026-11-02 10:00+00'");
   CHECK(old["live_deadline"] == "2026-11-04T10:00:00Z");
@@ -719,34 +723,42 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   std::string now = s->exec("SELECT now()::text").text(0, 0);
   // Two held (business) orders, each with tax rows two levels down: one the request names (not
   // due), one due for the purge. The archive job archives both into one archive.
+  // A third, held and not due, is a second request's: the archive holds all three.
   const std::string gone = "111-0000000-0000001";
   const std::string kept = "111-0000000-0000004";
+  const std::string other = "111-0000000-0000005";
   test::insert_order(*s, now, {gone, "Shipped", "2 days", "2 days", true});
   test::insert_order(*s, now, {kept, "Shipped", "40 days", "40 days", true});
+  test::insert_order(*s, now, {other, "Shipped", "2 days", "2 days", true});
   std::vector<std::string> pii = t.pii_values();
   const std::vector<std::pair<std::string, std::string>> archived = {
-      {"orders", "amazon_order_id = $1"},
-      {"shipping_addresses", "amazon_order_id = $1"},
-      {"buyer_tax_info", "amazon_order_id = $1"},
-      {"buyer_tax_classifications",
-       "tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE amazon_order_id = $1)"}};
+      {"orders", "amazon_order_id = ANY($1::text[])"},
+      {"shipping_addresses", "amazon_order_id = ANY($1::text[])"},
+      {"buyer_tax_info", "amazon_order_id = ANY($1::text[])"},
+      {"buyer_tax_classifications", "tax_info_id IN (SELECT tax_info_id FROM buyer_tax_info WHERE "
+                                    "amazon_order_id = ANY($1::text[]))"}};
   s->exec("CREATE SCHEMA expect");
   for (const auto& [table, where] : archived) {
     s->exec("CREATE TABLE expect." + table + " AS SELECT * FROM " + table + " WHERE " + where,
-            {kept});
+            {array_of({kept, other})});
   }
   REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
                   "RW1 --scope order:" +
                   gone)
               .exit == 0);
-  REQUIRE(t.lethe("request run").exit == 0); // the held order waits for its archive
+  REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
+                  "RW2 --scope order:" +
+                  other)
+              .exit == 0);
+  REQUIRE(t.lethe("request run").exit == 0); // the held orders wait for their archive
   test::RunResult r = t.lethe("archive run");
   INFO(r.err);
   REQUIRE(r.exit == 0);
   std::string old = s->exec("SELECT archive_id FROM lethe.archives").text(0, 0);
-  CHECK(s->exec("SELECT orders FROM lethe.archives").integer(0, 0) == 2);
+  CHECK(s->exec("SELECT orders FROM lethe.archives").integer(0, 0) == 3);
   REQUIRE(t.lethe("request run").exit == 0);
   REQUIRE(show(t, 1, t.config())["stored_state"] == "live_erased");
+  REQUIRE(show(t, 2, t.config())["stored_state"] == "live_erased");
   std::string key = " --private-key " + (t.dir() / "archive.pem").string();
   std::string cmd = "archive rewrite " + old + " --exclude-request 1" + key;
   std::string outputs;
@@ -757,14 +769,14 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   CHECK(r.err.find("archive rewrite needs --operator NAME") != std::string::npos);
   CHECK(r.err.find("HINT:") != std::string::npos);
   REQUIRE(t.lethe("--operator alice request add --action delete --reason notice --amazon-ref "
-                  "RW2 --scope order:" +
+                  "RW3 --scope order:" +
                   kept)
               .exit == 0);
-  r = t.lethe("--operator alice archive rewrite " + old + " --exclude-request 2 --reason n" + key);
+  r = t.lethe("--operator alice archive rewrite " + old + " --exclude-request 3 --reason n" + key);
   CHECK(r.exit == 65);
-  CHECK(r.err.find("request 2 is received") != std::string::npos);
+  CHECK(r.err.find("request 3 is received") != std::string::npos);
   CHECK(r.err.find("run `lethe request run` first") != std::string::npos);
-  REQUIRE(t.lethe("--operator alice request cancel 2 --reason mistake").exit == 0);
+  REQUIRE(t.lethe("--operator alice request cancel 3 --reason mistake").exit == 0);
   outputs += r.out + r.err;
 
   // The database's own guard: a rewrite destroys a spooled archive before its retention ends
@@ -804,7 +816,7 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   r = t.lethe("--operator alice " + cmd + " --reason 'notice RW1'");
   INFO(crash.err + r.err);
   REQUIRE(r.exit == 0);
-  CHECK(r.out.find("by an earlier run; the old file is destroyed now") != std::string::npos);
+  CHECK(r.out.find("by an earlier run; the old one is destroyed now") != std::string::npos);
   outputs += crash.out + crash.err + r.out + r.err;
   db::Rows a = s->exec("SELECT archive_id, state, orders, retention_until::text, destroyed_by "
                        "FROM lethe.archives ORDER BY created_at, archive_id");
@@ -819,14 +831,57 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   CHECK(o.text(0, 0) == "destroyed");
   CHECK(o.text(0, 1) == "alice");
   CHECK(n.text(0, 0) == "spooled");
-  CHECK(n.integer(0, 1) == 1);
+  CHECK(n.integer(0, 1) == 2);
   CHECK(n.text(0, 2) == o.text(0, 2)); // the hold is kept
   CHECK_FALSE(util::exists(t.dir() / "archive-spool" / (old + ".lethe-archive")));
   CHECK(spool_files(t) == 1);
-  CHECK(column(*s, "SELECT order_key FROM lethe.archived_orders WHERE archive_id = $1", {fresh}) ==
-        std::vector<std::string>{kept});
+  CHECK(column(*s, "SELECT order_key FROM lethe.archived_orders WHERE archive_id = $1 ORDER BY 1",
+               {fresh}) == std::vector<std::string>{kept, other});
   // The new archive is no replacement of the old one's replacement.
   CHECK(forged_destroy(fresh, old) == "42501");
+  // Nor is an empty archive forged with a rewrite's evidence (what a job role could write):
+  // the request does not account for the orders it lacks.
+  for (const std::string request : {"1", "2"}) {
+    std::string forged;
+    try {
+      s->transact([&](db::Transaction& tx) {
+        tx.exec("INSERT INTO lethe.archives (archive_id, path, size_bytes, sha256, as_of, "
+                "retention_until, pii_map_digest, recipients, row_counts, orders) VALUES "
+                "('a-forged', '/x', 1, repeat('a', 64), now(), '2099-01-01', 'x', '[]', '{}', 0)");
+        auto record = [&](const std::string& reason, const std::string& details,
+                          const std::string& counts) {
+          tx.exec("INSERT INTO lethe.audit_log (seq, recorded_at, kind, job, actor, os_user, "
+                  "unit, outcome, exit_reason, counts, details, prev_hash, hash) SELECT max(seq) "
+                  "+ 1, now(), 'manual', 'archive rewrite', 'test', 'test', 'test', 'done', $1, "
+                  "$3, $2, 'x', md5(random()::text) FROM lethe.audit_log",
+                  {reason, details, counts});
+        };
+        record("archive_written",
+               "{\"archive_id\": \"a-forged\", \"sha256\": \"" + std::string(64, 'a') +
+                   "\", \"rewritten_from\": \"" + fresh + "\", \"excluded_request\": \"" + request +
+                   "\"}",
+               "{\"bytes\": 1, \"orders\": 0}");
+        tx.exec("SELECT lethe.archive_orders('a-forged', (SELECT max(seq) FROM lethe.audit_log), "
+                "'{}'::text[])");
+        record("destroyed",
+               "{\"archive_id\": \"" + fresh +
+                   "\", \"from\": \"spooled\", \"replaced_by\": \"a-forged\", "
+                   "\"excluded_request\": \"" +
+                   request + "\"}",
+               "{}");
+        tx.exec("SELECT lethe.archive_set_state($1, 'destroyed', (SELECT max(seq) FROM "
+                "lethe.audit_log))",
+                {fresh});
+        throw std::runtime_error("accepted");
+      });
+    } catch (const db::DbError& e) {
+      forged = e.sqlstate();
+    } catch (const std::runtime_error&) {
+      forged = "accepted";
+    }
+    INFO(request);
+    CHECK(forged == "42501");
+  }
   // Again: nothing to do.
   r = t.lethe("--operator alice " + cmd + " --reason 'notice RW1'");
   CHECK(r.exit == 0);
@@ -849,23 +904,41 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   r = t.lethe("--operator alice archive rewrite " + fresh + " --exclude-request 1 --reason n" +
               key);
   CHECK(r.exit == 65);
-  CHECK(r.err.find("holds no order of request 1; nothing was rewritten") != std::string::npos);
+  CHECK(r.err.find("the catalog lists no order of request 1 in archive " + fresh +
+                   "; nothing was rewritten") != std::string::npos);
   CHECK(spool_files(t) == 1);
   CHECK(s->exec("SELECT count(*) FROM lethe.archives").integer(0, 0) == 2);
   outputs += r.out + r.err;
 
-  // No spooled archive holds the request's orders now: the next run completes it.
-  REQUIRE(t.lethe("request run").exit == 0);
+  // No spooled archive holds request 1's orders now: the next run completes it. Request 2's
+  // order is in the new archive, so request 2 waits for it, though the archive its erase
+  // recorded is destroyed.
+  r = t.lethe("request run --json");
+  REQUIRE(r.exit == 0);
   nlohmann::json j = show(t, 1, t.config());
   CHECK(j["stored_state"] == "complete");
   REQUIRE(j["copies"].size() == 1);
   CHECK(j["copies"][0]["state"] == "destroyed");
+  CHECK(show(t, 2, t.config())["stored_state"] == "live_erased");
+  CHECK(r.out.find("archive " + fresh + " (spooled)") != std::string::npos);
+  // Rewritten again without request 2's order: it completes too.
+  r = t.lethe("--operator alice archive rewrite " + fresh + " --exclude-request 2 --reason n" +
+              key);
+  INFO(r.err);
+  REQUIRE(r.exit == 0);
+  outputs += r.out + r.err;
+  REQUIRE(t.lethe("request run").exit == 0);
+  CHECK(show(t, 2, t.config())["stored_state"] == "complete");
+  CHECK(column(*s, "SELECT o.order_key FROM lethe.archived_orders o JOIN lethe.archives a ON "
+                   "a.archive_id = o.archive_id WHERE a.state = 'spooled'") ==
+        std::vector<std::string>{kept});
+  CHECK(s->exec("SELECT count(*) FROM lethe.request_orders").integer(0, 0) == 0);
 
   // The evidence: the new archive's record names the old one and the request; the old one's
   // destruction names its replacement; no value anywhere.
   db::Rows ev = s->exec("SELECT details FROM lethe.audit_log WHERE job = 'archive rewrite' AND "
                         "exit_reason IN ('archive_written', 'destroyed') ORDER BY seq");
-  REQUIRE(ev.size() == 2);
+  REQUIRE(ev.size() == 4);
   nlohmann::json w = nlohmann::json::parse(ev.text(0, 0));
   nlohmann::json d = nlohmann::json::parse(ev.text(1, 0));
   CHECK(w["rewritten_from"] == old);
@@ -874,7 +947,8 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   std::string trail =
       column(*s, "SELECT string_agg(details || counts, ' ') FROM lethe.audit_log")[0];
   test::require_no_pii(outputs + trail, pii);
-  test::require_no_pii(outputs + trail, {gone, kept});
+  test::require_no_pii(outputs + trail, {gone, kept, other});
+  CHECK(t.lethe("audit verify").exit == 0);
 }
 
 // Index items of `index` whose key bytes hold `value` (pageinspect, every page but the meta page).

@@ -74,13 +74,12 @@ void drop_key_pads(db::Session& s) noexcept;
 // "interrupted"). Wipes the hmac key at the end, on every path.
 void run_batches(Job& job);
 
-// VACUUM (INDEX_CLEANUP ON) of every table the job changed, where the role may (PostgreSQL 15:
-// the owner), with ANALYZE where it changed enough to move the statistics; reports each table's
-// dead tuples after it.
+// VACUUM (INDEX_CLEANUP ON, ANALYZE) of every table the job changed, where the role may
+// (PostgreSQL 15: the owner); reports each table's dead tuples after it.
 void vacuum_touched_tables(Job& job);
 
-// The same VACUUM of `tables` (their `sanitized` decides ANALYZE), two at a time on two
-// connections; fills each one's vacuum and vacuum_seconds.
+// The same VACUUM of `tables`, two at a time on two connections; fills each one's vacuum and
+// vacuum_seconds.
 void vacuum_tables(Context& ctx, const std::vector<TableStats*>& tables);
 
 } // namespace lethe::sanitize

@@ -88,20 +88,28 @@ WrittenAs written_as(Session& s, const std::string& id) {
   return r.empty() ? WrittenAs{} : WrittenAs{r.text(0, 0), r.at(0, 1).value_or("")};
 }
 
-std::optional<std::string> rewritten_as(Session& s, const std::string& old_id,
-                                        long long request_id) {
-  Rows r = s.exec("SELECT a.archive_id FROM lethe.archives a JOIN lethe.audit_log l ON l.seq = "
-                  "a.evidence_seq AND l.exit_reason = 'archive_written' WHERE "
-                  "(l.details::jsonb ->> 'rewritten_from') = $1 AND "
-                  "(l.details::jsonb ->> 'excluded_request') = $2 ORDER BY l.seq DESC LIMIT 1",
-                  {old_id, std::to_string(request_id)});
+std::optional<Rewritten> rewritten_as(Session& s, const std::string& old_id) {
+  Rows r = s.exec("SELECT a.archive_id, (l.details::jsonb ->> 'excluded_request')::bigint FROM "
+                  "lethe.archives a JOIN lethe.audit_log l ON l.seq = a.evidence_seq AND "
+                  "l.exit_reason = 'archive_written' WHERE (l.details::jsonb ->> "
+                  "'rewritten_from') = $1 ORDER BY l.seq DESC LIMIT 1",
+                  {old_id});
   if (r.empty()) {
     return std::nullopt;
   }
-  return r.text(0, 0);
+  return Rewritten{r.text(0, 0), r.integer(0, 1)};
 }
 
-KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id,
+long long request_orders_in_archive(Session& s, long long request_id,
+                                    const std::string& archive_id) {
+  return s
+      .exec("SELECT count(*) FROM lethe.archived_orders o JOIN lethe.request_orders ro ON "
+            "ro.order_key = o.order_key AND ro.request_id = $1 WHERE o.archive_id = $2",
+            {std::to_string(request_id), archive_id})
+      .integer(0, 0);
+}
+
+KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id, long long request_id,
                                   const settings::Columns& key,
                                   const std::vector<std::vector<std::string>>& removed,
                                   const std::string& kept_table) {
@@ -125,19 +133,24 @@ KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id,
     ++next;
     return true;
   });
-  std::string removed_keys =
-      "SELECT " + key_text_sql("x", key) + " FROM pg_temp.lethe_rewrite_removed x";
+  tx.exec("CREATE TEMPORARY TABLE lethe_rewrite_removed_keys ON COMMIT DROP AS SELECT DISTINCT " +
+          key_text_sql("x", key) + " AS order_key FROM pg_temp.lethe_rewrite_removed x");
+  tx.exec("ANALYZE pg_temp.lethe_rewrite_removed_keys");
   tx.exec("CREATE TEMPORARY TABLE " + kept_table +
-              " ON COMMIT DROP AS SELECT order_key FROM lethe.archived_orders WHERE archive_id = "
-              "$1 AND order_key NOT IN (" +
-              removed_keys + ")",
+              " ON COMMIT DROP AS SELECT o.order_key FROM lethe.archived_orders o WHERE "
+              "o.archive_id = $1 AND NOT EXISTS (SELECT 1 FROM pg_temp.lethe_rewrite_removed_keys "
+              "r WHERE r.order_key = o.order_key)",
           {old_id});
-  Rows r = tx.exec("SELECT (SELECT count(*) FROM " + kept_table +
-                       "), (SELECT count(*) FROM lethe.archived_orders WHERE archive_id = $1 AND "
-                       "order_key IN (" +
-                       removed_keys + "))",
-                   {old_id});
-  return {r.integer(0, 0), r.integer(0, 1)};
+  Rows r = tx.exec(
+      "SELECT (SELECT count(*) FROM " + kept_table +
+          "), (SELECT count(*) FROM pg_temp.lethe_rewrite_removed_keys r JOIN "
+          "lethe.archived_orders o ON o.order_key = r.order_key AND o.archive_id = $1), "
+          "(SELECT count(*) FROM pg_temp.lethe_rewrite_removed_keys r JOIN lethe.request_orders ro "
+          "ON ro.order_key = r.order_key AND ro.request_id = $2), (SELECT count(*) FROM "
+          "lethe.archived_orders o JOIN lethe.request_orders ro ON ro.order_key = o.order_key AND "
+          "ro.request_id = $2 WHERE o.archive_id = $1)",
+      {old_id, std::to_string(request_id)});
+  return {r.integer(0, 0), r.integer(0, 1), r.integer(0, 2), r.integer(0, 3)};
 }
 
 void set_archive_state(Transaction& tx, const std::string& id, const std::string& state,

@@ -69,18 +69,28 @@ struct WrittenAs {
   std::string pii_map_digest;
 };
 WrittenAs written_as(Session& s, const std::string& id);
-// The archive recorded as archive `old_id` rewritten without request `request_id`'s orders
-// (its archive_written record says so), if there is one.
-std::optional<std::string> rewritten_as(Session& s, const std::string& old_id,
-                                        long long request_id);
+// The archive recorded as archive `old_id` rewritten without a request's orders (its
+// archive_written record says so), and that request, if there is one.
+struct Rewritten {
+  std::string archive_id;
+  long long request_id = 0;
+};
+std::optional<Rewritten> rewritten_as(Session& s, const std::string& old_id);
+// How many of request `request_id`'s resolved orders archive `archive_id` lists.
+long long request_orders_in_archive(Session& s, long long request_id,
+                                    const std::string& archive_id);
 // Fills a new temporary table `kept_table` (order_key, dropped at commit) with archive
 // `old_id`'s orders but those whose root key (values of the root's `key` columns, as text) is
-// in `removed`; returns how many it kept and how many of `removed` the archive lists.
+// in `removed`. Returns how many it kept, how many of `removed` the archive lists, how many of
+// `removed` request `request_id` resolved to, and how many of the request's orders the archive
+// lists: a rewrite removes exactly the last set.
 struct KeptOrders {
   long long kept = 0;
   long long removed_listed = 0;
+  long long removed_requested = 0;
+  long long requested_listed = 0;
 };
-KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id,
+KeptOrders orders_kept_by_rewrite(Transaction& tx, const std::string& old_id, long long request_id,
                                   const settings::Columns& key,
                                   const std::vector<std::vector<std::string>>& removed,
                                   const std::string& kept_table);

@@ -237,13 +237,31 @@ void mark_live_erased(Transaction& tx, long long id, const std::string& counts_j
   tx.exec("UPDATE lethe.requests SET state = 'live_erased', live_erased_at = $4::timestamptz, "
           "counts = $2, copies = $3 WHERE request_id = $1",
           {std::to_string(id), counts_json, copies_json, erased_at});
-  tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
 }
 
 void mark_complete(Transaction& tx, long long id) {
   tx.exec("UPDATE lethe.requests SET state = 'complete', completed_at = now() WHERE request_id = "
           "$1",
           {std::to_string(id)});
+  tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
+}
+
+std::vector<std::string> spooled_archives_holding(Transaction& tx, long long id) {
+  Rows r = tx.exec("SELECT c.copy_id FROM lethe.copies c WHERE c.kind = 'archive' AND c.state = "
+                   "'spooled' AND EXISTS (SELECT 1 FROM lethe.copy_orders o JOIN "
+                   "lethe.request_orders ro ON ro.order_key = o.order_key WHERE o.kind = c.kind "
+                   "AND o.copy_id = c.copy_id AND ro.request_id = $1) ORDER BY 1",
+                   {std::to_string(id)});
+  std::vector<std::string> out;
+  for (size_t i = 0; i < r.size(); ++i) {
+    out.push_back(r.text(i, 0));
+  }
+  return out;
+}
+
+std::string request_state(Transaction& tx, long long id) {
+  Rows r = tx.exec("SELECT state FROM lethe.requests WHERE request_id = $1", {std::to_string(id)});
+  return r.empty() ? std::string() : r.text(0, 0);
 }
 
 std::vector<std::string> tables_not_vacuumed_since_erase(Transaction& tx,

@@ -108,10 +108,18 @@ long long request_order_count(Transaction& tx, long long id);
 // erased it yet (the archive job archives such held orders whether due or not).
 std::string requested_order_sql(const std::string& key_text);
 // Marks the live rows erased at `erased_at` (when the last batch committed) with `counts` and
-// the copies that held the orders (JSON array), and forgets the resolved order keys.
+// the copies that held the orders (JSON array). The resolved order keys stay until the request
+// is complete: a spooled archive holding some of them is found by them, and rewritten without
+// exactly them.
 void mark_live_erased(Transaction& tx, long long id, const std::string& counts_json,
                       const std::string& copies_json, const std::string& erased_at);
+// Marks request `id` complete and forgets its resolved order keys.
 void mark_complete(Transaction& tx, long long id);
+// The spooled archives that hold any of request `id`'s resolved orders now (an archive
+// rewritten for another request still holds this one's).
+std::vector<std::string> spooled_archives_holding(Transaction& tx, long long id);
+// Request `id`'s stored state, empty when there is none.
+std::string request_state(Transaction& tx, long long id);
 // Of `tables`, those not vacuumed (by anyone, autovacuum included) since request `id`'s live
 // rows were erased.
 std::vector<std::string> tables_not_vacuumed_since_erase(Transaction& tx,
