@@ -151,6 +151,28 @@ TEST_CASE("plan: erase takes exactly the named orders, due or not, and deletes e
   CHECK(has(p.steps[0].sanitize, "\"sales\".\"order_items\""));
 }
 
+TEST_CASE("plan: a request's erase walks its resolved orders in key order, and with held orders "
+          "erased at once the root's DELETE counts the orders, otherwise the guard leaves held "
+          "ones") {
+  settings::Settings s = settings::load_from_string(k_map, "t.toml");
+  s.requests.held_orders = "erase";
+  sanitize::Plan p =
+      sanitize::build_plan(s, facts(), sanitize::Selection::request(7), sanitize::Action::erase);
+  REQUIRE(p.lanes.size() == 1);
+  CHECK(has(p.lanes[0].first, "FROM lethe.request_orders ro WHERE ro.request_id = 7"));
+  CHECK(has(p.lanes[0].first, "ORDER BY ro.order_key LIMIT $2"));
+  CHECK_FALSE(p.lane_guards);
+  CHECK(p.done_by_root_delete);
+  CHECK(p.guard.empty());
+  REQUIRE_FALSE(p.steps.empty());
+  CHECK(p.steps.back().table->table == "sales.orders"); // the root last: its rows are the count
+  s.requests.held_orders = "archive-then-erase";
+  sanitize::Plan held =
+      sanitize::build_plan(s, facts(), sanitize::Selection::request(7), sanitize::Action::erase);
+  CHECK_FALSE(held.done_by_root_delete);
+  CHECK(has(held.guard, "NOT r.held"));
+}
+
 TEST_CASE("plan: archived orders are the due ones some archive holds") {
   settings::Settings s = settings::load_from_string(k_map, "t.toml");
   sanitize::Plan p = sanitize::build_plan(s, facts(), sanitize::Selection::archived_due());

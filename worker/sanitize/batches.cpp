@@ -140,6 +140,9 @@ private:
 
   // Of `keys`, picked before the batch's transaction began, those the selection still takes.
   std::vector<db::Value> guard(db::Transaction& tx, const std::vector<db::Value>& keys) const {
+    if (m_run.plan.done_by_root_delete) {
+      return keys;
+    }
     db::Rows guarded = tx.exec(m_run.plan.guard, {db::array_literal(keys), m_run.as_of.iso});
     std::vector<db::Value> ids;
     ids.reserve(guarded.size());
@@ -270,9 +273,12 @@ private:
                         {"ms", seconds_since(t0) * 1000}});
           }
           // Orders the guard let through: one that stopped being due since it was picked is
-          // not counted as done.
-          record_progress(tx, ids.size(), affected);
-          m_last_guarded = static_cast<long long>(ids.size());
+          // not counted as done. Without a guard, the orders the root's DELETE (the last step)
+          // took.
+          auto done =
+              m_run.plan.done_by_root_delete ? affected.back() : static_cast<long long>(ids.size());
+          record_progress(tx, static_cast<size_t>(done), affected);
+          m_last_guarded = done;
         });
       } catch (const db::DbError& e) {
         if (!e.lock_timeout()) {

@@ -50,6 +50,11 @@ public:
     p.lane_guards = m_sel.kind != Selection::Kind::request;
     p.guard = "SELECT " + m_key_text + " FROM " + m_view + " WHERE " + key_match(m_k) + " AND " +
               guard_condition();
+    if (m_sel.kind == Selection::Kind::request && m_action == Action::erase &&
+        m_s.requests.held_orders == "erase") {
+      p.guard.clear();
+      p.done_by_root_delete = true;
+    }
     if (m_action == Action::erase) {
       // Keep tables hang below PII tables (never the other way round): they go first.
       std::vector<const PiiTable*> kept = m_s.kept_tables();
