@@ -46,6 +46,19 @@ Recipients load_recipients(const settings::Settings& s) {
   return vault::load_recipients(s.archive.recipients, s.archive.key_namespace, s.archive.key_name);
 }
 
+crypto::esdk::EncryptParams archive_params(const Recipients& rcpt, const std::string& id,
+                                           const std::string& retention_until,
+                                           const std::string& source) {
+  crypto::esdk::EncryptParams params;
+  params.recipients = rcpt.keys;
+  params.context = {{"lethe-object", "archive"},
+                    {"lethe-archive-id", id},
+                    {"lethe-retention-until", retention_until},
+                    {"lethe-schema-version", "2"},
+                    {"lethe-source", source}};
+  return params;
+}
+
 std::string evidence_problem(db::Session& session, const ArchiveFacts& a, ReadFile read) {
   std::vector<db::store::WrittenEvidence> w = db::store::archive_written_records(session, a.id);
   if (w.size() != 1) {

@@ -45,6 +45,12 @@ using vault::Recipients;
 // The public keys of archive.recipients.
 Recipients load_recipients(const settings::Settings& s);
 
+// How an archive is sealed: to `rcpt`'s keys, its header (the unencrypted encryption context)
+// naming it, its retention, the format and the database it holds orders of.
+crypto::esdk::EncryptParams archive_params(const Recipients& rcpt, const std::string& id,
+                                           const std::string& retention_until,
+                                           const std::string& source);
+
 using vault::check_file;
 using vault::FileCheck;
 

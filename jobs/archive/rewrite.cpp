@@ -267,14 +267,8 @@ void write_new(Rewrite& rw, const crypto::RsaKey& key, const Contents& checked) 
   rw.path = s.archive.spool_dir / (rw.id + k_archive_suffix);
   Recipients rcpt = load_recipients(s);
   rw.recipients_json = rcpt.json;
-  crypto::esdk::EncryptParams params;
-  params.recipients = rcpt.keys;
-  params.context = {{"lethe-object", "archive"},
-                    {"lethe-archive-id", rw.id},
-                    {"lethe-retention-until", rw.old.retention_until},
-                    {"lethe-schema-version", "2"},
-                    {"lethe-source", read_header(rw.old.path).source}};
-  vault::SealedWriter sealed(rw.path, params);
+  vault::SealedWriter sealed(rw.path, archive_params(rcpt, rw.id, rw.old.retention_until,
+                                                     read_header(rw.old.path).source));
   lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { sealed.write(p, n); });
   std::string manifest;
   read_verified(rw.ctx.ready_db(), s, rw.old, key, checked, k_done,

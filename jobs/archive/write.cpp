@@ -256,14 +256,8 @@ void write_archive(ArchiveRun& run, db::Transaction& tx) {
           .text(0, 0);
   Recipients rcpt = load_recipients(s);
   w.recipients_json = rcpt.json;
-  crypto::esdk::EncryptParams params;
-  params.recipients = rcpt.keys;
-  params.context = {{"lethe-object", "archive"},
-                    {"lethe-archive-id", w.id},
-                    {"lethe-retention-until", w.retention_until},
-                    {"lethe-schema-version", "2"},
-                    {"lethe-source", run.ctx.ready_db().endpoint()}};
-  vault::SealedWriter sealed(w.path, params);
+  vault::SealedWriter sealed(
+      w.path, archive_params(rcpt, w.id, w.retention_until, run.ctx.ready_db().endpoint()));
   lethe::archive::TarWriter tar([&](const unsigned char* p, size_t n) { sealed.write(p, n); });
 
   std::vector<TableColumns> tables = table_columns(tx, s);
