@@ -373,8 +373,25 @@ void record_new(Rewrite& rw, runtime::RunScope& run) {
 void destroy_old(Context& ctx, const Cataloged& old, const std::string& new_id,
                  const RewriteOptions& opt) {
   // A rerun after a crash between the unlink and the commit finds the file gone: the record
-  // says so, and the destruction is recorded all the same.
-  bool absent = !std::filesystem::exists(old.path);
+  // says so, and the destruction is recorded all the same. Only when the replacement's file is
+  // there beside it, so a spool that is not mounted (or not readable) is never taken for that.
+  std::error_code ec;
+  bool absent = !std::filesystem::exists(old.path, ec);
+  if (absent) {
+    std::error_code ec2;
+    std::filesystem::path replacement = find_archive(ctx.ready_db(), new_id).path;
+    if (ec || !std::filesystem::exists(replacement, ec2) ||
+        std::filesystem::canonical(replacement.parent_path(), ec2) !=
+            std::filesystem::canonical(std::filesystem::path(old.path).parent_path(), ec2)) {
+      throw Error(Exit::io,
+                  "archive " + old.id + "'s file " + old.path +
+                      " cannot be found, and its replacement " + new_id +
+                      " is not there beside it; nothing was recorded",
+                  "check that the spool is mounted and readable; if the file was moved off "
+                  "this host, destroy it there and keep the record of that for the incident "
+                  "record (C18)");
+    }
+  }
   destroy_recorded(ctx, old,
                    audit::Record{audit::Kind::manual, "archive rewrite", "done", "destroyed",
                                  std::nullopt,

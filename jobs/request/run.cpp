@@ -155,8 +155,15 @@ Result erase(Context& ctx, const store::RequestRow& r) {
     }
     Result res = finish_erase(ctx, job.stats, run, r, erased_at);
     if (res.step == "orders_remaining") {
-      // The rest may wait a day for its archive: what went now is vacuumed now.
-      sanitize::vacuum_touched_tables(job);
+      // The rest may wait a day for its archive: what went now is vacuumed now. The run is
+      // closed already; a VACUUM that fails is left to the completion, which vacuums every
+      // table the request erased from that was not vacuumed since.
+      try {
+        sanitize::vacuum_touched_tables(job);
+      } catch (const Error& e) {
+        log::event(log::Level::warning, "request.vacuum_failed",
+                   {{"request_id", r.id}, {"exit", exit_name(e.code())}});
+      }
     }
     res.rows = job.stats.total_sanitized();
     res.p99_transaction_seconds = job.stats.p99_tx_seconds();
@@ -191,9 +198,32 @@ void vacuum_since_erase(Context& ctx, long long id, const util::Json& by_table) 
 // (spooled archives destroyed or moved to cold storage), every copy the operator registered is
 // destroyed, and every table it erased from was vacuumed since (by lethe as the owner, or by
 // autovacuum), so no dead row version is left.
+// The copies the erase recorded, and any archive that holds the request's orders now and is
+// not among them (an archive rewritten without another request's orders still holds these):
+// added to the request's list, so `request show` and the certificate name it too.
+util::Json current_copies(Context& ctx, const store::RequestRow& r) {
+  util::Json copies = util::parse_json(r.copies, "lethe.requests.copies");
+  ctx.ready_db().transact([&](db::Transaction& tx) {
+    bool added = false;
+    for (const store::CopyRow& a : store::archives_holding_request(tx, r.id)) {
+      bool listed = std::any_of(copies.begin(), copies.end(), [&](const util::Json& c) {
+        return c["kind"] == a.kind && c["id"] == a.id;
+      });
+      if (!listed) {
+        copies.push_back({{"kind", a.kind}, {"id", a.id}, {"added_after_erase", true}});
+        added = true;
+      }
+    }
+    if (added) {
+      store::set_request_copies(tx, r.id, util::dump(copies));
+    }
+  });
+  return copies;
+}
+
 Result try_complete(Context& ctx, const store::RequestRow& r) {
   std::vector<std::string> waiting;
-  util::Json copies = util::parse_json(r.copies, "lethe.requests.copies");
+  util::Json copies = current_copies(ctx, r);
   for (const util::Json& c : copies) {
     std::optional<store::CopyRow> now =
         store::find_copy(ctx.ready_db(), c["kind"].get<std::string>(), c["id"].get<std::string>());
@@ -215,14 +245,6 @@ Result try_complete(Context& ctx, const store::RequestRow& r) {
   vacuum_since_erase(ctx, r.id, counts["rows_erased_by_table"]);
   std::optional<audit::Stored> stored;
   ctx.ready_db().transact([&](db::Transaction& tx) {
-    // The copies recorded at the erase, and any spooled archive holding the orders now: one
-    // rewritten without another request's orders still holds this one's.
-    for (const std::string& a : store::spooled_archives_holding(tx, r.id)) {
-      std::string item = "archive " + a + " (spooled)";
-      if (std::find(waiting.begin(), waiting.end(), item) == waiting.end()) {
-        waiting.push_back(item);
-      }
-    }
     for (const std::string& t : store::tables_not_vacuumed_since_erase(tx, tables, r.id)) {
       waiting.push_back(t + " (not vacuumed since the erase)");
     }

@@ -9,8 +9,10 @@
 -- - the request it names (excluded_request) has erased its live rows, and its resolved orders,
 --   which lethe now keeps until the request is complete, hold every order this archive has and
 --   the replacement lacks; the replacement holds no order this archive did not.
--- A job role can write audit records and catalog rows, but not a request's resolved orders, so
--- it cannot invent a rewrite. Everything else about a state change is as in schema 4.
+-- The archive job's role can write audit records and catalog rows but not a request's
+-- resolved orders, so it alone cannot invent a rewrite; the request job's role can insert them
+-- (it registers requests), so the two roles' credentials together could. Everything else about
+-- a state change is as in schema 4.
 CREATE OR REPLACE FUNCTION lethe.archive_set_state(p_archive_id text, p_state text, p_seq bigint)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -919,8 +919,14 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   CHECK(j["stored_state"] == "complete");
   REQUIRE(j["copies"].size() == 1);
   CHECK(j["copies"][0]["state"] == "destroyed");
-  CHECK(show(t, 2, t.config())["stored_state"] == "live_erased");
+  nlohmann::json second = show(t, 2, t.config());
+  CHECK(second["stored_state"] == "live_erased");
   CHECK(r.out.find("archive " + fresh + " (spooled)") != std::string::npos);
+  // ... and names it among its copies, so `request show` and the certificate do.
+  REQUIRE(second["copies"].size() == 2);
+  CHECK(second["copies"][1]["id"] == fresh);
+  CHECK(second["copies"][1]["state"] == "spooled");
+  CHECK(second["copies"][1]["added_after_erase"] == true);
   // Rewritten again without request 2's order: it completes too.
   r = t.lethe("--operator alice archive rewrite " + fresh + " --exclude-request 2 --reason n" +
               key);
@@ -929,6 +935,11 @@ TEST_CASE("archive rewrite: a spooled archive is written anew without a request'
   outputs += r.out + r.err;
   REQUIRE(t.lethe("request run").exit == 0);
   CHECK(show(t, 2, t.config())["stored_state"] == "complete");
+  REQUIRE(t.lethe("request certify 2 --out " + (t.dir() / "cert2.txt").string()).exit == 0);
+  std::string cert2 = util::read_file(t.dir() / "cert2.txt");
+  CHECK(cert2.find("archive " + old + ": destroyed") != std::string::npos);
+  CHECK(cert2.find("archive " + fresh + ": destroyed") != std::string::npos);
+  outputs += cert2;
   CHECK(column(*s, "SELECT o.order_key FROM lethe.archived_orders o JOIN lethe.archives a ON "
                    "a.archive_id = o.archive_id WHERE a.state = 'spooled'") ==
         std::vector<std::string>{kept});

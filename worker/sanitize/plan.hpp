@@ -54,7 +54,8 @@ struct Plan {
   std::string guard; // $1 keys, $2 as_of: those the selection still takes
   // The lanes' query is the selection's own test (due, archived and due, explicit orders): the
   // engine runs it inside each batch's transaction, where it is the guard, and `guard` is not
-  // run. A request's lane walks lethe.request_orders, so its batches run `guard`.
+  // run. A request's lane walks lethe.request_orders, so its batches run `guard` (unless
+  // done_by_root_delete, below).
   bool lane_guards = true;
   // A request's erase with requests.held_orders = "erase": every picked order is the batch's
   // (`guard` is empty and not run), and the orders done are the rows the root's DELETE took, so

@@ -43,6 +43,15 @@ std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_i
                          {std::to_string(request_id)}));
 }
 
+std::vector<CopyRow> archives_holding_request(Transaction& tx, long long request_id) {
+  return rows_of(tx.exec(std::string(k_columns) +
+                             "WHERE c.kind = 'archive' AND EXISTS (SELECT 1 FROM lethe.copy_orders "
+                             "o JOIN lethe.request_orders ro ON ro.order_key = o.order_key WHERE "
+                             "o.kind = c.kind AND o.copy_id = c.copy_id AND ro.request_id = $1) "
+                             "ORDER BY c.copy_id",
+                         {std::to_string(request_id)}));
+}
+
 std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id) {
   std::vector<CopyRow> r =
       rows_of(s.exec(std::string(k_columns) + "WHERE c.kind = $1 AND c.copy_id = $2", {kind, id}));

@@ -28,6 +28,8 @@ std::vector<CopyRow> copies_holding(Session& s, const std::vector<std::string>& 
 // found in the database: the keys never pass through memory. Every backup not yet destroyed
 // counts: it holds the orders of its snapshot.
 std::vector<CopyRow> copies_holding_request(Transaction& tx, long long request_id);
+// The archives, in any state, that list any of request `request_id`'s resolved orders now.
+std::vector<CopyRow> archives_holding_request(Transaction& tx, long long request_id);
 // The copy `kind`/`id`, if the catalog has it.
 std::optional<CopyRow> find_copy(Session& s, const std::string& kind, const std::string& id);
 

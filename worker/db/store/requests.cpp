@@ -246,17 +246,9 @@ void mark_complete(Transaction& tx, long long id) {
   tx.exec("DELETE FROM lethe.request_orders WHERE request_id = $1", {std::to_string(id)});
 }
 
-std::vector<std::string> spooled_archives_holding(Transaction& tx, long long id) {
-  Rows r = tx.exec("SELECT c.copy_id FROM lethe.copies c WHERE c.kind = 'archive' AND c.state = "
-                   "'spooled' AND EXISTS (SELECT 1 FROM lethe.copy_orders o JOIN "
-                   "lethe.request_orders ro ON ro.order_key = o.order_key WHERE o.kind = c.kind "
-                   "AND o.copy_id = c.copy_id AND ro.request_id = $1) ORDER BY 1",
-                   {std::to_string(id)});
-  std::vector<std::string> out;
-  for (size_t i = 0; i < r.size(); ++i) {
-    out.push_back(r.text(i, 0));
-  }
-  return out;
+void set_request_copies(Transaction& tx, long long id, const std::string& copies_json) {
+  tx.exec("UPDATE lethe.requests SET copies = $2 WHERE request_id = $1",
+          {std::to_string(id), copies_json});
 }
 
 std::string request_state(Transaction& tx, long long id) {

@@ -115,9 +115,8 @@ void mark_live_erased(Transaction& tx, long long id, const std::string& counts_j
                       const std::string& copies_json, const std::string& erased_at);
 // Marks request `id` complete and forgets its resolved order keys.
 void mark_complete(Transaction& tx, long long id);
-// The spooled archives that hold any of request `id`'s resolved orders now (an archive
-// rewritten for another request still holds this one's).
-std::vector<std::string> spooled_archives_holding(Transaction& tx, long long id);
+// Replaces request `id`'s list of copies (JSON array of {kind, id, …}).
+void set_request_copies(Transaction& tx, long long id, const std::string& copies_json);
 // Request `id`'s stored state, empty when there is none.
 std::string request_state(Transaction& tx, long long id);
 // Of `tables`, those not vacuumed (by anyone, autovacuum included) since request `id`'s live
