@@ -72,6 +72,7 @@ struct Rewrite {
   std::filesystem::path path;
   vault::Sealed sealed;
   std::string recipients_json;
+  db::store::WrittenAs written; // the old archive's as_of and PII map digest, read once
   // Where a failure leaves the new file: before the recording transaction, or refused inside
   // it by lethe's own check, nothing names it and it is removed; otherwise it stays (a commit
   // in doubt may have recorded it), and an unrecorded one is the archive run's orphan.
@@ -319,7 +320,7 @@ util::Json counts_json(const std::map<std::string, long long>& by_table) {
 void record_new(Rewrite& rw, runtime::RunScope& run) {
   const settings::Settings& s = rw.ctx.settings();
   long long orders = rw.old.orders - static_cast<long long>(rw.removed_keys.size());
-  db::store::WrittenAs as = db::store::written_as(rw.ctx.ready_db(), rw.old.id);
+  const db::store::WrittenAs& as = rw.written;
   audit::Stored stored;
   rw.recording = true;
   rw.ctx.ready_db().transact([&](db::Transaction& tx) {
@@ -488,8 +489,8 @@ int run_rewrite(Context& ctx, const RewriteOptions& opt) {
                           "` lists the copies that hold the request's orders");
   }
   // The rows are told apart by the map's tables and links: only the map they were written with.
-  if (db::store::written_as(ctx.ready_db(), old.id).pii_map_digest !=
-      settings::pii_map_digest(ctx.settings())) {
+  db::store::WrittenAs written = db::store::written_as(ctx.ready_db(), old.id);
+  if (written.pii_map_digest != settings::pii_map_digest(ctx.settings())) {
     throw Error(Exit::config,
                 "archive " + old.id +
                     " was written with another PII map than this "
@@ -504,6 +505,7 @@ int run_rewrite(Context& ctx, const RewriteOptions& opt) {
   crypto::RsaKey key = crypto::load_private_key(opt.private_key);
   Rewrite rw(ctx, opt, old, subjects_of(request),
              util::read_secret_file(ctx.settings().hmac_key_file, "hmac key"));
+  rw.written = written;
   runtime::RunScope run(ctx,
                         util::dump({{"archive_id", old.id}, {"excluded_request", opt.request_id}}));
   return run.watch([&] {
