@@ -22,6 +22,31 @@ int run_verify(Context& ctx, bool json) {
     }
     std::cout << util::dump(o) << "\n";
   }
+  // The result is evidence too (the metrics' last verify): a broken chain is an alarm, which
+  // opens an incident. It is appended after the records it checked, so it cannot hide them; a
+  // failure's record is not anchored, so the anchor file stays as the verify found it (an
+  // append would create an absent anchor anew, or cut a line that proves tampering).
+  util::Json counts{{"records", rep.records}, {"anchored_seq", rep.anchored_seq}};
+  lethe::audit::Record rec{
+      lethe::audit::Kind::run, "audit verify", "done", "verified", std::nullopt, "{}", "{}"};
+  if (rep.ok) {
+    rec.counts = util::dump(counts);
+    ctx.record(rec);
+  } else {
+    counts["first_broken_seq"] = rep.first_broken_seq;
+    rec = {lethe::audit::Kind::alarm,
+           "audit verify",
+           "failed",
+           "chain_broken",
+           std::nullopt,
+           util::dump(counts),
+           "{}"};
+    try {
+      ctx.ready_db().transact([&](db::Transaction& tx) { ctx.trail().append_in(tx, rec); });
+    } catch (const Error& e) {
+      log::event(log::Level::error, "audit.alarm_not_recorded", {{"error", e.what()}});
+    }
+  }
   if (!rep.ok) {
     log::event(log::Level::error, "audit.chain_broken",
                {{"first_broken_seq", rep.first_broken_seq}, {"records", rep.records}});

@@ -2,11 +2,15 @@
 
 #include "worker/db/clock.hpp"
 #include "worker/db/drift.hpp"
+#include "worker/db/store/evidence.hpp"
+#include "worker/db/store/incidents.hpp"
 #include "worker/db/store/requests.hpp"
 #include "worker/log/log.hpp"
+#include "worker/runtime/metrics.hpp"
 #include "worker/sanitize/overdue.hpp"
 #include "worker/util/json.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -71,6 +75,34 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
   return out;
 }
 
+// lethe-check.prom: what only a role that reads the state views can count (C15).
+void write_check_metrics(Context& ctx, const sanitize::Overdue& res, size_t drift_alarms) {
+  const std::filesystem::path& dir = ctx.settings().metrics.textfile_dir;
+  if (dir.empty()) {
+    return;
+  }
+  try {
+    std::vector<runtime::Sample> out;
+    for (const sanitize::TableOverdue& t : res.tables) {
+      out.push_back({"lethe_pii_overdue_rows", {{"table", t.table}}, double(t.overdue)});
+      out.push_back({"lethe_pii_held_rows", {{"table", t.table}}, double(t.held)});
+      if (t.oldest_overdue_s >= 0) {
+        out.push_back(
+            {"lethe_pii_overdue_oldest_age_seconds", {{"table", t.table}}, t.oldest_overdue_s});
+      }
+    }
+    // The root's held rows are its held orders.
+    out.push_back({"lethe_held_orders", {}, res.tables.empty() ? 0.0 : double(res.tables[0].held)});
+    out.push_back({"lethe_schema_drift_alarms", {}, double(drift_alarms)});
+    db::Rows at = ctx.ready_db().exec("SELECT extract(epoch FROM $1::timestamptz)", {res.as_of});
+    out.push_back({"lethe_check_timestamp_seconds", {}, std::stod(at.text(0, 0))});
+    runtime::write_textfile(dir, "lethe-check.prom", runtime::exposition(out));
+  } catch (const Error& e) {
+    log::event(log::Level::warning, "metrics.not_written",
+               {{"file", (dir / "lethe-check.prom").string()}, {"error", e.what()}});
+  }
+}
+
 } // namespace
 
 int run_check(Context& ctx, const CheckOptions& opts) {
@@ -85,7 +117,20 @@ int run_check(Context& ctx, const CheckOptions& opts) {
   std::vector<RequestAlert> alerts = request_alerts(session, ctx.settings(), as_of, open_requests);
   std::vector<db::DriftItem> drift = db::current_drift(session, ctx.settings());
   size_t drift_alarms = db::alarm_count(drift);
-  bool ok = overdue == 0 && alerts.empty() && drift_alarms == 0;
+  std::vector<db::store::IncidentRow> incidents = db::store::incidents(session, false);
+  long long notify_overdue = std::count_if(incidents.begin(), incidents.end(),
+                                           [](const auto& i) { return i.notify_overdue(); });
+  bool ok = overdue == 0 && alerts.empty() && drift_alarms == 0 && notify_overdue == 0;
+  if (opts.as_of.empty()) {
+    // Counted as of now: kept for the report's PII-past-its-deadline-over-time, and written for
+    // the metrics.
+    std::vector<db::store::OverdueSample> samples;
+    for (const sanitize::TableOverdue& t : res.tables) {
+      samples.push_back({t.table, t.overdue, t.held, t.oldest_overdue_s});
+    }
+    db::store::record_overdue_samples(session, samples);
+    write_check_metrics(ctx, res, drift_alarms);
+  }
   if (opts.json) {
     nlohmann::ordered_json tables = nlohmann::ordered_json::array();
     for (const sanitize::TableOverdue& t : res.tables) {
@@ -111,6 +156,8 @@ int run_check(Context& ctx, const CheckOptions& opts) {
     out["requests_needing_attention"] = req;
     out["schema_drift_alarms"] = drift_alarms;
     out["schema_drift"] = db::to_json(drift);
+    out["incidents_open"] = incidents.size();
+    out["incidents_notify_overdue"] = notify_overdue;
     std::cout << util::dump(out) << "\n";
   } else {
     std::printf("PII past its deadline as of %s (retention %ld days after shipment)\n",
@@ -128,6 +175,14 @@ int run_check(Context& ctx, const CheckOptions& opts) {
                   a.hours_left < 0 ? -a.hours_left : a.hours_left);
     }
     std::printf("%s", db::describe(drift).c_str());
+    std::printf("incidents open: %zu, notice to Amazon overdue: %lld\n", incidents.size(),
+                notify_overdue);
+    for (const db::store::IncidentRow& i : incidents) {
+      if (i.notify_overdue()) {
+        std::printf("  incident %lld (%s): notice was due %s\n", i.id, i.kind.c_str(),
+                    i.notify_by.c_str());
+      }
+    }
     if (ok) {
       std::printf("result: nothing overdue\n");
     } else {
@@ -138,6 +193,10 @@ int run_check(Context& ctx, const CheckOptions& opts) {
         std::printf("result: deletion requests need attention (C5, C6) - run `lethe request run` "
                     "(dead row versions: VACUUM the tables as their owner) and see `lethe "
                     "request show ID`\n");
+      }
+      if (notify_overdue > 0) {
+        std::printf("result: an incident's 24-hour notice to Amazon is overdue (C18) - tell "
+                    "Amazon, then `lethe incident notify ID --channel TEXT`\n");
       }
       if (drift_alarms > 0) {
         std::printf("result: the schema changed where the PII map does not look (C1) - map, "
@@ -150,6 +209,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
               {"held", held},
               {"requests_needing_attention", alerts.size()},
               {"schema_drift_alarms", drift_alarms},
+              {"incidents_notify_overdue", notify_overdue},
               {"as_of", res.as_of}});
   return ok ? 0 : 1;
 }

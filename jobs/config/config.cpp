@@ -46,6 +46,8 @@ void check_files(const settings::Settings& s) {
 int run_config_check(Context& ctx) {
   check_files(ctx.settings());
   db::CatalogReport rep = db::check_pii_map(ctx.ready_db(), ctx.settings());
+  std::vector<std::string> uncategorized = settings::uncategorized_columns(ctx.settings());
+  rep.problems.insert(rep.problems.end(), uncategorized.begin(), uncategorized.end());
   for (const std::string& w : rep.warnings) {
     log::event(log::Level::warning, "config.warning", {{"detail", w}});
   }
@@ -60,9 +62,13 @@ int run_config_check(Context& ctx) {
     for (const std::string& p : rep.problems) {
       msg += "\n  " + p;
     }
-    throw Error(Exit::config, msg,
-                "fix the PII map to name existing tables and columns, then apply `lethe grants` "
-                "as the database owner");
+    throw Error(
+        Exit::config, msg,
+        uncategorized.size() == rep.problems.size()
+            ? settings::categories_hint()
+            : "fix the PII map to name existing tables and columns, then apply `lethe "
+              "grants` as the database owner" +
+                  std::string(uncategorized.empty() ? "" : "; " + settings::categories_hint()));
   }
   std::cout << "configuration " << ctx.settings().source.string() << " matches the database ("
             << ctx.settings().pii_tables().size() << " PII tables, map " << digest.substr(0, 12)

@@ -6,6 +6,7 @@
 #include "worker/crypto/keys.hpp"
 #include "worker/db/clock.hpp"
 #include "worker/db/store/requests.hpp"
+#include "worker/log/log.hpp"
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
@@ -189,6 +190,18 @@ int run_add(Context& ctx, const AddOptions& opt) {
                                         {"notice_at", notice.iso},
                                         {"confirmed_count", opt.confirm_count.has_value()},
                                         {"reason", opt.reason}})});
+      // More requests in a day than the seller expects is an alarm (C15), in the same
+      // transaction; the closing anchor line covers both records.
+      long long today = store::requests_registered_last_day(tx);
+      if (today > ctx.settings().alarms.requests_per_day) {
+        stored = ctx.trail().append_in(
+            tx, audit::Record{
+                    audit::Kind::alarm, "request", "anomaly", "requests_per_day", std::nullopt,
+                    util::dump({{"registered_last_24h", today},
+                                {"requests_per_day", ctx.settings().alarms.requests_per_day}}),
+                    util::dump({{"request_id", id}})});
+        log::event(log::Level::warning, "request.rate_alarm", {{"registered_last_24h", today}});
+      }
       tx.commit();
     }
   }

@@ -150,11 +150,26 @@ TEST_CASE("audit verify: an altered record is found, and named") {
   // A superuser can switch the trigger off; the hash chain still tells.
   s->exec("ALTER TABLE lethe.audit_log DISABLE TRIGGER USER");
   s->exec("UPDATE lethe.audit_log SET counts = '{\"n\":9}' WHERE seq = 3");
+  s->exec("ALTER TABLE lethe.audit_log ENABLE TRIGGER USER");
   test::RunResult v = t.lethe("audit verify --json");
   CHECK(v.exit == 65);
   CHECK(v.out.find("\"first_broken_seq\":3") != std::string::npos);
   CHECK(v.err.find("record 3 was altered") != std::string::npos);
   CHECK(v.err.find("HINT: treat this as a security incident") != std::string::npos);
+  // The failed verify is itself an alarm record after the chain it checked, and it opened an
+  // incident (C15, C18); the alteration stays found.
+  db::Rows alarm =
+      s->exec("SELECT kind, outcome, exit_reason, counts::jsonb ->> 'first_broken_seq' "
+              "FROM lethe.audit_log ORDER BY seq DESC LIMIT 1");
+  CHECK(alarm.text(0, 0) == "alarm");
+  CHECK(alarm.text(0, 2) == "chain_broken");
+  CHECK(alarm.text(0, 3) == "3");
+  CHECK(s->exec("SELECT count(*) FROM lethe.incidents WHERE kind = 'audit verify: chain_broken' "
+                "AND state = 'open'")
+            .integer(0, 0) == 1);
+  CHECK(t.lethe("audit verify").exit == 65);
+  CHECK(s->exec("SELECT alarms FROM lethe.incidents WHERE kind = 'audit verify: chain_broken'")
+            .integer(0, 0) == 2);
 }
 
 TEST_CASE("audit verify: a removed tail (truncation or rollback) is caught by the anchor file") {
@@ -239,8 +254,8 @@ TEST_CASE("audit verify: an absent or empty anchor with records fails until `aud
   test::RunResult r = t.lethe("audit reanchor --operator ops-anna --reason 'disk replaced'");
   INFO(r.err);
   REQUIRE(r.exit == 0);
-  CHECK(r.out.find("re-anchored at record 4 by ops-anna") != std::string::npos);
-  CHECK(std::filesystem::exists(t.dir() / "audit-anchor.replaced-4"));
+  CHECK(r.out.find("re-anchored at record 6 by ops-anna") != std::string::npos);
+  CHECK(std::filesystem::exists(t.dir() / "audit-anchor.replaced-6"));
   CHECK(t.lethe("audit verify").exit == 0);
   test::RunResult show = t.lethe("audit show --json --job 'audit reanchor'");
   CHECK(show.out.find("\"actor\":\"ops-anna\"") != std::string::npos);
@@ -279,9 +294,9 @@ TEST_CASE("audit anchor: a torn last line is reported, not taken for tampering, 
   test::RunResult v = t.lethe("audit verify");
   CHECK(v.exit == 0);
   CHECK(v.err.find("line 4 is torn") != std::string::npos);
-  test::RunResult m = t.lethe("migrate"); // any job's append
-  CHECK(m.exit == 0);
-  CHECK(m.err.find("event=audit.anchor_repaired") != std::string::npos);
+  // The verify's own record (a passed verify is recorded) is the next append, and it cuts the
+  // torn line off.
+  CHECK(v.err.find("event=audit.anchor_repaired") != std::string::npos);
   std::vector<std::string> after = anchor_lines(t);
   REQUIRE(after.size() == 4);
   CHECK(after[3].rfind("4 ", 0) == 0);

@@ -46,8 +46,8 @@ key = ["region_code", "order_no"]
 shipped_at = "shipped_at"
 status = "status"
 columns = [
-  { name = "buyer_email", strategy = "hmac" },
-  { name = "buyer_name", strategy = "constant", value = "[redacted]" },
+  { name = "buyer_email", strategy = "hmac", category = "email" },
+  { name = "buyer_name", strategy = "constant", value = "[redacted]", category = "name" },
 ]
 
 [[pii.root.never_shipped]]
@@ -61,15 +61,15 @@ parent = "shop.orders"
 link = ["region_code", "order_no"]
 key = ["region_code", "order_no", "shipment_no"]
 columns = [
-  { name = "recipient", strategy = "hmac" },
-  { name = "city", strategy = "null" },
+  { name = "recipient", strategy = "hmac", category = "name" },
+  { name = "city", strategy = "null", category = "address" },
 ]
 
 [[pii.children]]
 table = "shop.shipment_contacts"
 parent = "shop.shipments"
 link = ["ship_region", "ship_order", "ship_no"]
-columns = [{ name = "phone", strategy = "null" }]
+columns = [{ name = "phone", strategy = "null", category = "phone" }]
 
 [[pii.children]]
 table = "shop.order_items"

@@ -128,7 +128,14 @@ TEST_CASE("grants: the monitor role runs `lethe check` and `audit verify`, and r
   auto s = db::connect(settings::load(cfg));
   require_denied(*s, "SELECT buyer_email FROM orders");
   require_denied(*s, "SELECT amazon_order_id FROM orders");
-  require_denied(*s, "INSERT INTO lethe.audit_log (seq) VALUES (99)");
+  // It appends records (its verify results) but changes none, and changes no incident.
+  require_denied(*s, "UPDATE lethe.audit_log SET actor = 'x'");
+  require_denied(*s, "DELETE FROM lethe.audit_log");
+  require_denied(*s, "UPDATE lethe.incidents SET state = 'closed'");
+  require_denied(*s, "SELECT lethe.incident_change(1)");
+  CHECK(s->exec("SELECT count(*) FROM lethe.audit_log WHERE job = 'audit verify' AND "
+                "db_role = 'lethe_monitor'")
+            .integer(0, 0) == 1);
 }
 
 TEST_CASE("grants: applying the script twice is harmless") {

@@ -17,7 +17,7 @@ TEST_CASE("connect: verified TLS to the test server") {
   CHECK(s->exec("SHOW lock_timeout").text(0, 0) == "2s");
 }
 
-TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and the refusal spooled") {
+TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and an alarm spooled") {
   test::TestDb t("tls_plain", 0);
   std::string text = t.config_text();
   std::string from = "port=" + std::to_string(cluster().port);
@@ -28,7 +28,7 @@ TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and the
   CHECK(r.err.find("does not support SSL") != std::string::npos);
   CHECK(r.err.find("HINT: the server offers no TLS") != std::string::npos);
   std::string spool = util::read_file(t.dir() / "audit-spool");
-  CHECK(spool.find("\trefusal\tcheck\t") != std::string::npos);
+  CHECK(spool.find("\talarm\tcheck\t") != std::string::npos);
   CHECK(spool.find("tls_refused") != std::string::npos);
 
   // The next run that reaches the database moves the refusal into the audit trail.
@@ -40,6 +40,11 @@ TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and the
   CHECK(util::read_file(t.dir() / "audit-spool").empty());
   // Flushing twice does not duplicate it.
   CHECK(t.lethe("audit show --json").out == show.out);
+  // The alarm opened an incident when it reached the table (C15, C18).
+  test::RunResult inc = t.lethe("incident list --json");
+  REQUIRE(inc.exit == 0);
+  CHECK(inc.out.find("\"kind\":\"check: tls_refused\"") != std::string::npos);
+  CHECK(inc.out.find("\"state\":\"open\"") != std::string::npos);
 }
 
 TEST_CASE("connect: every host attempt is reported, not only the first") {

@@ -26,10 +26,12 @@ void map_payload(const test::TestDb& t, bool extra = false) {
   text.replace(
       text.find(anchor), anchor.size(),
       std::string(
-          "[[pii.root.columns]]\nname = \"payload\"\nstrategy = \"json\"\nremove = "
+          "[[pii.root.columns]]\nname = \"payload\"\nstrategy = \"json\"\ncategory = "
+          "\"document\"\nremove = "
           "[\"ShippingAddress\", \"BuyerInfo.BuyerName\", \"BuyerInfo.BuyerTaxInfo\"]\nhmac = "
           "[\"BuyerInfo.BuyerEmail\"]\n\n") +
-          (extra ? "[[pii.root.columns]]\nname = \"extra\"\nstrategy = \"json\"\nremove = "
+          (extra ? "[[pii.root.columns]]\nname = \"extra\"\nstrategy = \"json\"\ncategory = "
+                   "\"document\"\nremove = "
                    "[\"Email\"]\n\n"
                  : "") +
           anchor);
@@ -219,12 +221,10 @@ TEST_CASE("json: a held order's document is archived whole, restored equal, then
   std::string text = util::read_file(t.config());
   std::string on_text = text;
   on_text.replace(on_text.find("name = \"payload\""), 16, "name = \"buyer_name\"");
-  on_text.replace(on_text.find("[[pii.root.columns]]\nname = \"buyer_name\"\nstrategy = "
-                               "\"constant\"\nvalue = \"[redacted]\"\n"),
-                  std::string("[[pii.root.columns]]\nname = \"buyer_name\"\nstrategy = "
-                              "\"constant\"\nvalue = \"[redacted]\"\n")
-                      .size(),
-                  "");
+  const std::string constant_column = "[[pii.root.columns]]\nname = \"buyer_name\"\nstrategy = "
+                                      "\"constant\"\nvalue = \"[redacted]\"\ncategory = "
+                                      "\"name\"\n";
+  on_text.replace(on_text.find(constant_column), constant_column.size(), "");
   test::RunResult bad_type = t.lethe("config check", t.write_config("on_text.toml", on_text));
   CHECK(bad_type.exit == 78);
   CHECK(bad_type.err.find("column 'buyer_name' is text; strategy json needs a json or jsonb "

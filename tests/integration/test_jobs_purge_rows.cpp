@@ -29,9 +29,9 @@ link = "amazon_order_id"
 parent_column = "amazon_order_id"
 strategy = "columns"
 columns = [
-  { name = "message", strategy = "hmac" },
-  { name = "signed_by", strategy = "constant", value = "[gone]" },
-  { name = "contact", strategy = "null" },
+  { name = "message", strategy = "hmac", category = "free_text" },
+  { name = "signed_by", strategy = "constant", value = "[gone]", category = "name" },
+  { name = "contact", strategy = "null", category = "phone" },
 ]
 )";
 

@@ -6,11 +6,14 @@
 #include "jobs/check/check.hpp"
 #include "jobs/config/config.hpp"
 #include "jobs/crypt/crypt.hpp"
+#include "jobs/evidence/evidence.hpp"
+#include "jobs/incident/incident.hpp"
 #include "jobs/migrate/migrate.hpp"
 #include "jobs/purge/purge.hpp"
 #include "jobs/request/request.hpp"
 #include "worker/db/migrations.hpp"
 #include "worker/db/session.hpp"
+#include "worker/runtime/metrics.hpp"
 #include "worker/util/error.hpp"
 #include "worker/util/files.hpp"
 
@@ -86,6 +89,7 @@ Run read_config_check(const Args& a) {
     const settings::Settings& s = env.settings();
     db::validate_dsn(s.database);
     jobs::config::check_files(s);
+    settings::require_categories(s);
     std::cout << "configuration " << s.source.string() << " is valid (not checked against a "
               << "database)\n";
     return 0;
@@ -386,6 +390,85 @@ Run read_request_cancel(const Args& a) {
   };
 }
 
+Run read_inventory(const Args& a) {
+  jobs::evidence::InventoryOptions o{a.text("format").empty() ? "md" : a.text("format"),
+                                     a.text("out")};
+  return [o](Env& env) { return jobs::evidence::run_inventory(env.context(), o); };
+}
+
+Run read_report(const Args& a) {
+  jobs::evidence::ReportOptions o{a.text("from"), a.text("to"),
+                                  a.text("format").empty() ? "html" : a.text("format"),
+                                  a.text("out")};
+  return [o](Env& env) { return jobs::evidence::run_report(env.context(), o); };
+}
+
+long long incident_id(const Args& a) {
+  const std::string what = "`lethe " + std::string(a.command().name) + "` takes one incident id";
+  if (a.positionals().size() != 1) {
+    throw Error(Exit::usage, what, "see `lethe incident list`");
+  }
+  const std::string& v = a.positionals()[0];
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
+    throw Error(Exit::usage, what + " (a number)", "see `lethe incident list`");
+  }
+  return std::stoll(v);
+}
+
+Run read_incident_list(const Args& a) {
+  return [all = a.flag("all"), json = a.flag("json")](Env& env) {
+    return jobs::incident::run_list(env.context(), all, json);
+  };
+}
+
+Run read_incident_show(const Args& a) {
+  return [id = incident_id(a), json = a.flag("json")](Env& env) {
+    return jobs::incident::run_show(env.context(), id, json);
+  };
+}
+
+Run read_incident_open(const Args& a) {
+  jobs::incident::Change c;
+  c.operator_name = a.text("operator");
+  c.type = a.text("type");
+  c.text = a.text("reason");
+  return [c](Env& env) { return jobs::incident::run_open(env.context(), c); };
+}
+
+Run read_incident_ack(const Args& a) {
+  jobs::incident::Change c;
+  c.id = incident_id(a);
+  c.operator_name = a.text("operator");
+  return [c](Env& env) { return jobs::incident::run_ack(env.context(), c); };
+}
+
+Run read_incident_notify(const Args& a) {
+  jobs::incident::Change c;
+  c.id = incident_id(a);
+  c.operator_name = a.text("operator");
+  c.text = a.text("channel");
+  c.at = a.text("at");
+  return [c](Env& env) { return jobs::incident::run_notify(env.context(), c); };
+}
+
+Run read_incident_note(const Args& a) {
+  jobs::incident::Change c;
+  c.id = incident_id(a);
+  c.operator_name = a.text("operator");
+  c.text = a.text("text");
+  c.remediation = a.flag("remediation");
+  return [c](Env& env) { return jobs::incident::run_note(env.context(), c); };
+}
+
+Run read_incident_close(const Args& a) {
+  jobs::incident::Change c;
+  c.id = incident_id(a);
+  c.operator_name = a.text("operator");
+  c.text = a.text("reason");
+  c.no_notice_owed = a.flag("no-notice-owed");
+  return [c](Env& env) { return jobs::incident::run_close(env.context(), c); };
+}
+
 } // namespace
 
 // One long function on purpose: it is the command table, one entry per command, read top to
@@ -488,7 +571,8 @@ const std::vector<CommandSpec>& commands() {
        "no line may name a record the table lacks, and a non-empty table needs a non-empty\n"
        "anchor (see `lethe audit reanchor`). An unterminated last line is a torn append,\n"
        "reported and cut off by the next append. Errors name the record and the anchor\n"
-       "file's line. Exit 65 when broken.",
+       "file's line. Exit 65 when broken. The result is itself recorded: a run record, or an\n"
+       "alarm (which opens an incident) when the chain is broken; the metrics show the last.",
        {k_json},
        Needs::database,
        read_audit_verify},
@@ -715,6 +799,96 @@ const std::vector<CommandSpec>& commands() {
        {opt::text("reason", "TEXT", "why (required; recorded in the audit trail; never PII)")},
        Needs::database,
        read_request_cancel},
+      {"inventory",
+       "",
+       "the record of processing activities (C16), from the PII map and the live catalog",
+       "For each PII table and column: what it holds (its category in the map), the purpose,\n"
+       "the retention rule and strategy, where copies live (live rows with PII, rows in spooled\n"
+       "and cold archives and in backups), which database roles may read, change or delete it\n"
+       "(from the catalog's grants, not the configuration) and how it is disposed of. Refused\n"
+       "while a PII column has no category. Reads lethe's catalogs: use the owner's\n"
+       "configuration.",
+       {opt::text("format", "md|json|html", "output format (default md)"),
+        opt::path("out", "FILE", "write to FILE (temporary file, rename) instead of stdout")},
+       Needs::database,
+       read_inventory},
+      {"report",
+       "",
+       "the auditor's report: each policy clause C1-C19 with its evidence for a period",
+       "One self-contained HTML file (inline CSS and SVG charts, no script, nothing loaded from\n"
+       "elsewhere) or JSON with the same data: purge runs and rows per day, PII past its\n"
+       "deadline over time (from `lethe check`), archives, deletion requests with both clocks,\n"
+       "backups and drills with their recovery times, the audit chain verified as the report\n"
+       "is made, incidents with their 24-hour clocks, alarms, and the record of processing. No\n"
+       "PII. Its SHA-256 is recorded in the audit trail. Use the owner's configuration.",
+       {opt::text("from", "TIME", "start of the period (default: 90 days before --to)"),
+        opt::text("to", "TIME", "end of the period, exclusive (default: now)"),
+        opt::text("format", "html|json", "output format (default html)"),
+        opt::path("out", "FILE", "write to FILE (temporary file, rename) instead of stdout")},
+       Needs::database,
+       read_report},
+      {"incident list",
+       "",
+       "list open incidents (--all: closed ones too) with their 24-hour notice clocks",
+       "Every alarm record opens an incident, or adds to the open one of its kind (job and\n"
+       "reason). Amazon must be told of a security incident within 24 hours of its opening\n"
+       "(C18): `lethe check` exits 1 and the metrics show it once that is overdue.",
+       {opt::flag("all", "closed incidents too"), k_json},
+       Needs::database,
+       read_incident_list},
+      {"incident show",
+       "ID",
+       "an incident: its alarms, notice, acknowledgement, notes and closure",
+       "",
+       {k_json},
+       Needs::database,
+       read_incident_show},
+      {"incident open",
+       "",
+       "open an incident for what an operator found (audited: who and why)",
+       "Starts its 24-hour clock to inform Amazon. Needs --operator. The reason is refused when\n"
+       "it quotes a value held in a PII column (the check reads those columns: use the owner's\n"
+       "configuration).",
+       {opt::text("type", "WORD", "what kind: one lowercase word, e.g. unauthorized_access"),
+        opt::text("reason", "TEXT", "what was found (required; never PII)")},
+       Needs::database,
+       read_incident_open},
+      {"incident ack",
+       "ID",
+       "acknowledge an incident: someone is on it (audited)",
+       "Does not stop the 24-hour clock; only `incident notify` does. Needs --operator.",
+       {},
+       Needs::database,
+       read_incident_ack},
+      {"incident notify",
+       "ID",
+       "record that and how Amazon was told of the incident (audited)",
+       "Records when (--at, default now; not before the incident opened, not in the future) and\n"
+       "through which channel Amazon was informed. Once per incident. Needs --operator.",
+       {opt::text("channel", "TEXT", "how Amazon was told, e.g. \"email to security@amazon.com\""),
+        opt::text("at", "TIME", "when Amazon was told (default: now)")},
+       Needs::database,
+       read_incident_notify},
+      {"incident note",
+       "ID",
+       "add an investigation or remediation note (audited; refused when it quotes PII)",
+       "The note goes into the audit trail and the incident. It is refused, with nothing\n"
+       "written, when it contains a value held in a PII column of the map (whole words, 3\n"
+       "characters or more, case and punctuation aside); the check reads those columns, so use\n"
+       "the owner's configuration. Needs --operator.",
+       {opt::text("text", "TEXT", "the note (required; never PII)"),
+        opt::flag("remediation", "a remediation note (default: investigation)")},
+       Needs::database,
+       read_incident_note},
+      {"incident close",
+       "ID",
+       "close an incident (audited: who and why)",
+       "Refused while no notice to Amazon is recorded, unless --no-notice-owed states that\n"
+       "none was owed (recorded as the operator's judgement). Needs --operator.",
+       {opt::text("reason", "TEXT", "the remediation done or why it is closed (required)"),
+        opt::flag("no-notice-owed", "no notice to Amazon was owed for this incident")},
+       Needs::database,
+       read_incident_close},
       {"backup run",
        "",
        "take an encrypted backup: pg_dump streamed to the backup public keys (C3, C4)",
@@ -895,10 +1069,21 @@ int run_command(const Parsed& p) {
     env.settings(); // a configuration error comes before any option's
   }
   Run run = spec.read(args);
-  if (spec.needs == Needs::database) {
-    env.context();
+  if (spec.needs != Needs::database) {
+    return run(env);
   }
-  return run(env);
+  Context& ctx = env.context();
+  // Every run that reached the database leaves the metrics of what it changed (C15), also when
+  // it failed: its failure is one of them.
+  int rc = 0;
+  try {
+    rc = run(env);
+  } catch (...) {
+    runtime::write_state_metrics(ctx);
+    throw;
+  }
+  runtime::write_state_metrics(ctx);
+  return rc;
 }
 
 } // namespace lethe::cli

@@ -341,7 +341,8 @@ std::string run_grants(const std::string& role) {
          "options, backend_pid, backend_start) ON lethe.job_runs TO " +
          r + ";\nGRANT SELECT ON lethe.run_progress TO " + r +
          ";\nGRANT EXECUTE ON FUNCTION lethe.close_run(bigint, bigint), "
-         "lethe.add_run_progress(bigint, integer, text[], bigint[]) TO " +
+         "lethe.add_run_progress(bigint, integer, text[], bigint[]), lethe.metrics(), "
+         "lethe.run_volume_baseline(bigint, text) TO " +
          r + ";\n";
 }
 
@@ -610,9 +611,15 @@ std::string drill_grants() {
 // The monitor: `lethe check` and `lethe audit verify`; reads state views and the audit trail.
 std::string monitor_grants(const Settings& s) {
   const std::string monitor = "lethe_monitor";
-  std::string out = role_setup(monitor, "`lethe check` and `lethe audit verify` (read-only)");
+  std::string out = role_setup(monitor, "`lethe check` and `lethe audit verify` (reads no PII)");
   out += "REVOKE ALL ON lethe.archives, lethe.archived_orders FROM " + quote_ident(monitor) + ";\n";
-  out += "GRANT SELECT ON lethe.audit_log TO " + quote_ident(monitor) + ";\n";
+  // It records each audit verify's result (an alarm when broken) and writes the metrics.
+  out += "GRANT SELECT, INSERT ON lethe.audit_log TO " + quote_ident(monitor) + ";\n";
+  out += "GRANT EXECUTE ON FUNCTION lethe.metrics() TO " + quote_ident(monitor) + ";\n";
+  // `lethe check` fails on an incident whose 24-hour notice is overdue.
+  out += "GRANT SELECT ON lethe.incidents, lethe.incident_notes TO " + quote_ident(monitor) + ";\n";
+  // Each check as of now leaves its counts: PII past its deadline over time (`lethe report`).
+  out += "GRANT SELECT, INSERT ON lethe.overdue_samples TO " + quote_ident(monitor) + ";\n";
   // Requests hold no identifier in clear (HMACs only); the monitor watches their deadlines.
   out += "GRANT SELECT ON lethe.requests TO " + quote_ident(monitor) + ";\n";
   for (const PiiTable* t : s.pii_tables()) {

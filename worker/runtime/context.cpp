@@ -20,7 +20,9 @@ db::Session& Context::db() {
   try {
     m_session = db::connect(m_settings);
   } catch (const db::TlsRefused&) {
-    audit::Record r{audit::Kind::refusal,
+    // An alarm (C15): a server or a path that does not offer verified TLS. It opens an incident
+    // when the next run that connects moves it in.
+    audit::Record r{audit::Kind::alarm,
                     m_job,
                     "refused",
                     "tls_refused",

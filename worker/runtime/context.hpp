@@ -24,6 +24,9 @@ public:
   // The session after checking lethe's schema is current; moves spooled audit records in.
   db::Session& ready_db();
 
+  // The session if one was connected, else nullptr (never connects).
+  db::Session* session_if_connected() noexcept { return m_session.get(); }
+
   // Writes the audit record `r` (with `closes` = run, also ends r.run_id's job_runs row in the
   // same transaction), then anchors it. Spools it only when its insert did not commit; throws
   // Error(io) when the anchor append fails after the commit (the run has failed).

@@ -3,9 +3,13 @@
 #include "worker/log/log.hpp"
 #include "worker/runtime/runs.hpp"
 #include "worker/util/files.hpp"
+#include "worker/util/json.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <filesystem>
+#include <optional>
 
 namespace lethe::runtime {
 
@@ -36,6 +40,48 @@ std::string current_exception_reason() noexcept {
   }
 }
 
+namespace {
+
+// A whole number as an integer (169, not 169.0), anything else as it is.
+util::Json as_json_number(double v) {
+  if (std::floor(v) == v && std::fabs(v) < 9e15) {
+    return static_cast<long long>(v);
+  }
+  return v;
+}
+
+// The volume alarm (C15) of a successful run ending with `counts_json`: more than
+// alarms.volume_factor times the median of its job's last 14 successful runs, once there are 3.
+std::optional<audit::Record> volume_alarm(Context& ctx, db::Transaction& tx, long long run_id,
+                                          const std::string& counts_json) {
+  db::Rows r = tx.exec("SELECT volume, median, runs FROM lethe.run_volume_baseline($1, $2)",
+                       {std::to_string(run_id), counts_json});
+  if (!r.at(0, 0) || !r.at(0, 1)) {
+    return std::nullopt;
+  }
+  double volume = std::stod(*r.at(0, 0));
+  double median = std::stod(*r.at(0, 1));
+  long long runs = r.integer(0, 2);
+  double factor = ctx.settings().alarms.volume_factor;
+  if (runs < 3 || volume <= factor * std::max(median, 1.0)) {
+    return std::nullopt;
+  }
+  log::event(log::Level::warning, "run.volume_alarm",
+             {{"run_id", run_id}, {"volume", volume}, {"median", median}, {"runs", runs}});
+  return audit::Record{audit::Kind::alarm,
+                       ctx.job(),
+                       "anomaly",
+                       "volume",
+                       run_id,
+                       util::dump({{"volume", as_json_number(volume)},
+                                   {"median_of_previous", as_json_number(median)},
+                                   {"previous_runs", runs},
+                                   {"volume_factor", factor}}),
+                       "{}"};
+}
+
+} // namespace
+
 RunScope::RunScope(Context& ctx, const std::string& options_json)
     : m_ctx(ctx), m_id(begin_run(ctx, options_json)) {}
 
@@ -49,6 +95,18 @@ void RunScope::finish(Outcome outcome, const std::string& exit_reason,
                       const std::string& counts_json, const std::string& details_json) {
   // Marked first: a failure to record is not retried as a second, contradicting record.
   m_finished = true;
+  if (outcome == Outcome::done) {
+    std::optional<audit::Record> alarm;
+    try {
+      m_ctx.ready_db().transact(
+          [&](db::Transaction& tx) { alarm = volume_alarm(m_ctx, tx, m_id, counts_json); });
+    } catch (const Error& e) {
+      log::event(log::Level::warning, "run.volume_not_checked", {{"error", e.what()}});
+    }
+    if (alarm) {
+      m_ctx.record(*alarm);
+    }
+  }
   finish_run(m_ctx, m_id, audit::Kind::run, outcome_name(outcome), exit_reason, counts_json,
              details_json);
 }
@@ -57,6 +115,12 @@ audit::Stored RunScope::finish_in(db::Transaction& tx, Outcome outcome,
                                   const std::string& exit_reason, const std::string& counts_json,
                                   const std::string& details_json) {
   m_finished = true;
+  if (outcome == Outcome::done) {
+    // In the caller's transaction, before the closing record, which the caller anchors.
+    if (std::optional<audit::Record> alarm = volume_alarm(m_ctx, tx, m_id, counts_json)) {
+      m_ctx.trail().append_in(tx, *alarm);
+    }
+  }
   return m_ctx.trail().append_in(tx,
                                  audit::Record{audit::Kind::run, m_ctx.job(), outcome_name(outcome),
                                                exit_reason, m_id, counts_json, details_json},

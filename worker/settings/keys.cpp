@@ -85,6 +85,9 @@ constexpr std::array k_keys{
           "the PII map: where buyer PII lives in your schema"},
   KeySpec{"pii.hmac_key_file", K::string, false,
           "key file for the hmac strategy (owner-only mode); required when a column uses hmac"},
+  KeySpec{"pii.purpose", K::string, false,
+          "why the seller processes this PII, for the record of processing (`lethe inventory`, "
+          "C16); a table's own `purpose` overrides it"},
   KeySpec{"pii.root", K::table, true,
           "the root table: one row per order"},
   KeySpec{"pii.root.table", K::string, true,
@@ -120,6 +123,10 @@ constexpr std::array k_keys{
           "null (set NULL), constant (set `value`), hmac (keyed HMAC-SHA256, hex, prefixed "
           "'hmac:') or json (a json/jsonb column: take out the `remove` paths, pseudonymize the "
           "`hmac` paths)"},
+  KeySpec{"pii.root.columns[].category", K::string, false,
+          "what the column holds, for the record of processing (`lethe inventory`, C16): name, "
+          "email, phone, address, postal_code, tax_id, company, region, buyer_identifier, "
+          "free_text, document or other; `lethe config check` refuses a PII column without one"},
   KeySpec{"pii.root.columns[].value", K::string, false,
           "replacement value for constant"},
   KeySpec{"pii.root.columns[].remove", K::string_array, false,
@@ -128,6 +135,8 @@ constexpr std::array k_keys{
   KeySpec{"pii.root.columns[].hmac", K::string_array, false,
           "json: paths whose value becomes its hmac pseudonym (a string \"hmac:<64 hex>\"), "
           "e.g. \"BuyerInfo.BuyerEmail\"; never at or inside a removed path"},
+  KeySpec{"pii.root.purpose", K::string, false,
+          "why the order table's PII is processed (default pii.purpose)"},
   KeySpec{"pii.root.not_pii", K::string_array, false,
           "columns of the root table that hold no PII, declared for the schema drift check "
           "(`lethe check`): a text-like column the map neither names nor lists here is an alarm"},
@@ -152,12 +161,18 @@ constexpr std::array k_keys{
           "key, else a unique not-null column); required when another child links to it"},
   KeySpec{"pii.children[].columns", K::table_array, false,
           "PII columns of this table"},
+  KeySpec{"pii.children[].purpose", K::string, false,
+          "why this table's PII is processed (default pii.purpose)"},
   KeySpec{"pii.children[].not_pii", K::string_array, false,
           "columns of this table that hold no PII (see pii.root.not_pii)"},
   KeySpec{"pii.children[].columns[].name", K::string, true,
           "column name"},
   KeySpec{"pii.children[].columns[].strategy", K::string, true,
           "null, constant, hmac or json"},
+  KeySpec{"pii.children[].columns[].category", K::string, false,
+          "what the column holds, for the record of processing (`lethe inventory`, C16): name, "
+          "email, phone, address, postal_code, tax_id, company, region, buyer_identifier, "
+          "free_text, document or other; `lethe config check` refuses a PII column without one"},
   KeySpec{"pii.children[].columns[].value", K::string, false,
           "replacement value for constant"},
   KeySpec{"pii.children[].columns[].remove", K::string_array, false,
@@ -269,6 +284,24 @@ constexpr std::array k_keys{
           "a drill fails when the backup held PII past its deadline by more than this many hours "
           "(the purge's cadence: what fell due since its last run is reported, not failed)",
           M(drill.overdue_grace_hours), {0, 168}},
+
+  KeySpec{"metrics", K::table, false,
+          "Prometheus metrics (C15) for node_exporter's textfile collector"},
+  KeySpec{"metrics.textfile_dir", K::string, false,
+          "directory every run writes lethe.prom into (and `lethe check` lethe-check.prom), each "
+          "through a temporary file and a rename; node_exporter's "
+          "--collector.textfile.directory; empty: no metrics are written",
+          M(metrics.textfile_dir)},
+
+  KeySpec{"alarms", K::table, false,
+          "anomaly alarms (C15): each writes an alarm audit record, which opens an incident"},
+  KeySpec{"alarms.volume_factor", K::number, false,
+          "a run that processes more than this many times the median of its job's last 14 "
+          "successful runs (orders; bytes for a backup) is an alarm (after 3 such runs)",
+          M(alarms.volume_factor), {1, 1000}},
+  KeySpec{"alarms.requests_per_day", K::integer, false,
+          "more deletion requests registered in 24 hours than this is an alarm",
+          M(alarms.requests_per_day), {1, 1000000}},
 };
 // clang-format on
 #undef M

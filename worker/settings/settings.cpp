@@ -268,6 +268,16 @@ private:
                     (strategy == "delete-row" ? " (delete-row is set on a child table)" : ""));
       }
       json_paths(c, col);
+      col.category = str(c, "category");
+      if (c.contains("category") &&
+          std::find(k_categories.begin(), k_categories.end(), col.category) == k_categories.end()) {
+        std::string all;
+        for (std::string_view k : k_categories) {
+          all += (all.empty() ? "" : ", ") + std::string(k);
+        }
+        problem(c["category"].node()->source(),
+                "category '" + col.category + "' is not one of " + all);
+      }
       if (c.contains("value")) {
         col.value = str(c, "value");
         if (col.strategy != Strategy::constant) {
@@ -377,6 +387,8 @@ private:
     s.root.table.where = where(root.source());
     s.root.table.columns = columns(root);
     s.root.table.not_pii = column_list(root, "not_pii");
+    std::string purpose = str(pii, "purpose");
+    s.root.table.purpose = str(root, "purpose", purpose);
     s.root.shipped_at = str(root, "shipped_at");
     s.root.status = str(root, "status");
     s.root.seller = str(root, "seller");
@@ -416,6 +428,7 @@ private:
         }
         c.columns = columns(t);
         c.not_pii = column_list(t, "not_pii");
+        c.purpose = str(t, "purpose", purpose);
         s.children.push_back(std::move(c));
       }
     }
@@ -670,6 +683,42 @@ std::string json_path_text(const JsonPath& path) {
     out += (out.empty() ? "" : ".") + k;
   }
   return out;
+}
+
+std::vector<std::string> uncategorized_columns(const Settings& s) {
+  std::vector<std::string> out;
+  for (const PiiTable* t : s.pii_tables()) {
+    for (const PiiColumn& c : t->columns) {
+      if (c.category.empty()) {
+        out.push_back(c.where + ": PII column " + t->table + "." + c.name + " has no category");
+      }
+    }
+  }
+  return out;
+}
+
+std::string categories_hint() {
+  std::string all;
+  for (std::string_view k : k_categories) {
+    all += (all.empty() ? "" : ", ") + std::string(k);
+  }
+  return "add category = \"...\" to each PII column (what it holds, for the record of "
+         "processing), one of " +
+         all;
+}
+
+void require_categories(const Settings& s) {
+  std::vector<std::string> missing = uncategorized_columns(s);
+  if (missing.empty()) {
+    return;
+  }
+  std::string msg = std::to_string(missing.size()) +
+                    (missing.size() == 1 ? " PII column has" : " PII columns have") +
+                    " no category:";
+  for (const std::string& m : missing) {
+    msg += "\n  " + m;
+  }
+  throw Error(Exit::config, msg, categories_hint());
 }
 
 std::string pii_map_digest(const Settings& s) {

@@ -2,6 +2,7 @@
 // (worker/settings/keys.cpp), with every value's file:line:column kept for later messages.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -31,8 +32,17 @@ struct PiiColumn {
   // pseudonym. No hmac path is at or inside a removed one, or inside another hmac path.
   std::vector<JsonPath> remove;
   std::vector<JsonPath> hmac;
+  // What it holds, for the record of processing (C16): one of k_categories; empty when the map
+  // does not say, which `lethe config check` refuses.
+  std::string category;
   Where where;
 };
+
+// The categories a PII column may declare (`category = "email"`).
+inline constexpr std::array<std::string_view, 12> k_categories{
+    "name",     "email",   "phone",  "address",          "postal_code",
+    "tax_id",   "company", "region", "buyer_identifier", "free_text",
+    "document", "other"};
 
 struct NeverShipped {
   std::vector<std::string> statuses;
@@ -55,6 +65,8 @@ struct PiiTable {
   // Columns declared to hold no PII: reviewed in the map, so schema drift checks
   // (worker/db/drift.hpp) do not report them.
   std::vector<std::string> not_pii;
+  // Why the seller processes it (C16): the table's `purpose`, else pii.purpose.
+  std::string purpose;
   Where where;
 };
 
@@ -148,6 +160,17 @@ struct Drill {
   long overdue_grace_hours = 24; // the purge's cadence: PII due since its last run is not late
 };
 
+// Prometheus textfile-collector output (C15).
+struct Metrics {
+  std::filesystem::path textfile_dir; // empty: no metrics files
+};
+
+// Anomaly alarms (C15).
+struct Alarms {
+  double volume_factor = 3.0;
+  long requests_per_day = 20;
+};
+
 struct Settings {
   std::filesystem::path source;
   Database database;
@@ -165,6 +188,8 @@ struct Settings {
   Requests requests;
   Backup backup;
   Drill drill;
+  Metrics metrics;
+  Alarms alarms;
 
   // The root followed by the children, parents first.
   std::vector<const PiiTable*> pii_tables() const;
@@ -190,5 +215,13 @@ std::string json_path_text(const JsonPath& path);
 // A stable SHA-256 hex digest of the PII map (tables, links, columns, strategies, clocks, hold),
 // recorded with runs and archives so a change of map is visible.
 std::string pii_map_digest(const Settings& s);
+
+// The record of processing (C16) names what each PII column holds. Each PII column without a
+// category, as "<where>: PII column <table>.<column> has no category".
+std::vector<std::string> uncategorized_columns(const Settings& s);
+// The hint that lists the categories to choose from.
+std::string categories_hint();
+// Error(config) listing every PII column without a category.
+void require_categories(const Settings& s);
 
 } // namespace lethe::settings

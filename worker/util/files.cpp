@@ -308,6 +308,10 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     throw Error(Exit::cant_create, "cannot create " + tmp.string() + ": " + errno_text());
   }
   try {
+    // The mode exactly, whatever the umask (a metrics file another user reads: 0644).
+    if (::fchmod(fd, mode) != 0) {
+      throw Error(Exit::io, "cannot set the mode of " + tmp.string() + ": " + errno_text());
+    }
     write_all(fd, content.data(), content.size(), tmp);
     if (::fsync(fd) != 0) {
       throw Error(Exit::io, "cannot fsync " + tmp.string() + ": " + errno_text());

@@ -59,7 +59,7 @@ AppendOutcome append_line_atomically(const std::filesystem::path& path, const st
 // Reads the whole file `path`; throws Error(io) when it cannot.
 std::string read_file(const std::filesystem::path& path);
 
-// Writes `content` to `path` via a temporary file, fsync and rename, mode `mode`.
+// Writes `content` to `path` via a temporary file, fsync and rename, mode exactly `mode`.
 void write_file_atomically(const std::filesystem::path& path, const std::string& content,
                            unsigned mode = 0600);
 

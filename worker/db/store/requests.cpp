@@ -107,6 +107,12 @@ std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string
   return r.front();
 }
 
+long long requests_registered_last_day(Transaction& tx) {
+  return tx
+      .exec("SELECT count(*) FROM lethe.requests WHERE registered_at > now() - interval '24 hours'")
+      .integer(0, 0);
+}
+
 long long insert_request(Transaction& tx, const NewRequest& r) {
   Rows out =
       tx.exec("INSERT INTO lethe.requests (amazon_ref, action, scope_kind, subjects, marketplace, "

@@ -56,6 +56,8 @@ std::optional<RequestRow> find_request(Session& s, long long id, const Value& as
 std::vector<RequestRow> requests_with_work(Session& s);
 // The request with this Amazon reference that was not cancelled, if any.
 std::optional<RequestRow> open_request_by_ref(Transaction& tx, const std::string& ref);
+// Requests registered in the last 24 hours (database clock), cancelled ones included.
+long long requests_registered_last_day(Transaction& tx);
 
 struct NewRequest {
   std::string amazon_ref;

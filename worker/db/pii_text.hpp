@@ -1,0 +1,21 @@
+// Whether an operator's free text (an incident note, an incident's reason) quotes a value held in
+// a PII column of the map, so it is refused before it reaches the audit trail (C13, C18).
+#pragma once
+
+#include "worker/db/session.hpp"
+#include "worker/settings/settings.hpp"
+
+#include <string>
+#include <vector>
+
+namespace lethe::db {
+
+// The "table.column" names of the map's PII columns (json documents excepted) holding a value of
+// at least 3 characters that `text` contains as whole words: both are compared lowercase, with
+// every run of characters other than letters, digits and @ . + _ - read as one space. Names only,
+// never the value. One scan of each column; needs SELECT on the PII columns (the owner's
+// connection), else Error(permission).
+std::vector<std::string> pii_columns_quoted_in(Session& s, const settings::Settings& set,
+                                               const std::string& text);
+
+} // namespace lethe::db
