@@ -4,9 +4,11 @@
 LETHE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LETHE_BUILD=${LETHE_BUILD:-$LETHE_ROOT/build}
 
-# Debian 12 packages lethe builds, tests and demos with.
+# Debian 12 packages lethe builds, tests and demos with (groff-base: the build checks the man
+# page it writes).
 LETHE_PACKAGES=(g++ cmake make pkg-config openssl libpqxx-dev libpq-dev libarchive-dev libssl-dev
-  libtomlplusplus-dev nlohmann-json3-dev catch2 postgresql-15 postgresql-client-15 zstd tar ca-certificates)
+  libtomlplusplus-dev nlohmann-json3-dev catch2 postgresql-15 postgresql-client-15 zstd tar ca-certificates
+  groff-base)
 # Commands that may come from elsewhere (e.g. a newer Node.js): installed from Debian only when
 # the command is missing. Format: command:package.
 LETHE_COMMANDS=(systemd-analyze:systemd node:nodejs npm:npm)
