@@ -41,10 +41,17 @@ TEST_CASE("parse: mistakes are usage errors (64) with a hint") {
   CHECK(usage_error({"check", "--json=yes"}) == Exit::usage); // flag with a value
   CHECK(usage_error({"migrate", "extra"}) == Exit::usage);    // stray argument
   CHECK(usage_error({"-x", "migrate"}) == Exit::usage);
+  CHECK(usage_error({"--bogus"}) == Exit::usage); // not the top-level help
+  CHECK(usage_error({"--json"}) == Exit::usage);  // a command's option without the command
 }
 
-TEST_CASE("parse: no command or --help asks for help") {
+TEST_CASE("parse: no command or --help asks for help, --version is the version command") {
   CHECK(cli::parse({}).help);
+  CHECK(cli::parse({"--config", "/x.toml"}).help);
+  cli::Parsed v = cli::parse({"--version"});
+  REQUIRE(v.command != nullptr);
+  CHECK(v.command->name == "version");
+  CHECK_FALSE(v.help);
   cli::Parsed p = cli::parse({"migrate", "--help"});
   CHECK(p.help);
   CHECK(p.command->name == "migrate");

@@ -148,9 +148,20 @@ Parsed parse(const std::vector<std::string>& args) {
   std::vector<std::string> words;
   RawOptions opts;
   split(args, p, words, opts);
+  if (words.empty() && !p.help && opts.size() == 1 && opts[0].first == "version" &&
+      !opts[0].second) {
+    words.push_back("version"); // `lethe --version` is `lethe version`
+    opts.clear();
+  }
   p.command = find_command(words);
   if (p.command == nullptr) {
     if (words.empty()) {
+      // The top-level help, unless an option no command line may start with was given.
+      for (const auto& [name, value] : opts) {
+        if (find_option(global_options(), name) == nullptr) {
+          throw Error(Exit::usage, "unknown option --" + name, "see `lethe --help`");
+        }
+      }
       p.help = true;
       return p;
     }
