@@ -44,7 +44,10 @@ int run_verify(Context& ctx, bool json) {
     try {
       ctx.ready_db().transact([&](db::Transaction& tx) { ctx.trail().append_in(tx, rec); });
     } catch (const Error& e) {
-      log::event(log::Level::error, "audit.alarm_not_recorded", {{"error", e.what()}});
+      // Not lost: the next run that may insert moves it in (and opens its incident then, its
+      // clock from now).
+      log::event(log::Level::error, "audit.alarm_spooled", {{"error", e.what()}});
+      ctx.trail().spool(rec);
     }
   }
   if (!rep.ok) {

@@ -75,6 +75,43 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
   return out;
 }
 
+// A breach the check finds is an alarm record, which opens an incident (C15, C18): PII past its
+// deadline for longer than the purge's cadence (drill.overdue_grace_hours), a deletion request
+// past a deadline, schema drift where PII could hide. Once per incident: while one of its kind
+// is open, the hourly check adds no record.
+void record_breaches(Context& ctx, const sanitize::Overdue& res,
+                     const std::vector<RequestAlert>& alerts, size_t drift_alarms,
+                     const std::vector<db::store::IncidentRow>& incidents) {
+  auto open = [&](const std::string& reason) {
+    return std::any_of(incidents.begin(), incidents.end(),
+                       [&](const auto& i) { return i.kind == "check: " + reason; });
+  };
+  auto alarm = [&](const std::string& reason, const util::Json& counts) {
+    if (!open(reason)) {
+      ctx.record(audit::Record{audit::Kind::alarm, "check", "failed", reason, std::nullopt,
+                               util::dump(counts), "{}"});
+    }
+  };
+  double grace = static_cast<double>(ctx.settings().drill.overdue_grace_hours) * 3600.0;
+  double oldest = -1;
+  long long rows = 0;
+  for (const sanitize::TableOverdue& t : res.tables) {
+    oldest = std::max(oldest, t.oldest_overdue_s);
+    rows += t.overdue;
+  }
+  if (oldest > grace) {
+    alarm("pii_overdue", {{"rows_overdue", rows}, {"oldest_overdue_seconds", oldest}});
+  }
+  long long missed = std::count_if(alerts.begin(), alerts.end(),
+                                   [](const RequestAlert& a) { return a.hours_left < 0; });
+  if (missed > 0) {
+    alarm("request_deadline_missed", {{"requests", missed}});
+  }
+  if (drift_alarms > 0) {
+    alarm("schema_drift", {{"items", drift_alarms}});
+  }
+}
+
 // lethe-check.prom: what only a role that reads the state views can count (C15).
 void write_check_metrics(Context& ctx, const sanitize::Overdue& res, size_t drift_alarms) {
   const std::filesystem::path& dir = ctx.settings().metrics.textfile_dir;
@@ -129,6 +166,7 @@ int run_check(Context& ctx, const CheckOptions& opts) {
       samples.push_back({t.table, t.overdue, t.held, t.oldest_overdue_s});
     }
     db::store::record_overdue_samples(session, samples);
+    record_breaches(ctx, res, alerts, drift_alarms, incidents);
     write_check_metrics(ctx, res, drift_alarms);
   }
   if (opts.json) {

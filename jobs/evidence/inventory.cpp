@@ -192,7 +192,11 @@ std::string inventory_html(const util::Json& inv) {
 
 void emit(const std::string& out, const std::string& text) {
   if (out.empty()) {
-    std::cout << text;
+    // Written whole or a failure: the report's digest is recorded only for what was written.
+    std::cout << text << std::flush;
+    if (!std::cout) {
+      throw Error(Exit::io, "cannot write to standard output", "write to a file with --out FILE");
+    }
     return;
   }
   util::write_file_atomically(out, text, 0640);

@@ -69,13 +69,15 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
   const util::Json& inc = d["incidents"];
   const util::Json& aud = d["audit"];
   const util::Json& ver = d["audit_verified_now"];
-  double runs = 0, failed = 0, orders = 0, rows = 0;
+  double runs = 0, failed = 0, interrupted = 0, orders = 0, rows = 0;
   for (const auto& p : purge) {
     runs += num(p, "runs");
     failed += num(p, "failed_runs");
+    interrupted += num(p, "interrupted_runs");
     orders += num(p, "orders");
     rows += num(p, "rows");
   }
+  const util::Json& missing_days = d["days_without_purge"];
   double samples = 0, max_overdue = 0, oldest = 0;
   for (const auto& o : overdue) {
     samples += num(o, "samples");
@@ -88,8 +90,16 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
     c.facts.push_back("lethe's deadline: " + std::to_string(s.retention.days) +
                       " days after shipment (retention.days)");
     c.facts.push_back(number(runs) + " nightly purge runs succeeded, " + number(failed) +
-                      " failed; " + number(orders) + " orders and " + number(rows) +
-                      " rows sanitized");
+                      " failed, " + number(interrupted) + " interrupted; " + number(orders) +
+                      " orders and " + number(rows) + " rows sanitized");
+    if (!missing_days.empty()) {
+      std::string days;
+      for (const auto& day : missing_days) {
+        days += (days.empty() ? "" : ", ") + day.get<std::string>();
+      }
+      c.facts.push_back(number(static_cast<double>(missing_days.size())) +
+                        " days without a successful purge since lethe's first record: " + days);
+    }
     if (samples == 0) {
       c.facts.push_back("no `lethe check` sample in the period: PII past its deadline over time "
                         "is not shown");
@@ -98,7 +108,8 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
                         " rows past their deadline at once, the oldest " + number(oldest / 3600.0) +
                         " hours past it");
     }
-    if (failed > 0 || oldest > 25 * 3600.0) {
+    // No run, no sample or a day without a purge is no evidence: attention, never silence.
+    if (runs == 0 || samples == 0 || failed > 0 || !missing_days.empty() || oldest > 25 * 3600.0) {
       c.status = "attention";
     }
     out.push_back(c);
@@ -107,15 +118,19 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
     Clause c{"C2", "copies kept for tax reasons are cold, offline and encrypted", "evidence", {}};
     c.facts.push_back(number(num(arch, "written")) + " archives written (" +
                       number(num(arch, "orders_written")) + " orders, " +
-                      number(num(arch, "bytes_written")) + " bytes), encrypted to " +
+                      number(num(arch, "bytes_written")) +
+                      " bytes), each sealed to the public keys in archive.recipients (" +
                       std::to_string(s.archive.recipients.size()) +
-                      " public keys; the worker holds no private key");
+                      " configured now); the worker holds no private key");
     c.facts.push_back(number(num(arch, "verify_runs")) + " archive verifies, " +
-                      number(num(arch, "verify_failures")) + " failed; " +
+                      number(num(arch, "verify_failures")) + " failed, " +
+                      number(num(arch, "verify_incomplete")) + " did not reach every archive; " +
                       number(num(arch, "destroyed")) + " archives destroyed; now " +
                       number(num(arch, "spooled_now")) + " spooled, " +
                       number(num(arch, "cold_now")) + " cold");
-    if (num(arch, "verify_failures") > 0) {
+    bool archives = num(arch, "spooled_now") + num(arch, "cold_now") + num(arch, "written") > 0;
+    if (num(arch, "verify_failures") > 0 || num(arch, "verify_incomplete") > 0 ||
+        (archives && num(arch, "verify_runs") == 0)) {
       c.status = "attention";
     }
     out.push_back(c);
@@ -123,15 +138,18 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
   {
     Clause c{"C3", "backups are encrypted", "evidence", {}};
     c.facts.push_back(number(num(back, "written")) + " backups written (" +
-                      number(num(back, "bytes_written")) + " bytes), each streamed to " +
-                      std::to_string(s.backup.recipients.size()) +
-                      " public keys with no plaintext on disk");
+                      number(num(back, "bytes_written")) +
+                      " bytes), each streamed with no plaintext on disk to the public keys in "
+                      "backup.recipients (" +
+                      std::to_string(s.backup.recipients.size()) + " configured now)");
     c.facts.push_back(number(num(back, "verify_runs")) + " backup verifies, " +
-                      number(num(back, "verify_failures")) + " failed; " +
-                      number(num(back, "destroyed")) + " backups destroyed after " +
-                      std::to_string(s.backup.keep_days) + " days; " +
+                      number(num(back, "verify_failures")) + " failed, " +
+                      number(num(back, "verify_incomplete")) + " skipped some; " +
+                      number(num(back, "destroyed")) + " backups destroyed (backup.keep_days " +
+                      std::to_string(s.backup.keep_days) + " now); " +
                       number(num(back, "kept_now")) + " kept now");
-    if (num(back, "written") == 0 || num(back, "verify_failures") > 0) {
+    if (num(back, "written") == 0 || num(back, "verify_runs") == 0 ||
+        num(back, "verify_failures") > 0 || num(back, "verify_incomplete") > 0) {
       c.status = "attention";
     }
     out.push_back(c);
@@ -179,9 +197,9 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
   out.push_back({"C7",
                  "AES-256 at rest",
                  "design",
-                 {"every archive and backup is an AWS Encryption SDK message with suite 0x0478 "
-                  "(AES-256-GCM with HKDF-SHA512 and an ECDSA P-384 signature); the verifies "
-                  "above read each file's header"}});
+                 {"every archive and backup is an AWS Encryption SDK message with algorithm "
+                  "suite 0x0478 (AES-256-GCM, HKDF-SHA512 key derivation, key commitment; no "
+                  "signature); the verifies above read each file's header"}});
   out.push_back({"C8",
                  "key material only for authorized processes",
                  "design",
@@ -276,12 +294,19 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
   {
     Clause c{"C18", "incidents handled, Amazon notified within 24 hours", "evidence", {}};
     double missed = count_of(inc, "notice", "missed");
+    double late_record = count_of(inc, "notice", "met_recorded_late");
+    double late_not_owed = count_of(inc, "notice", "not_owed_after_deadline");
     c.facts.push_back(number(static_cast<double>(inc.size())) +
                       " incidents: " + number(count_of(inc, "notice", "met")) +
                       " notified within 24 hours, " + number(missed) + " late or not notified, " +
                       number(count_of(inc, "notice", "open")) + " within their clock, " +
                       number(count_of(inc, "notice", "not_owed")) + " closed with no notice owed");
-    if (missed > 0) {
+    if (late_record + late_not_owed > 0) {
+      c.facts.push_back(
+          number(late_record) + " notices stated as in time but recorded after the 24 hours, " +
+          number(late_not_owed) + " declared not owed only after the 24 hours had passed");
+    }
+    if (missed + late_record + late_not_owed > 0) {
       c.status = "attention";
     }
     out.push_back(c);
@@ -330,7 +355,8 @@ std::string table_html(const util::Json& rows, const std::vector<std::string>& k
                          : v.is_string() ? v.get<std::string>()
                          : v.is_number() ? number(v.get<double>())
                                          : v.dump();
-      bool bad = cell == "missed" || cell == "FAILED" || cell == "TIMED_OUT";
+      bool bad = cell == "missed" || cell == "FAILED" || cell == "TIMED_OUT" ||
+                 cell == "met_recorded_late" || cell == "not_owed_after_deadline";
       o += std::string(v.is_number() ? "<td class=\"n\">"
                        : bad         ? "<td class=\"bad\">"
                                      : "<td>") +
@@ -370,7 +396,8 @@ std::string report_html(const util::Json& d) {
     bars.push_back({str(p, "day"), num(p, "rows")});
   }
   o += html::bar_chart("Rows sanitized by the purge per day", bars, "rows");
-  o += table_html(d["purge_by_day"], {"day", "runs", "failed_runs", "orders", "rows"});
+  o += table_html(d["purge_by_day"],
+                  {"day", "runs", "failed_runs", "interrupted_runs", "orders", "rows"});
   bars.clear();
   for (const auto& p : d["overdue_by_day"]) {
     bars.push_back({str(p, "day"), num(p, "max_overdue")});
@@ -395,9 +422,9 @@ std::string report_html(const util::Json& d) {
                                 "failed_check"});
 
   o += "<h2>C18: incidents</h2>\n";
-  o += table_html(d["incidents"],
-                  {"incident_id", "kind", "opened_at", "alarms", "notify_by", "notified_at",
-                   "notice", "notify_channel", "notes", "state", "closed_at"});
+  o += table_html(d["incidents"], {"incident_id", "kind", "opened_at", "alarms", "notify_by",
+                                   "notified_at", "notice_recorded_at", "notice", "notify_channel",
+                                   "notes", "state", "closed_at"});
 
   o += "<h2>C13, C15: alarms and refusals</h2>\n";
   o += table_html(d["audit"]["alarms"], {"what", "count"});
@@ -429,6 +456,7 @@ int run_report(Context& ctx, const ReportOptions& opts) {
   d["period"] = {{"from", p.from}, {"to", p.to}, {"generated_at", p.generated_at}};
   d["lethe_version"] = LETHE_VERSION;
   d["purge_by_day"] = db::store::purge_by_day(s, p);
+  d["days_without_purge"] = db::store::days_without_success(s, p, "purge");
   d["overdue_by_day"] = db::store::overdue_by_day(s, p);
   d["archives"] = db::store::archives_in(s, p);
   d["backups"] = db::store::backups_in(s, p);

@@ -35,8 +35,10 @@ CREATE TABLE lethe.incidents (
   notice_not_required boolean NOT NULL DEFAULT false,
   CHECK ((state = 'closed') = (closed_at IS NOT NULL))
 );
+-- At most one incident per kind that alarms still add to: open and not yet notified. Once
+-- Amazon was told of it, a new alarm of its kind is a new incident with its own clock.
 CREATE UNIQUE INDEX incidents_one_open_per_kind ON lethe.incidents (kind)
-  WHERE state <> 'closed' AND kind NOT LIKE 'manual: %';
+  WHERE state <> 'closed' AND notified_at IS NULL AND kind NOT LIKE 'manual: %';
 
 CREATE TABLE lethe.incident_notes (
   incident_id bigint      NOT NULL REFERENCES lethe.incidents,
@@ -49,19 +51,28 @@ CREATE TABLE lethe.incident_notes (
 
 REVOKE ALL ON lethe.incidents, lethe.incident_notes FROM PUBLIC;
 
+-- An alarm that waited in the spool (the database was unreachable) happened when it was
+-- spooled, not when it was moved in: its incident's clock starts then.
 CREATE FUNCTION lethe.incident_from_alarm() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   k text := NEW.job || ': ' || NEW.exit_reason;
+  spooled text := NEW.details::jsonb ->> 'spooled_at_unix';
+  at timestamptz := NEW.recorded_at;
 BEGIN
+  IF spooled ~ '^[0-9]{1,12}$' THEN
+    at := least(at, to_timestamp(spooled::bigint));
+  END IF;
+  IF k LIKE 'manual: %' THEN
+    k := 'alarm ' || k; -- never the kind of an operator's own incident
+  END IF;
   UPDATE lethe.incidents
-     SET alarms = alarms + 1, last_alarm_seq = NEW.seq, last_alarm_at = NEW.recorded_at
-   WHERE kind = k AND state <> 'closed';
+     SET alarms = alarms + 1, last_alarm_seq = NEW.seq, last_alarm_at = at
+   WHERE kind = k AND state <> 'closed' AND notified_at IS NULL;
   IF NOT FOUND THEN
     INSERT INTO lethe.incidents (kind, opened_at, opened_seq, opened_by, notify_by,
                                  last_alarm_seq, last_alarm_at)
-    VALUES (k, NEW.recorded_at, NEW.seq, NEW.actor, NEW.recorded_at + interval '24 hours',
-            NEW.seq, NEW.recorded_at);
+    VALUES (k, at, NEW.seq, NEW.actor, at + interval '24 hours', NEW.seq, at);
   END IF;
   RETURN NULL;
 END
@@ -196,33 +207,38 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   last_run AS (
     SELECT DISTINCT ON (job) job, extract(epoch FROM finished_at - started_at) AS d
       FROM runs ORDER BY job, finished_at DESC),
+  -- The last verify that ran (its run or alarm record; a refusal, such as a lock held, did
+  -- not verify anything). It passed only when it checked everything it was to check.
   verifies AS (
-    SELECT DISTINCT ON (job) job, recorded_at, kind FROM lethe.audit_log
-     WHERE job IN ('archive verify', 'backup verify', 'audit verify')
+    SELECT DISTINCT ON (job) job, recorded_at,
+           kind = 'run' AND coalesce((counts::jsonb ->> 'not_reached')::bigint, 0) = 0
+                        AND coalesce((counts::jsonb ->> 'skipped')::bigint, 0) = 0 AS passed
+      FROM lethe.audit_log
+     WHERE job IN ('archive verify', 'backup verify', 'audit verify') AND kind IN ('run', 'alarm')
      ORDER BY job, seq DESC),
   open_req AS (
     SELECT state, notice_at FROM lethe.requests
      WHERE state IN ('received', 'executing', 'live_erased'))
-  SELECT 'lethe_job_last_success_timestamp_seconds', jsonb_build_object('job', job)::text,
+  SELECT 'lethe_job_last_success_timestamp_seconds', jsonb_build_object('lethe_job', job)::text,
          extract(epoch FROM max(finished_at))::double precision
     FROM runs WHERE outcome = 'done' GROUP BY job
   UNION ALL
-  SELECT 'lethe_job_last_failure_timestamp_seconds', jsonb_build_object('job', job)::text,
+  SELECT 'lethe_job_last_failure_timestamp_seconds', jsonb_build_object('lethe_job', job)::text,
          extract(epoch FROM max(finished_at))::double precision
-    FROM runs WHERE outcome IN ('failed', 'refused', 'abandoned') GROUP BY job
+    FROM runs WHERE outcome IN ('failed', 'refused', 'abandoned', 'interrupted') GROUP BY job
   UNION ALL
-  SELECT 'lethe_job_last_duration_seconds', jsonb_build_object('job', job)::text,
+  SELECT 'lethe_job_last_duration_seconds', jsonb_build_object('lethe_job', job)::text,
          d::double precision FROM last_run
   UNION ALL
-  SELECT 'lethe_job_runs_total', jsonb_build_object('job', job, 'outcome', outcome)::text,
+  SELECT 'lethe_job_runs_total', jsonb_build_object('lethe_job', job, 'outcome', outcome)::text,
          count(*) FROM runs GROUP BY job, outcome
   UNION ALL
-  SELECT 'lethe_job_orders_processed_total', jsonb_build_object('job', job)::text,
+  SELECT 'lethe_job_orders_processed_total', jsonb_build_object('lethe_job', job)::text,
          coalesce(sum(coalesce(c ->> 'orders_done', c ->> 'orders_archived',
                                c ->> 'orders_erased')::double precision), 0)
     FROM (SELECT job, counts::jsonb AS c FROM runs) x GROUP BY job
   UNION ALL
-  SELECT 'lethe_job_rows_processed_total', jsonb_build_object('job', job)::text,
+  SELECT 'lethe_job_rows_processed_total', jsonb_build_object('lethe_job', job)::text,
          coalesce(sum(coalesce((c ->> 'rows_sanitized')::double precision, 0)
                       + coalesce((c ->> 'rows_erased')::double precision, 0)), 0)
     FROM (SELECT job, counts::jsonb AS c FROM runs) x GROUP BY job
@@ -269,7 +285,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
          extract(epoch FROM recorded_at)::double precision FROM verifies
   UNION ALL
   SELECT 'lethe_verify_last_success', jsonb_build_object('what', split_part(job, ' ', 1))::text,
-         CASE WHEN kind = 'run' THEN 1 ELSE 0 END FROM verifies
+         CASE WHEN passed THEN 1 ELSE 0 END FROM verifies
   UNION ALL
   SELECT 'lethe_drills_total', jsonb_build_object('result', lower(r))::text,
          (SELECT count(*) FROM lethe.drills WHERE kind = 'drill' AND result = r)
@@ -315,6 +331,7 @@ BEGIN
     END IF;
   END LOOP;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lethe_monitor') THEN
+    GRANT SELECT, INSERT ON lethe.audit_log TO lethe_monitor;
     GRANT SELECT ON lethe.incidents, lethe.incident_notes TO lethe_monitor;
     GRANT SELECT, INSERT ON lethe.overdue_samples TO lethe_monitor;
   END IF;

@@ -31,6 +31,14 @@ TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and an 
   CHECK(spool.find("\talarm\tcheck\t") != std::string::npos);
   CHECK(spool.find("tls_refused") != std::string::npos);
 
+  // The refusal happened 30 hours ago (as its spool line says): its incident's 24-hour clock
+  // runs from then, not from when the record reaches the table.
+  std::string line = util::read_file(t.dir() / "audit-spool");
+  size_t tab1 = line.find('\t');
+  size_t tab2 = line.find('\t', tab1 + 1);
+  long long spooled = std::stoll(line.substr(tab1 + 1, tab2 - tab1 - 1)) - 30 * 3600;
+  line.replace(tab1 + 1, tab2 - tab1 - 1, std::to_string(spooled));
+  test::write_file(t.dir() / "audit-spool", line);
   // The next run that reaches the database moves the refusal into the audit trail.
   t.migrate_and_grant();
   test::RunResult show = t.lethe("audit show --json");
@@ -45,6 +53,11 @@ TEST_CASE("connect: a server that offers no TLS is refused, with a hint, and an 
   REQUIRE(inc.exit == 0);
   CHECK(inc.out.find("\"kind\":\"check: tls_refused\"") != std::string::npos);
   CHECK(inc.out.find("\"state\":\"open\"") != std::string::npos);
+  CHECK(inc.out.find("\"notify_overdue\":true") != std::string::npos);
+  auto s = t.admin();
+  CHECK(
+      s->exec("SELECT extract(epoch FROM opened_at)::bigint FROM lethe.incidents").integer(0, 0) ==
+      spooled);
 }
 
 TEST_CASE("connect: every host attempt is reported, not only the first") {

@@ -170,6 +170,13 @@ TEST_CASE("report: every clause with the period's evidence, in a real browser, t
     CHECK(j["clauses"][i]["clause"] == "C" + std::to_string(i + 1));
   }
   CHECK(j["clauses"][4]["status"] == "evidence"); // C5: the request met its clock
+  CHECK(j["clauses"][0]["status"] == "evidence"); // C1: runs, samples, nothing overdue
+  CHECK(j["days_without_purge"].empty());
+  // A period without runs or samples is no evidence: attention, not silence.
+  nlohmann::json empty =
+      nlohmann::json::parse(run(t, "report --from 2001-01-01 --to 2001-02-01 --format json").out);
+  CHECK(empty["clauses"][0]["status"] == "attention");
+  CHECK(empty["clauses"][2]["status"] == "attention"); // C3: no backup, no verify
 
   // In a real browser: not blank, nothing fetched from elsewhere, the numbers in the text.
   std::string page = util::read_file(html);

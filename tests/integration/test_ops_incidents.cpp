@@ -72,8 +72,8 @@ TEST_CASE("incidents: opened by alarms, acknowledged, noted, notified and closed
   for (char& c : upper) {
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
-  for (const std::string& note :
-       {"called " + name + " about it", "mail (" + upper + "), no answer"}) {
+  for (const std::string& note : {"called " + name + " about it", "mail (" + upper + "), no answer",
+                                  "the buyer wrote from " + email + "."}) {
     test::RunResult r = t.lethe("incident note 1 --operator alice --text '" + note + "'");
     INFO(note);
     CHECK(r.exit == 65);
@@ -82,7 +82,7 @@ TEST_CASE("incidents: opened by alarms, acknowledged, noted, notified and closed
     all_output += r.out + r.err;
   }
   CHECK(count(*s, "SELECT count(*) FROM lethe.incident_notes") == 0);
-  CHECK(count(*s, "SELECT count(*) FROM lethe.audit_log WHERE exit_reason = 'pii_in_text'") == 2);
+  CHECK(count(*s, "SELECT count(*) FROM lethe.audit_log WHERE exit_reason = 'pii_in_text'") == 3);
   run(t, "incident note 1 --operator alice --text 'safety limit: the purge log shows 75 of 100 "
          "orders due after the clock change'");
   run(t, "incident note 1 --operator carol --remediation --text 'retention.days fixed'");
@@ -102,6 +102,11 @@ TEST_CASE("incidents: opened by alarms, acknowledged, noted, notified and closed
   run(t, "incident notify 1 --operator alice --channel 'email to Amazon security'");
   run(t, "incident notify 1 --operator alice --channel 'email'", 65);
   CHECK(incident(t, 1)["notify_channel"] == "email to Amazon security");
+  // Amazon was told of incident 1: the same alarm now is a new incident with its own clock.
+  run(t, "purge", 65);
+  CHECK(count(*s, "SELECT count(*) FROM lethe.incidents") == 2);
+  CHECK(incident(t, 1)["alarms"] == 2);
+  CHECK(incident(t, 2)["alarms"] == 1);
   run(t, "incident close 1 --operator alice", 64);
   run(t, "incident close 1 --operator alice --reason 'limit raised after review'");
   CHECK(incident(t, 1)["state"] == "closed");
@@ -118,9 +123,11 @@ TEST_CASE("incidents: opened by alarms, acknowledged, noted, notified and closed
   CHECK(changes.text(3, 0) == "notify");
   CHECK(changes.text(4, 0) == "close");
 
-  // The same alarm again opens a new incident; closed without notice only by judgement.
+  // Incident 1 closed: the same alarm again adds to incident 2, which Amazon was not told of;
+  // it is closed without notice only by judgement.
   run(t, "purge", 65);
   REQUIRE(count(*s, "SELECT count(*) FROM lethe.incidents WHERE state = 'open'") == 1);
+  CHECK(incident(t, 2)["alarms"] == 2);
   run(t, "incident close 2 --operator bob --reason 'expected: test data' --no-notice-owed");
   CHECK(incident(t, 2)["notice_not_required"] == true);
 

@@ -115,15 +115,27 @@ TEST_CASE("metrics: every job writes lethe.prom that promtool accepts, with the 
   CHECK(files == 1);
 
   std::map<std::string, double> m = samples(prom);
-  CHECK(value_of(m, "lethe_job_orders_processed_total{job=\"purge\"}") ==
+  // No label the scrape sets itself (it would rename ours to exported_job and every rule that
+  // selects on it would match nothing): the job a sample is about is `lethe_job`.
+  for (const auto& [key, value] : m) {
+    INFO(key);
+    std::string other = key;
+    for (size_t at = other.find("lethe_job="); at != std::string::npos;
+         at = other.find("lethe_job=")) {
+      other.erase(at, 10);
+    }
+    CHECK(other.find("job=") == std::string::npos);
+    CHECK(key.find("instance=") == std::string::npos);
+  }
+  CHECK(value_of(m, "lethe_job_orders_processed_total{lethe_job=\"purge\"}") ==
         scalar(*s, "SELECT sum((counts::jsonb ->> 'orders_done')::bigint) FROM lethe.job_runs "
                    "WHERE job = 'purge'"));
-  CHECK(value_of(m, "lethe_job_orders_processed_total{job=\"purge\"}") > 0);
-  CHECK(value_of(m, "lethe_job_rows_processed_total{job=\"archive run\"}") ==
+  CHECK(value_of(m, "lethe_job_orders_processed_total{lethe_job=\"purge\"}") > 0);
+  CHECK(value_of(m, "lethe_job_rows_processed_total{lethe_job=\"archive run\"}") ==
         scalar(*s, "SELECT sum((counts::jsonb ->> 'rows_sanitized')::bigint) FROM lethe.job_runs "
                    "WHERE job = 'archive run'"));
-  CHECK(value_of(m, "lethe_job_runs_total{job=\"purge\",outcome=\"done\"}") == 1);
-  CHECK(value_of(m, "lethe_job_last_success_timestamp_seconds{job=\"backup run\"}") ==
+  CHECK(value_of(m, "lethe_job_runs_total{lethe_job=\"purge\",outcome=\"done\"}") == 1);
+  CHECK(value_of(m, "lethe_job_last_success_timestamp_seconds{lethe_job=\"backup run\"}") ==
         Approx(scalar(*s, "SELECT extract(epoch FROM finished_at) FROM lethe.job_runs "
                           "WHERE job = 'backup run'")));
   CHECK(value_of(m, "lethe_archives{state=\"spooled\"}") ==
@@ -148,6 +160,13 @@ TEST_CASE("metrics: every job writes lethe.prom that promtool accepts, with the 
   CHECK(value_of(m, "lethe_incidents_open") == 1);
   CHECK(value_of(m, "lethe_incident_notify_deadline_timestamp_seconds") ==
         Approx(scalar(*s, "SELECT extract(epoch FROM notify_by) FROM lethe.incidents")));
+
+  // A verify that did not check everything it was to check has not passed.
+  test::RunResult part = run(t, "backup verify --subset 2/2 --json", cfg);
+  INFO(part.out);
+  CHECK(samples(prom).at("lethe_verify_last_success{what=\"backup\"}") == 0);
+  run(t, "backup verify", cfg);
+  CHECK(samples(prom).at("lethe_verify_last_success{what=\"backup\"}") == 1);
 
   // A deletion request: its two deadlines, as timestamps.
   run(t,
@@ -206,7 +225,7 @@ TEST_CASE(
   auto purge = metrics_config(t, "purge.toml", "lethe_purge");
   run(t, "purge --force", purge);
   require_promtool_accepts(t, prom);
-  CHECK(samples(prom).count("lethe_job_last_success_timestamp_seconds{job=\"purge\"}") == 1);
+  CHECK(samples(prom).count("lethe_job_last_success_timestamp_seconds{lethe_job=\"purge\"}") == 1);
   std::filesystem::remove(prom);
   auto monitor = metrics_config(t, "monitor.toml", "lethe_monitor");
   test::RunResult c = t.lethe("check", monitor);

@@ -28,17 +28,17 @@ TEST_CASE("metrics: families follow Prometheus' naming conventions, each declare
 
 TEST_CASE("metrics: exposition groups samples under one HELP and TYPE, escapes label values") {
   std::vector<runtime::Sample> in{
-      {"lethe_job_runs_total", {{"job", "purge"}, {"outcome", "done"}}, 3},
+      {"lethe_job_runs_total", {{"lethe_job", "purge"}, {"outcome", "done"}}, 3},
       {"lethe_incidents_open", {}, 0},
-      {"lethe_job_runs_total", {{"job", "a \"quoted\\ job\"\n"}, {"outcome", "failed"}}, 1},
+      {"lethe_job_runs_total", {{"lethe_job", "a \"quoted\\ job\"\n"}, {"outcome", "failed"}}, 1},
       {"lethe_drill_last_rto_seconds", {}, 12.5},
   };
   std::string text = runtime::exposition(in);
   CHECK(text ==
         "# HELP lethe_job_runs_total Finished runs of the job, by outcome.\n"
         "# TYPE lethe_job_runs_total counter\n"
-        "lethe_job_runs_total{job=\"purge\",outcome=\"done\"} 3\n"
-        "lethe_job_runs_total{job=\"a \\\"quoted\\\\ job\\\"\\n\",outcome=\"failed\"} 1\n"
+        "lethe_job_runs_total{lethe_job=\"purge\",outcome=\"done\"} 3\n"
+        "lethe_job_runs_total{lethe_job=\"a \\\"quoted\\\\ job\\\"\\n\",outcome=\"failed\"} 1\n"
         "# HELP lethe_drill_last_rto_seconds Recovery time of the last successful restore drill.\n"
         "# TYPE lethe_drill_last_rto_seconds gauge\n"
         "lethe_drill_last_rto_seconds 12.5\n"

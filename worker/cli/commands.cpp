@@ -874,8 +874,9 @@ const std::vector<CommandSpec>& commands() {
        "add an investigation or remediation note (audited; refused when it quotes PII)",
        "The note goes into the audit trail and the incident. It is refused, with nothing\n"
        "written, when it contains a value held in a PII column of the map (whole words, 3\n"
-       "characters or more, case and punctuation aside); the check reads those columns, so use\n"
-       "the owner's configuration. Needs --operator.",
+       "characters or more, case and the punctuation around words aside; json columns are not\n"
+       "searched); the check reads those columns, so use the owner's configuration. Needs\n"
+       "--operator.",
        {opt::text("text", "TEXT", "the note (required; never PII)"),
         opt::flag("remediation", "a remediation note (default: investigation)")},
        Needs::database,

@@ -4,6 +4,7 @@
 #include "worker/util/files.hpp"
 #include "worker/util/json.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -160,9 +161,11 @@ std::vector<Sample> state_samples(db::Session& session) {
     Sample s;
     s.family = r.text(i, 0);
     util::Json labels = util::parse_json(r.text(i, 1), "lethe.metrics() labels");
-    for (const auto& [k, v] : labels.items()) {
+        for (const auto& [k, v] : labels.items()) {
       s.labels.emplace_back(k, v.get<std::string>());
     }
+    // By name: jsonb keeps its own key order (shorter keys first).
+    std::sort(s.labels.begin(), s.labels.end());
     s.value = r.at(i, 2) ? std::stod(*r.at(i, 2)) : std::nan("");
     out.push_back(std::move(s));
   }

@@ -50,8 +50,9 @@ util::Json as_json_number(double v) {
   return v;
 }
 
-// The volume alarm (C15) of a successful run ending with `counts_json`: more than
-// alarms.volume_factor times the median of its job's last 14 successful runs, once there are 3.
+// The volume alarm (C15) of a run ending with `counts_json` (what it committed, whatever its
+// outcome): more than alarms.volume_factor times the median of its job's last 14 successful
+// runs, once there are 3.
 std::optional<audit::Record> volume_alarm(Context& ctx, db::Transaction& tx, long long run_id,
                                           const std::string& counts_json) {
   db::Rows r = tx.exec("SELECT volume, median, runs FROM lethe.run_volume_baseline($1, $2)",
@@ -95,18 +96,23 @@ void RunScope::finish(Outcome outcome, const std::string& exit_reason,
                       const std::string& counts_json, const std::string& details_json) {
   // Marked first: a failure to record is not retried as a second, contradicting record.
   m_finished = true;
-  if (outcome == Outcome::done) {
-    std::optional<audit::Record> alarm;
-    try {
-      m_ctx.ready_db().transact(
-          [&](db::Transaction& tx) { alarm = volume_alarm(m_ctx, tx, m_id, counts_json); });
-    } catch (const Error& e) {
-      log::event(log::Level::warning, "run.volume_not_checked", {{"error", e.what()}});
-    }
-    if (alarm) {
-      m_ctx.record(*alarm);
-    }
+  // The volume alarm (of whatever committed, on any outcome) and the closing record in one
+  // transaction, the alarm first; the closing record's anchor line covers both.
+  std::optional<audit::Stored> closed;
+  bool committed = false;
+  try {
+    m_ctx.ready_db().transact([&](db::Transaction& tx) {
+      closed = finish_in(tx, outcome, exit_reason, counts_json, details_json);
+    });
+    committed = true;
+  } catch (const Error& e) {
+    log::event(log::Level::warning, "run.close_retried", {{"error", e.what()}});
   }
+  if (committed) {
+    m_ctx.trail().anchor(*closed);
+    return;
+  }
+  // The database refused or was lost: the closing record alone, spooled if it must be.
   finish_run(m_ctx, m_id, audit::Kind::run, outcome_name(outcome), exit_reason, counts_json,
              details_json);
 }
@@ -115,11 +121,9 @@ audit::Stored RunScope::finish_in(db::Transaction& tx, Outcome outcome,
                                   const std::string& exit_reason, const std::string& counts_json,
                                   const std::string& details_json) {
   m_finished = true;
-  if (outcome == Outcome::done) {
-    // In the caller's transaction, before the closing record, which the caller anchors.
-    if (std::optional<audit::Record> alarm = volume_alarm(m_ctx, tx, m_id, counts_json)) {
-      m_ctx.trail().append_in(tx, *alarm);
-    }
+  // In the caller's transaction, before the closing record, which the caller anchors.
+  if (std::optional<audit::Record> alarm = volume_alarm(m_ctx, tx, m_id, counts_json)) {
+    m_ctx.trail().append_in(tx, *alarm);
   }
   return m_ctx.trail().append_in(tx,
                                  audit::Record{audit::Kind::run, m_ctx.job(), outcome_name(outcome),

@@ -103,8 +103,8 @@ util::Json privileges(Session& s, const settings::Settings& set) {
         "WHERE r.rolcanlogin AND NOT r.rolsuper AND has_column_privilege(r.oid, to_regclass($1), "
         "c.col, 'UPDATE')))), '{}') FROM unnest($2::text[]) c(col))::text, "
         "(SELECT coalesce(jsonb_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_roles r WHERE "
-        "r.rolcanlogin AND NOT r.rolsuper AND has_table_privilege(r.oid, to_regclass($1), "
-        "'DELETE'))::text",
+        "r.rolcanlogin AND NOT r.rolsuper AND (has_table_privilege(r.oid, to_regclass($1), "
+        "'DELETE') OR has_table_privilege(r.oid, to_regclass($1), 'TRUNCATE')))::text",
         {t->table, array_literal(cols)});
     tables.push_back({{"table", t->table},
                       {"columns", util::parse_json(r.text(0, 0), "column privileges")},
@@ -117,15 +117,32 @@ util::Json privileges(Session& s, const settings::Settings& set) {
 util::Json purge_by_day(Session& s, const Period& p) {
   return json_of(
       s,
-      "SELECT coalesce(jsonb_agg(jsonb_build_object('day', d, 'runs', runs, 'failed_runs', failed, "
-      "'orders', orders, 'rows', rows) ORDER BY d), '[]') FROM (SELECT " +
+      "SELECT coalesce(jsonb_agg(jsonb_build_object('day', d, 'runs', runs, 'failed_runs', "
+      "failed, 'interrupted_runs', interrupted, 'orders', orders, 'rows', rows) ORDER BY d), "
+      "'[]') FROM (SELECT " +
           day("finished_at") +
           " AS d, count(*) FILTER (WHERE outcome = 'done') AS runs, count(*) FILTER (WHERE "
-          "outcome IN ('failed', 'refused', 'abandoned')) AS failed, coalesce(sum((counts::jsonb "
-          "->> 'orders_done')::bigint), 0) AS orders, coalesce(sum((counts::jsonb ->> "
+          "outcome IN ('failed', 'refused', 'abandoned')) AS failed, count(*) FILTER (WHERE "
+          "outcome = 'interrupted') AS interrupted, coalesce(sum((counts::jsonb ->> "
+          "'orders_done')::bigint), 0) AS orders, coalesce(sum((counts::jsonb ->> "
           "'rows_sanitized')::bigint), 0) AS rows FROM lethe.job_runs WHERE job = 'purge' AND "
           "finished_at >= $1::timestamptz AND finished_at < $2::timestamptz GROUP BY 1) x",
       p, "purge by day");
+}
+
+util::Json days_without_success(Session& s, const Period& p, const std::string& job) {
+  // From the period's start, or lethe's first record if later, to its end or now.
+  return util::parse_json(
+      s.exec("SELECT coalesce(jsonb_agg(to_char(d, 'YYYY-MM-DD') ORDER BY d), '[]')::text FROM "
+             "generate_series(date_trunc('day', greatest($1::timestamptz, (SELECT "
+             "min(recorded_at) FROM lethe.audit_log)) AT TIME ZONE 'UTC'), date_trunc('day', "
+             "least($2::timestamptz, now()) AT TIME ZONE 'UTC'), interval '1 day') d WHERE NOT "
+             "EXISTS (SELECT 1 FROM lethe.job_runs WHERE job = $3 AND outcome = 'done' AND "
+             "(finished_at AT TIME ZONE 'UTC') >= d AND (finished_at AT TIME ZONE 'UTC') < d + "
+             "interval '1 day')",
+             {p.from, p.to, job})
+          .text(0, 0),
+      "days without success");
 }
 
 util::Json overdue_by_day(Session& s, const Period& p) {
@@ -155,6 +172,10 @@ util::Json archives_in(Session& s, const Period& p) {
       "IN ('run', 'alarm') AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
       "'verify_failures', (SELECT count(*) FROM lethe.audit_log WHERE job = 'archive verify' AND "
       "kind = 'alarm' AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
+      "'verify_incomplete', (SELECT count(*) FROM lethe.audit_log WHERE job = 'archive verify' AND "
+      "kind = 'run' AND coalesce((counts::jsonb ->> 'not_reached')::bigint, 0) > 0 AND recorded_at "
+      ">= "
+      "$1::timestamptz AND recorded_at < $2::timestamptz), "
       "'destroyed', (SELECT count(*) FROM lethe.archives WHERE destroyed_at >= $1::timestamptz "
       "AND destroyed_at < $2::timestamptz), "
       "'spooled_now', (SELECT count(*) FROM lethe.archives WHERE state = 'spooled'), "
@@ -165,18 +186,18 @@ util::Json archives_in(Session& s, const Period& p) {
 util::Json requests_in(Session& s, const Period& p) {
   const std::string live = "notice_at + interval '72 hours'";
   const std::string all = "notice_at + interval '90 days'";
+  // A request cancelled after its deadline still missed it.
+  const std::string cancelled = "state = 'cancelled' AND cancelled_at <= " + live;
   return json_of(
       s,
       "SELECT coalesce(jsonb_agg(jsonb_build_object('request_id', request_id, 'amazon_ref', "
       "amazon_ref, 'action', action, 'scope', scope_kind, 'state', state, 'orders', "
       "orders_resolved, 'notice_at', " +
           utc("notice_at") + ", 'live_deadline', " + utc(live) + ", 'live_erased_at', " +
-          utc("live_erased_at") +
-          ", 'live_clock', CASE WHEN state = 'cancelled' THEN "
-          "'cancelled' ELSE " +
-          clock_state("live_erased_at", live) + " END, 'copies_deadline', " + utc(all) +
-          ", 'completed_at', " + utc("completed_at") +
-          ", 'copies_clock', CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE " +
+          utc("live_erased_at") + ", 'live_clock', CASE WHEN " + cancelled +
+          " THEN 'cancelled' ELSE " + clock_state("live_erased_at", live) +
+          " END, 'copies_deadline', " + utc(all) + ", 'completed_at', " + utc("completed_at") +
+          ", 'copies_clock', CASE WHEN " + cancelled + " THEN 'cancelled' ELSE " +
           clock_state("completed_at", all) +
           " END) ORDER BY notice_at, request_id), '[]') FROM lethe.requests WHERE notice_at < "
           "$2::timestamptz AND (coalesce(completed_at, cancelled_at) IS NULL OR "
@@ -196,6 +217,9 @@ util::Json backups_in(Session& s, const Period& p) {
       "IN ('run', 'alarm') AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
       "'verify_failures', (SELECT count(*) FROM lethe.audit_log WHERE job = 'backup verify' AND "
       "kind = 'alarm' AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
+      "'verify_incomplete', (SELECT count(*) FROM lethe.audit_log WHERE job = 'backup verify' AND "
+      "kind = 'run' AND coalesce((counts::jsonb ->> 'skipped')::bigint, 0) > 0 AND recorded_at >= "
+      "$1::timestamptz AND recorded_at < $2::timestamptz), "
       "'destroyed', (SELECT count(*) FROM lethe.backups WHERE destroyed_at >= $1::timestamptz "
       "AND destroyed_at < $2::timestamptz), "
       "'kept_now', (SELECT count(*) FROM lethe.backups WHERE state <> 'destroyed'))",
@@ -215,14 +239,20 @@ util::Json drills_in(Session& s, const Period& p) {
 }
 
 util::Json incidents_in(Session& s, const Period& p) {
+  // The notice as stated (--at) and as recorded: stated in time but recorded after the
+  // deadline, or declared not owed only after it, is shown as such.
+  const std::string recorded = "(SELECT recorded_at FROM lethe.audit_log WHERE seq = "
+                               "i.notified_seq)";
   return json_of(
       s,
       "SELECT coalesce(jsonb_agg(jsonb_build_object('incident_id', incident_id, 'kind', kind, "
       "'state', state, 'alarms', alarms, 'opened_at', " +
           utc("opened_at") + ", 'notify_by', " + utc("notify_by") + ", 'notified_at', " +
-          utc("notified_at") +
-          ", 'notify_channel', notify_channel, 'notice', CASE WHEN "
-          "notice_not_required THEN 'not_owed' ELSE " +
+          utc("notified_at") + ", 'notice_recorded_at', " + utc(recorded) +
+          ", 'notify_channel', notify_channel, 'notice', CASE WHEN notice_not_required THEN "
+          "CASE WHEN closed_at <= notify_by THEN 'not_owed' ELSE 'not_owed_after_deadline' END "
+          "WHEN notified_at <= notify_by AND " +
+          recorded + " > notify_by THEN 'met_recorded_late' ELSE " +
           clock_state("notified_at", "notify_by") + " END, 'closed_at', " + utc("closed_at") +
           ", 'notes', (SELECT count(*) FROM lethe.incident_notes n WHERE n.incident_id = "
           "i.incident_id)) ORDER BY incident_id), '[]') FROM lethe.incidents i WHERE opened_at < "

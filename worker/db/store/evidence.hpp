@@ -37,12 +37,15 @@ Period resolve_period(Session& s, const std::string& from, const std::string& to
 util::Json copies_by_table(Session& s, const settings::Settings& set);
 
 // Per column of the map: the roles that may SELECT and UPDATE it, and per table those that may
-// DELETE its rows, as the catalog says (has_*_privilege, membership and pg_read_all_data
-// included); superusers are listed apart.
+// DELETE or TRUNCATE its rows, as the catalog says (has_*_privilege, membership and
+// pg_read_all_data included); superusers are listed apart.
 util::Json privileges(Session& s, const settings::Settings& set);
 
 // The report's sections for the period (see jobs/evidence/report.cpp for how they are shown).
 util::Json purge_by_day(Session& s, const Period& p);
+// The days (UTC) of the period, from lethe's first audit record on and until now, on which no
+// run of `job` succeeded.
+util::Json days_without_success(Session& s, const Period& p, const std::string& job);
 util::Json overdue_by_day(Session& s, const Period& p);
 util::Json archives_in(Session& s, const Period& p);
 util::Json requests_in(Session& s, const Period& p);
