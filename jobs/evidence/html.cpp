@@ -1,5 +1,7 @@
 #include "jobs/evidence/html.hpp"
 
+#include "worker/util/html.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -7,29 +9,7 @@
 namespace lethe::jobs::evidence::html {
 
 std::string esc(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    case '\'':
-      out += "&#39;";
-      break;
-    default:
-      out += c;
-    }
-  }
-  return out;
+  return util::html_escape(s);
 }
 
 std::string page(const std::string& title, const std::string& body) {

@@ -8,6 +8,7 @@
 #include "worker/audit/ledger.hpp"
 #include "worker/db/store/requests.hpp"
 #include "worker/util/files.hpp"
+#include "worker/util/html.hpp"
 
 #include <iostream>
 #include <sstream>
@@ -35,26 +36,7 @@ struct Certificate {
 };
 
 std::string escaped(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    default:
-      out += c;
-    }
-  }
-  return out;
+  return util::html_escape(s);
 }
 
 std::string as_text(const Certificate& c) {

@@ -27,6 +27,18 @@ std::string clock_state(const std::string& done, const std::string& deadline) {
          " THEN 'missed' ELSE 'open' END";
 }
 
+// The verify runs of `job` in the period ($1, $2), those that failed (an alarm) and those that
+// did not check everything (their counts' `incomplete` is above 0): JSON object members.
+std::string verify_counts(const std::string& job, const std::string& incomplete) {
+  const std::string in = " FROM lethe.audit_log WHERE job = '" + job +
+                         "' AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz";
+  return "'verify_runs', (SELECT count(*)" + in + " AND kind IN ('run', 'alarm')), " +
+         "'verify_failures', (SELECT count(*)" + in + " AND kind = 'alarm'), " +
+         "'verify_incomplete', (SELECT count(*)" + in +
+         " AND kind = 'run' AND coalesce((counts::jsonb ->> '" + incomplete +
+         "')::bigint, 0) > 0), ";
+}
+
 } // namespace
 
 void record_overdue_samples(Session& s, const std::vector<OverdueSample>& samples) {
@@ -167,19 +179,12 @@ util::Json archives_in(Session& s, const Period& p) {
       "'orders_written', (SELECT coalesce(sum(orders), 0) FROM lethe.archives WHERE created_at >= "
       "$1::timestamptz AND created_at < $2::timestamptz), "
       "'bytes_written', (SELECT coalesce(sum(size_bytes), 0) FROM lethe.archives WHERE created_at "
-      ">= $1::timestamptz AND created_at < $2::timestamptz), "
-      "'verify_runs', (SELECT count(*) FROM lethe.audit_log WHERE job = 'archive verify' AND kind "
-      "IN ('run', 'alarm') AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'verify_failures', (SELECT count(*) FROM lethe.audit_log WHERE job = 'archive verify' AND "
-      "kind = 'alarm' AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'verify_incomplete', (SELECT count(*) FROM lethe.audit_log WHERE job = 'archive verify' AND "
-      "kind = 'run' AND coalesce((counts::jsonb ->> 'not_reached')::bigint, 0) > 0 AND recorded_at "
-      ">= "
-      "$1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'destroyed', (SELECT count(*) FROM lethe.archives WHERE destroyed_at >= $1::timestamptz "
-      "AND destroyed_at < $2::timestamptz), "
-      "'spooled_now', (SELECT count(*) FROM lethe.archives WHERE state = 'spooled'), "
-      "'cold_now', (SELECT count(*) FROM lethe.archives WHERE state = 'cold'))",
+      ">= $1::timestamptz AND created_at < $2::timestamptz), " +
+          verify_counts("archive verify", "not_reached") +
+          "'destroyed', (SELECT count(*) FROM lethe.archives WHERE destroyed_at >= $1::timestamptz "
+          "AND destroyed_at < $2::timestamptz), "
+          "'spooled_now', (SELECT count(*) FROM lethe.archives WHERE state = 'spooled'), "
+          "'cold_now', (SELECT count(*) FROM lethe.archives WHERE state = 'cold'))",
       p, "archives");
 }
 
@@ -212,17 +217,11 @@ util::Json backups_in(Session& s, const Period& p) {
       "'written', (SELECT count(*) FROM lethe.backups WHERE created_at >= $1::timestamptz AND "
       "created_at < $2::timestamptz), "
       "'bytes_written', (SELECT coalesce(sum(size_bytes), 0) FROM lethe.backups WHERE created_at "
-      ">= $1::timestamptz AND created_at < $2::timestamptz), "
-      "'verify_runs', (SELECT count(*) FROM lethe.audit_log WHERE job = 'backup verify' AND kind "
-      "IN ('run', 'alarm') AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'verify_failures', (SELECT count(*) FROM lethe.audit_log WHERE job = 'backup verify' AND "
-      "kind = 'alarm' AND recorded_at >= $1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'verify_incomplete', (SELECT count(*) FROM lethe.audit_log WHERE job = 'backup verify' AND "
-      "kind = 'run' AND coalesce((counts::jsonb ->> 'skipped')::bigint, 0) > 0 AND recorded_at >= "
-      "$1::timestamptz AND recorded_at < $2::timestamptz), "
-      "'destroyed', (SELECT count(*) FROM lethe.backups WHERE destroyed_at >= $1::timestamptz "
-      "AND destroyed_at < $2::timestamptz), "
-      "'kept_now', (SELECT count(*) FROM lethe.backups WHERE state <> 'destroyed'))",
+      ">= $1::timestamptz AND created_at < $2::timestamptz), " +
+          verify_counts("backup verify", "skipped") +
+          "'destroyed', (SELECT count(*) FROM lethe.backups WHERE destroyed_at >= $1::timestamptz "
+          "AND destroyed_at < $2::timestamptz), "
+          "'kept_now', (SELECT count(*) FROM lethe.backups WHERE state <> 'destroyed'))",
       p, "backups");
 }
 
