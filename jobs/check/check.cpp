@@ -76,15 +76,17 @@ std::vector<RequestAlert> request_alerts(db::Session& s, const settings::Setting
 }
 
 // A breach the check finds is an alarm record, which opens an incident (C15, C18): PII past its
-// deadline for longer than the purge's cadence (drill.overdue_grace_hours), a deletion request
+// deadline for longer than a purge cycle (drill.overdue_grace_hours, at least 26 h), a request
 // past a deadline, schema drift where PII could hide. Once per incident: while one of its kind
-// is open, the hourly check adds no record.
+// is open and not yet notified, the hourly check adds no record.
 void record_breaches(Context& ctx, const sanitize::Overdue& res,
                      const std::vector<RequestAlert>& alerts, size_t drift_alarms,
                      const std::vector<db::store::IncidentRow>& incidents) {
   auto open = [&](const std::string& reason) {
-    return std::any_of(incidents.begin(), incidents.end(),
-                       [&](const auto& i) { return i.kind == "check: " + reason; });
+    // As the trigger merges: into an incident Amazon was not yet told of.
+    return std::any_of(incidents.begin(), incidents.end(), [&](const auto& i) {
+      return i.kind == "check: " + reason && i.notified_at.empty();
+    });
   };
   auto alarm = [&](const std::string& reason, const util::Json& counts) {
     if (!open(reason)) {
@@ -92,7 +94,9 @@ void record_breaches(Context& ctx, const sanitize::Overdue& res,
                                util::dump(counts), "{}"});
     }
   };
-  double grace = static_cast<double>(ctx.settings().drill.overdue_grace_hours) * 3600.0;
+  double grace = std::max(static_cast<double>(ctx.settings().drill.overdue_grace_hours),
+                          sanitize::k_purge_cycle_hours) *
+                 3600.0;
   double oldest = -1;
   long long rows = 0;
   for (const sanitize::TableOverdue& t : res.tables) {

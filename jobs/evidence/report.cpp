@@ -5,6 +5,7 @@
 #include "worker/crypto/hash.hpp"
 #include "worker/db/store/evidence.hpp"
 #include "worker/log/log.hpp"
+#include "worker/sanitize/overdue.hpp"
 
 #include <iostream>
 
@@ -77,7 +78,7 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
     orders += num(p, "orders");
     rows += num(p, "rows");
   }
-  const util::Json& missing_days = d["days_without_purge"];
+  const util::Json& gaps = d["purge_gaps"];
   double samples = 0, max_overdue = 0, oldest = 0;
   for (const auto& o : overdue) {
     samples += num(o, "samples");
@@ -92,13 +93,15 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
     c.facts.push_back(number(runs) + " nightly purge runs succeeded, " + number(failed) +
                       " failed, " + number(interrupted) + " interrupted; " + number(orders) +
                       " orders and " + number(rows) + " rows sanitized");
-    if (!missing_days.empty()) {
-      std::string days;
-      for (const auto& day : missing_days) {
-        days += (days.empty() ? "" : ", ") + day.get<std::string>();
+    if (!gaps.empty()) {
+      std::string list;
+      for (const auto& g : gaps) {
+        list += (list.empty() ? "" : "; ") + str(g, "from") + " to " + str(g, "to") + " (" +
+                number(num(g, "hours")) + " h)";
       }
-      c.facts.push_back(number(static_cast<double>(missing_days.size())) +
-                        " days without a successful purge since lethe's first record: " + days);
+      c.facts.push_back(number(static_cast<double>(gaps.size())) + " gaps of more than " +
+                        number(sanitize::k_purge_cycle_hours) +
+                        " hours without a successful purge: " + list);
     }
     if (samples == 0) {
       c.facts.push_back("no `lethe check` sample in the period: PII past its deadline over time "
@@ -108,8 +111,9 @@ std::vector<Clause> clauses(const util::Json& d, const settings::Settings& s) {
                         " rows past their deadline at once, the oldest " + number(oldest / 3600.0) +
                         " hours past it");
     }
-    // No run, no sample or a day without a purge is no evidence: attention, never silence.
-    if (runs == 0 || samples == 0 || failed > 0 || !missing_days.empty() || oldest > 25 * 3600.0) {
+    // No run, no sample or a gap between purges is no evidence: attention, never silence.
+    if (runs == 0 || samples == 0 || failed > 0 || !gaps.empty() ||
+        oldest > sanitize::k_purge_cycle_hours * 3600.0) {
       c.status = "attention";
     }
     out.push_back(c);
@@ -456,7 +460,7 @@ int run_report(Context& ctx, const ReportOptions& opts) {
   d["period"] = {{"from", p.from}, {"to", p.to}, {"generated_at", p.generated_at}};
   d["lethe_version"] = LETHE_VERSION;
   d["purge_by_day"] = db::store::purge_by_day(s, p);
-  d["days_without_purge"] = db::store::days_without_success(s, p, "purge");
+  d["purge_gaps"] = db::store::gaps_between_successes(s, p, "purge", sanitize::k_purge_cycle_hours);
   d["overdue_by_day"] = db::store::overdue_by_day(s, p);
   d["archives"] = db::store::archives_in(s, p);
   d["backups"] = db::store::backups_in(s, p);

@@ -67,7 +67,9 @@ BEGIN
     k := 'alarm ' || k; -- never the kind of an operator's own incident
   END IF;
   UPDATE lethe.incidents
-     SET alarms = alarms + 1, last_alarm_seq = NEW.seq, last_alarm_at = at
+     SET alarms = alarms + 1, last_alarm_seq = NEW.seq,
+         last_alarm_at = greatest(last_alarm_at, at),
+         opened_at = least(opened_at, at), notify_by = least(notify_by, at + interval '24 hours')
    WHERE kind = k AND state <> 'closed' AND notified_at IS NULL;
   IF NOT FOUND THEN
     INSERT INTO lethe.incidents (kind, opened_at, opened_seq, opened_by, notify_by,

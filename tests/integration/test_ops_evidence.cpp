@@ -171,12 +171,20 @@ TEST_CASE("report: every clause with the period's evidence, in a real browser, t
   }
   CHECK(j["clauses"][4]["status"] == "evidence"); // C5: the request met its clock
   CHECK(j["clauses"][0]["status"] == "evidence"); // C1: runs, samples, nothing overdue
-  CHECK(j["days_without_purge"].empty());
+  CHECK(j["purge_gaps"].empty());
   // A period without runs or samples is no evidence: attention, not silence.
   nlohmann::json empty =
       nlohmann::json::parse(run(t, "report --from 2001-01-01 --to 2001-02-01 --format json").out);
   CHECK(empty["clauses"][0]["status"] == "attention");
   CHECK(empty["clauses"][2]["status"] == "attention"); // C3: no backup, no verify
+  // A purge three days ago and none since until today's: a gap the report names.
+  s->exec("INSERT INTO lethe.job_runs (job, actor, os_user, lethe_version, outcome, started_at, "
+          "finished_at, counts) VALUES ('purge', 't', 't', 'x', 'done', now() - interval '3 days', "
+          "now() - interval '3 days', '{\"orders_done\":0}')");
+  nlohmann::json gap = nlohmann::json::parse(run(t, "report --format json").out);
+  REQUIRE(gap["purge_gaps"].size() == 1);
+  CHECK(gap["purge_gaps"][0]["hours"].get<double>() == Approx(72).margin(1));
+  CHECK(gap["clauses"][0]["status"] == "attention");
 
   // In a real browser: not blank, nothing fetched from elsewhere, the numbers in the text.
   std::string page = util::read_file(html);

@@ -161,10 +161,15 @@ TEST_CASE("metrics: every job writes lethe.prom that promtool accepts, with the 
   CHECK(value_of(m, "lethe_incident_notify_deadline_timestamp_seconds") ==
         Approx(scalar(*s, "SELECT extract(epoch FROM notify_by) FROM lethe.incidents")));
 
-  // A verify that did not check everything it was to check has not passed.
+  // A subset verify checks what it was to check; a verify that finds a damaged backup fails.
   test::RunResult part = run(t, "backup verify --subset 2/2 --json", cfg);
-  INFO(part.out);
+  CHECK(part.out.find("\"not_in_subset\":1") != std::string::npos);
+  CHECK(samples(prom).at("lethe_verify_last_success{what=\"backup\"}") == 1);
+  std::string dump = s->exec("SELECT path FROM lethe.backups").text(0, 0);
+  std::filesystem::rename(dump, dump + ".away");
+  run(t, "backup verify", cfg, 65);
   CHECK(samples(prom).at("lethe_verify_last_success{what=\"backup\"}") == 0);
+  std::filesystem::rename(dump + ".away", dump);
   run(t, "backup verify", cfg);
   CHECK(samples(prom).at("lethe_verify_last_success{what=\"backup\"}") == 1);
 

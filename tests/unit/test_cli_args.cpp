@@ -52,6 +52,9 @@ TEST_CASE("parse: no command or --help asks for help, --version is the version c
   REQUIRE(v.command != nullptr);
   CHECK(v.command->name == "version");
   CHECK_FALSE(v.help);
+  cli::Parsed w = cli::parse({"--config", "/x.toml", "--version"});
+  REQUIRE(w.command != nullptr);
+  CHECK(w.command->name == "version");
   cli::Parsed p = cli::parse({"migrate", "--help"});
   CHECK(p.help);
   CHECK(p.command->name == "migrate");

@@ -148,10 +148,12 @@ Parsed parse(const std::vector<std::string>& args) {
   std::vector<std::string> words;
   RawOptions opts;
   split(args, p, words, opts);
-  if (words.empty() && !p.help && opts.size() == 1 && opts[0].first == "version" &&
-      !opts[0].second) {
-    words.push_back("version"); // `lethe --version` is `lethe version`
-    opts.clear();
+  // `lethe --version` is `lethe version`, beside global options such as --config.
+  auto version = std::find_if(opts.begin(), opts.end(),
+                              [](const auto& o) { return o.first == "version" && !o.second; });
+  if (words.empty() && !p.help && version != opts.end()) {
+    words.push_back("version");
+    opts.erase(version);
   }
   p.command = find_command(words);
   if (p.command == nullptr) {

@@ -36,12 +36,18 @@ std::vector<std::string> pii_columns_quoted_in(Session& s, const settings::Setti
           continue;
         }
         std::string v = "(" + quote_ident(c.name) + ")::text";
+        // Not the purge's own replacement (a constant such as "[redacted]"), and not a short
+        // number (a ZIP code would match any count in a note).
+        std::string not_ours = c.strategy == settings::Strategy::constant
+                                   ? " AND " + v + " IS DISTINCT FROM " + quote_literal(c.value)
+                                   : std::string();
         // " abc " is a 3-character value.
         std::string sql = "WITH n AS (SELECT " + normalized("t") +
                           " AS t FROM lethe_free_text) SELECT EXISTS (SELECT 1 FROM n, " +
                           quote_ident(t->table) + " CROSS JOIN LATERAL (SELECT " + normalized(v) +
                           " AS nv) x WHERE " + quote_ident(c.name) +
-                          " IS NOT NULL AND length(x.nv) >= 5 AND strpos(n.t, x.nv) > 0)";
+                          " IS NOT NULL AND length(x.nv) >= 5 AND x.nv !~ '^ [0-9]{1,6} $'" +
+                          not_ours + " AND strpos(n.t, x.nv) > 0)";
         if (tx.exec(sql).text(0, 0) == "t") {
           found.push_back(t->table + "." + c.name);
         }

@@ -112,7 +112,15 @@ void RunScope::finish(Outcome outcome, const std::string& exit_reason,
     m_ctx.trail().anchor(*closed);
     return;
   }
-  // The database refused or was lost: the closing record alone, spooled if it must be.
+  if (closed) {
+    // Only the commit failed, so whether it committed is unknown: spooled with its hash, the
+    // next run inserts it only if the table lacks that record (the volume alarm, if any, is in
+    // the same fate and is not spooled a second time).
+    m_ctx.trail().spool(closed->record, audit::Closes::run, closed->hash);
+    return;
+  }
+  // The database refused or was lost before the records: the closing record alone, spooled if
+  // it must be.
   finish_run(m_ctx, m_id, audit::Kind::run, outcome_name(outcome), exit_reason, counts_json,
              details_json);
 }

@@ -10,6 +10,11 @@
 
 namespace lethe::sanitize {
 
+// How long PII may stay past its deadline before that is a breach rather than the wait for the
+// nightly purge: a day, the purge timer's jitter and its run, with a margin. `lethe check`'s
+// alarm, the report's C1 and the LethePiiOverdue rule (docs/lethe-alerts.yml) use it.
+inline constexpr double k_purge_cycle_hours = 26;
+
 struct TableOverdue {
   std::string table;
   long long overdue = 0;          // rows holding PII past their deadline, not held

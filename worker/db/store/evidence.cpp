@@ -142,19 +142,25 @@ util::Json purge_by_day(Session& s, const Period& p) {
       p, "purge by day");
 }
 
-util::Json days_without_success(Session& s, const Period& p, const std::string& job) {
-  // From the period's start, or lethe's first record if later, to its end or now.
+util::Json gaps_between_successes(Session& s, const Period& p, const std::string& job,
+                                  double hours) {
+  // The instants that bound the gaps: the period's start (or the job's first success, if later),
+  // each success in the period, and its end (or now). A gap longer than `hours` is one; the
+  // first day of an install and today's run still to come are not.
   return util::parse_json(
-      s.exec("SELECT coalesce(jsonb_agg(to_char(d, 'YYYY-MM-DD') ORDER BY d), '[]')::text FROM "
-             "generate_series(date_trunc('day', greatest($1::timestamptz, (SELECT "
-             "min(recorded_at) FROM lethe.audit_log)) AT TIME ZONE 'UTC'), date_trunc('day', "
-             "least($2::timestamptz, now()) AT TIME ZONE 'UTC'), interval '1 day') d WHERE NOT "
-             "EXISTS (SELECT 1 FROM lethe.job_runs WHERE job = $3 AND outcome = 'done' AND "
-             "(finished_at AT TIME ZONE 'UTC') >= d AND (finished_at AT TIME ZONE 'UTC') < d + "
-             "interval '1 day')",
-             {p.from, p.to, job})
+      s.exec("WITH ok AS (SELECT finished_at AS t FROM lethe.job_runs WHERE job = $3 AND outcome "
+             "= 'done'), b AS (SELECT greatest($1::timestamptz, (SELECT min(t) FROM ok)) AS lo, "
+             "least($2::timestamptz, now()) AS hi), pts AS (SELECT ok.t FROM ok, b WHERE ok.t > "
+             "b.lo AND ok.t < b.hi UNION ALL SELECT lo FROM b UNION ALL SELECT hi FROM b), gaps "
+             "AS (SELECT t, lead(t) OVER (ORDER BY t) AS nxt FROM pts) SELECT "
+             "coalesce(jsonb_agg(jsonb_build_object('from', " +
+                 utc("t") + ", 'to', " + utc("nxt") +
+                 ", 'hours', round((extract(epoch FROM nxt - t) / 3600)::numeric, 1)) ORDER BY "
+                 "t), '[]')::text FROM gaps, b WHERE b.lo < b.hi AND nxt IS NOT NULL AND nxt - t "
+                 "> $4::float8 * interval '1 hour'",
+             {p.from, p.to, job, std::to_string(hours)})
           .text(0, 0),
-      "days without success");
+      "gaps between successes");
 }
 
 util::Json overdue_by_day(Session& s, const Period& p) {
@@ -191,18 +197,19 @@ util::Json archives_in(Session& s, const Period& p) {
 util::Json requests_in(Session& s, const Period& p) {
   const std::string live = "notice_at + interval '72 hours'";
   const std::string all = "notice_at + interval '90 days'";
-  // A request cancelled after its deadline still missed it.
-  const std::string cancelled = "state = 'cancelled' AND cancelled_at <= " + live;
+  // A request cancelled after a deadline still missed it.
+  const std::string cancelled_live = "state = 'cancelled' AND cancelled_at <= " + live;
+  const std::string cancelled_all = "state = 'cancelled' AND cancelled_at <= " + all;
   return json_of(
       s,
       "SELECT coalesce(jsonb_agg(jsonb_build_object('request_id', request_id, 'amazon_ref', "
       "amazon_ref, 'action', action, 'scope', scope_kind, 'state', state, 'orders', "
       "orders_resolved, 'notice_at', " +
           utc("notice_at") + ", 'live_deadline', " + utc(live) + ", 'live_erased_at', " +
-          utc("live_erased_at") + ", 'live_clock', CASE WHEN " + cancelled +
+          utc("live_erased_at") + ", 'live_clock', CASE WHEN " + cancelled_live +
           " THEN 'cancelled' ELSE " + clock_state("live_erased_at", live) +
           " END, 'copies_deadline', " + utc(all) + ", 'completed_at', " + utc("completed_at") +
-          ", 'copies_clock', CASE WHEN " + cancelled + " THEN 'cancelled' ELSE " +
+          ", 'copies_clock', CASE WHEN " + cancelled_all + " THEN 'cancelled' ELSE " +
           clock_state("completed_at", all) +
           " END) ORDER BY notice_at, request_id), '[]') FROM lethe.requests WHERE notice_at < "
           "$2::timestamptz AND (coalesce(completed_at, cancelled_at) IS NULL OR "

@@ -43,9 +43,10 @@ util::Json privileges(Session& s, const settings::Settings& set);
 
 // The report's sections for the period (see jobs/evidence/report.cpp for how they are shown).
 util::Json purge_by_day(Session& s, const Period& p);
-// The days (UTC) of the period, from lethe's first audit record on and until now, on which no
-// run of `job` succeeded.
-util::Json days_without_success(Session& s, const Period& p, const std::string& job);
+// The gaps longer than `hours` between successful runs of `job` within the period (from its
+// first success ever, if later, until now): [{from, to, hours}].
+util::Json gaps_between_successes(Session& s, const Period& p, const std::string& job,
+                                  double hours);
 util::Json overdue_by_day(Session& s, const Period& p);
 util::Json archives_in(Session& s, const Period& p);
 util::Json requests_in(Session& s, const Period& p);
