@@ -161,7 +161,7 @@ std::vector<Sample> state_samples(db::Session& session) {
     Sample s;
     s.family = r.text(i, 0);
     util::Json labels = util::parse_json(r.text(i, 1), "lethe.metrics() labels");
-        for (const auto& [k, v] : labels.items()) {
+    for (const auto& [k, v] : labels.items()) {
       s.labels.emplace_back(k, v.get<std::string>());
     }
     // By name: jsonb keeps its own key order (shorter keys first).
