@@ -318,16 +318,22 @@ Run read_request_add(const Args& a) {
 }
 
 // The one request ID argument of show and cancel.
-long long request_id(const Args& a) {
-  const std::string what = "`lethe " + std::string(a.command().name) + "` takes one request id";
+// The one positional id of a command over `what` ("request", "incident"), a number.
+long long positional_id(const Args& a, const std::string& what) {
+  const std::string msg = "`lethe " + std::string(a.command().name) + "` takes one " + what + " id";
+  const std::string hint = "see `lethe " + what + " list`";
   if (a.positionals().size() != 1) {
-    throw Error(Exit::usage, what, "see `lethe request list`");
+    throw Error(Exit::usage, msg, hint);
   }
   const std::string& v = a.positionals()[0];
   if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
-    throw Error(Exit::usage, what + " (a number)", "see `lethe request list`");
+    throw Error(Exit::usage, msg + " (a number)", hint);
   }
   return std::stoll(v);
+}
+
+long long request_id(const Args& a) {
+  return positional_id(a, "request");
 }
 
 Run read_request_run(const Args& a) {
@@ -404,15 +410,7 @@ Run read_report(const Args& a) {
 }
 
 long long incident_id(const Args& a) {
-  const std::string what = "`lethe " + std::string(a.command().name) + "` takes one incident id";
-  if (a.positionals().size() != 1) {
-    throw Error(Exit::usage, what, "see `lethe incident list`");
-  }
-  const std::string& v = a.positionals()[0];
-  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos) {
-    throw Error(Exit::usage, what + " (a number)", "see `lethe incident list`");
-  }
-  return std::stoll(v);
+  return positional_id(a, "incident");
 }
 
 Run read_incident_list(const Args& a) {

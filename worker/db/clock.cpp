@@ -25,4 +25,8 @@ Instant hours_before(Session& session, const std::string& iso, long hours) {
   return Instant{r.text(0, 0), false};
 }
 
+std::string utc_text(const std::string& expr) {
+  return "to_char((" + expr + ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+}
+
 } // namespace lethe::db

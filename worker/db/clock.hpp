@@ -17,6 +17,10 @@ struct Instant {
 Instant resolve_instant(Session& session, const std::string& as_of,
                         const std::string& option = "--as-of");
 
+// SQL text formatting the timestamptz expression `expr` as UTC ISO 8601 to the second
+// ("YYYY-MM-DDTHH:MM:SSZ"; NULL stays NULL).
+std::string utc_text(const std::string& expr);
+
 // The instant `hours` before `iso` (an instant the database resolved), as the server counts.
 Instant hours_before(Session& session, const std::string& iso, long hours);
 

@@ -8,7 +8,7 @@ namespace lethe::db::store {
 namespace {
 
 std::string utc(const std::string& expr) {
-  return "to_char((" + expr + ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+  return utc_text(expr);
 }
 
 std::string day(const std::string& expr) {

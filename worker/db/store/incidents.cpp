@@ -1,11 +1,13 @@
 #include "worker/db/store/incidents.hpp"
 
+#include "worker/db/clock.hpp"
+
 namespace lethe::db::store {
 namespace {
 
+// Empty text for NULL: the rows' optional instants are empty strings.
 std::string utc(const std::string& column) {
-  return "coalesce(to_char((" + column +
-         ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')";
+  return "coalesce(" + utc_text(column) + ", '')";
 }
 
 const std::string k_select =

@@ -1,5 +1,6 @@
 #include "worker/db/store/requests.hpp"
 
+#include "worker/db/clock.hpp"
 #include "worker/db/pii_sql.hpp"
 #include "worker/util/error.hpp"
 
@@ -8,8 +9,8 @@
 namespace lethe::db::store {
 namespace {
 
-std::string utc(const std::string& column) {
-  return "to_char((" + column + ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+std::string utc(const std::string& expr) {
+  return utc_text(expr);
 }
 
 // $1: the instant hours are counted to (NULL: now()).
